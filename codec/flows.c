@@ -39,6 +39,7 @@ typedef struct slot {
     uint8_t fin[2];
     int fin_both;          /* both FINs seen: the next packet ends the flow */
     int emitted;           /* tombstone: handed over (K packets, FIN or RST) */
+    int label_weak;        /* label is the file-name fallback: comments win */
 } slot;
 
 typedef struct {
@@ -215,8 +216,9 @@ static nd_status add_packet(table *t, slot *s, const nd_packet *p, const nd_pkti
     fp->data = NULL;
     memcpy(s->data + (size_t)s->f.n * keep, p->l3, fp->len);
     s->f.n++;
-    if (!s->f.label[0] && p->comment && nd_labeler_comments(t->o->labeler))
-        nd_label_from_comment(p->comment, s->f.label, sizeof s->f.label);
+    if ((s->label_weak || !s->f.label[0]) && p->comment && nd_labeler_comments(t->o->labeler) &&
+        nd_label_from_comment(p->comment, s->f.label, sizeof s->f.label))
+        s->label_weak = 0;
     (void)pi;
     if (s->f.n == t->o->max_packets)
         return finish(t, s, ND_FLOW_END_EOF, 0, err);  /* tombstone stays */
@@ -294,8 +296,10 @@ nd_status nd_flows_from_capture(const char *path, const nd_flow_opts *o, nd_flow
             const char *lab = nd_labeler_lookup(o->labeler, path, &p, &pi);
             if (lab)
                 snprintf(s->f.label, sizeof s->f.label, "%s", lab);
-            else if (!o->labeler || !o->drop_unlabelled)
+            else if (!o->labeler || !o->drop_unlabelled) {
                 nd_label_from_filename(path, s->f.label, sizeof s->f.label);
+                s->label_weak = 1;
+            }
             if (o->drop_unlabelled && !lab)
                 s->f.label[0] = '\0';
         }
