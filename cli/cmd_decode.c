@@ -225,6 +225,7 @@ static int run(int argc, char **argv)
             fprintf(stderr, "netdiff decode: %s\n", err.msg);
             failed++;
             free(files[i]);
+            files[i] = NULL;
             continue;
         }
         char lab[64];
