@@ -92,6 +92,19 @@ static nd_status header_line(const nd_nprint_opts *o, line_buf *b, nd_err *err)
     return ND_OK;
 }
 
+/* ",b,b,b,b,b,b,b,b" for every byte value: 16 characters. */
+static char byte_text[256][16];
+static void byte_text_init(void)
+{
+    if (byte_text[0][0])
+        return;
+    for (int v = 0; v < 256; v++)
+        for (int i = 0; i < 8; i++) {
+            byte_text[v][2 * i] = ',';
+            byte_text[v][2 * i + 1] = (char)('0' + ((v >> (7 - i)) & 1));
+        }
+}
+
 /* Appends ",v" for every shown column; cell strings are precomputed. */
 typedef struct {
     char cell[3][8];     /* for -1, 0, 1 (index v+1) */
@@ -100,6 +113,7 @@ typedef struct {
 
 static void cells_init(cells *c, int fill)
 {
+    byte_text_init();
     snprintf(c->cell[0], sizeof c->cell[0], ",%d", fill);
     snprintf(c->cell[1], sizeof c->cell[1], ",0");
     snprintf(c->cell[2], sizeof c->cell[2], ",1");
@@ -107,6 +121,8 @@ static void cells_init(cells *c, int fill)
         c->len[i] = (uint8_t)strlen(c->cell[i]);
 }
 
+/* Blocks start and end on whole bytes, so cells go eight at a time: eight
+ * bits become one table copy, eight vacant cells one copy of the fill. */
 static int row_line(const col_ranges *r, const cells *c, const char *prefix,
                     const int8_t *row, line_buf *b)
 {
@@ -115,12 +131,36 @@ static int row_line(const col_ranges *r, const cells *c, const char *prefix,
         return -1;
     lb_put(b, prefix, pl);
     char *o = b->p + b->n;
+    char fill8[64];
+    size_t fill8_len = 0;
+    for (int i = 0; i < 8; i++) {
+        memcpy(fill8 + fill8_len, c->cell[0], c->len[0]);
+        fill8_len += c->len[0];
+    }
     for (int k = 0; k < r->n; k++) {
         const int8_t *v = row + r->start[k];
-        for (int i = 0; i < r->width[k]; i++) {
-            int x = v[i] == 1 ? 2 : v[i] == 0 ? 1 : 0;
-            memcpy(o, c->cell[x], 8);  /* fixed-size copy; length decides */
-            o += c->len[x];
+        for (int i = 0; i < r->width[k]; i += 8) {
+            uint64_t x;
+            memcpy(&x, v + i, 8);
+            if ((x & 0xfefefefefefefefeull) == 0) {
+                /* eight 0/1 cells: gather the low bits into one byte */
+                /* cell 0 (the MSB) is the lowest lane in memory */
+                uint8_t byte = 0;
+                for (int j = 0; j < 8; j++)
+                    byte = (uint8_t)(byte | (((x >> (8 * j)) & 1) << (7 - j)));
+                memcpy(o, byte_text[byte], 16);
+                o += 16;
+            } else if (x == 0xffffffffffffffffull) {
+                memcpy(o, fill8, fill8_len);
+                o += fill8_len;
+            } else {
+                for (int j = 0; j < 8; j++) {
+                    int8_t e = v[i + j];
+                    int s = e == 1 ? 2 : e == 0 ? 1 : 0;
+                    memcpy(o, c->cell[s], 8);  /* fixed-size copy; length decides */
+                    o += c->len[s];
+                }
+            }
         }
     }
     *o++ = '\n';

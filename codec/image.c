@@ -58,11 +58,16 @@ static const uint8_t colour[3][3] = {{0, 0, 255}, {0, 255, 0}, {255, 0, 0}}; /* 
 void nd_image_from_rows(const nd_layout *l, const nd_rows *t, uint8_t *rgb)
 {
     int n = t->n < l->packets ? t->n : l->packets;
+    size_t stride = (size_t)l->width * 3;
     for (int y = 0; y < l->packets; y++) {
-        uint8_t *px = rgb + (size_t)y * (size_t)l->width * 3;
+        uint8_t *px = rgb + (size_t)y * stride;
         if (y >= n) {
-            for (int x = 0; x < l->width; x++)
-                memcpy(px + 3 * x, colour[0], 3);
+            /* padding: one blue row, then copies of it */
+            if (y == n)
+                for (int x = 0; x < l->width; x++)
+                    memcpy(px + 3 * x, colour[0], 3);
+            else
+                memcpy(px, rgb + (size_t)n * stride, stride);
             continue;
         }
         const int8_t *row = nd_rows_at(t, y);

@@ -5,7 +5,7 @@ set -eu
 export DEBIAN_FRONTEND=noninteractive
 PKGS="build-essential pkg-config clang-14 libclang-rt-14-dev llvm-14 \
   libpcap-dev libpng-dev zlib1g-dev libjansson-dev libmicrohttpd-dev libopenblas-dev \
-  tshark wireshark-common tcpreplay python3 python3-scapy iproute2 curl prometheus"
+  tshark wireshark-common tcpreplay python3 python3-scapy iproute2 curl prometheus time"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

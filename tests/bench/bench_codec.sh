@@ -1,0 +1,53 @@
+#!/bin/sh
+# Codec throughput: pcap -> nPrint CSV and pcap -> per-flow images, on the real
+# test captures made into one larger capture, beside nprint when it is on PATH
+# (or NPRINT=/path/to/nprint): same input, same run. Peak memory of each.
+set -eu
+ND=${NETDIFF:-build/netdiff}
+T=${ND_TESTDATA:-../shared/testdata}
+COPIES=${COPIES:-40}
+NPRINT=${NPRINT:-$(command -v nprint || true)}
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+# one capture: every Ethernet test capture nprint parses, COPIES times, each
+# copy shifted by 10000 s so its flows are new flows
+src="$T/protocols/tls/nprint_example_port443.pcap $T/protocols/http/nprint_example_port80.pcap $T/apps/netflix/ndpi_netflix__netflix.pcap $T/apps/zoom/ndpi_zoom__zoom.pcapng $T/protocols/ssh/zeek_ssh_ssh-client-side-half-duplex.pcap"
+mergecap -F pcap -w "$tmp/base.pcap" $src
+i=0; list=""
+while [ $i -lt "$COPIES" ]; do
+  editcap -t $((i * 10000)) "$tmp/base.pcap" "$tmp/c$i.pcap"; list="$list $tmp/c$i.pcap"; i=$((i + 1))
+done
+mergecap -a -F pcap -w "$tmp/big.pcap" $list
+rm -f $list
+pk=$(capinfos -Mc "$tmp/big.pcap" | awk '/Number of packets/ {print $NF}')
+mb=$(($(stat -c %s "$tmp/big.pcap") / 1048576))
+# run NAME CMD...: best wall time of 3 and peak RSS
+run() {
+  best=""; rss=0
+  for k in 1 2 3; do
+    /usr/bin/time -f "%e %M" -o "$tmp/t" "$@" >/dev/null 2>&1 || true
+    t=$(cut -d' ' -f1 "$tmp/t"); m=$(cut -d' ' -f2 "$tmp/t")
+    if [ -z "$best" ] || [ "$(echo "$t < $best" | bc -l)" = 1 ]; then best=$t; fi
+    [ "$m" -gt "$rss" ] && rss=$m
+  done
+  echo "$best $rss"
+}
+flags="-4 -6 -t -u -i -p 0"
+echo "input: $pk packets ($mb MiB), $COPIES copies of 5 real captures; one core"
+printf '%-34s %9s %12s %9s\n' "task" "seconds" "packets/s" "peak MiB"
+set -- $(run $ND encode "$tmp/big.pcap" $flags -o "$tmp/a.csv")
+nd_csv=$1
+printf '%-34s %9s %12.0f %9.1f\n' "netdiff encode CSV ($flags)" "$1" "$(echo "$pk / $1" | bc -l)" "$(echo "$2/1024" | bc -l)"
+rm -rf "$tmp/img"
+set -- $(run sh -c "rm -rf $tmp/img; $ND encode $tmp/big.pcap --images $tmp/img")
+nimg=$(ls "$tmp/img" | wc -l)
+printf '%-34s %9s %12.0f %9.1f\n' "netdiff encode --images ($nimg PNG)" "$1" "$(echo "$pk / $1" | bc -l)" "$(echo "$2/1024" | bc -l)"
+set -- $(run sh -c "rm -rf $tmp/img; $ND encode $tmp/big.pcap --images $tmp/img --packets 128")
+printf '%-34s %9s %12.0f %9.1f\n' "netdiff encode --images K=128" "$1" "$(echo "$pk / $1" | bc -l)" "$(echo "$2/1024" | bc -l)"
+if [ -n "$NPRINT" ]; then
+  set -- $(run "$NPRINT" -P "$tmp/big.pcap" $flags -W "$tmp/b.csv")
+  printf '%-34s %9s %12.0f %9.1f\n' "nprint 1.2.1 -P ($flags)" "$1" "$(echo "$pk / $1" | bc -l)" "$(echo "$2/1024" | bc -l)"
+  if cmp -s "$tmp/a.csv" "$tmp/b.csv"; then same="identical output"; else same="OUTPUT DIFFERS"; fi
+  printf 'CSV speed-up over nprint: %.1fx (%s)\n' "$(echo "$1 / $nd_csv" | bc -l)" "$same"
+else
+  echo "nprint: not found on PATH (set NPRINT=/path/to/nprint for the comparison)"
+fi
