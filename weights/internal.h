@@ -43,4 +43,8 @@ int nd_ldm_controlnet_key(const char *in, int L, int hint_last, char *out, size_
 json_t *nd_wjson_load(const char *buf, size_t len, nd_err *err);
 nd_status nd_wread_file(const char *path, size_t max, char **out, size_t *len, nd_err *err);
 
+/* load.c internals used by lora.c */
+nd_wtensor *nd_weights_get_mut(nd_weights *w, const char *name);
+nd_wdtype nd_weights_dtype(const nd_weights *w);
+
 #endif

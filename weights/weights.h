@@ -206,6 +206,8 @@ const nd_unet_config *nd_weights_controlnet(const nd_weights *w);
 const nd_vae_config *nd_weights_vae(const nd_weights *w);
 const nd_clip_config *nd_weights_clip(const nd_weights *w);
 const nd_weights_report *nd_weights_get_report(const nd_weights *w);
+/* Folder of tokenizer/ (vocab.json, merges.txt) of a diffusers model, or NULL. */
+const char *nd_weights_tokenizer_dir(const nd_weights *w);
 /* Missing / unexpected / mis-shaped key names (non-strict loads, inspect). */
 size_t nd_weights_n_problems(const nd_weights *w);
 const char *nd_weights_problem(const nd_weights *w, size_t i); /* "missing unet.x [..]" */
