@@ -199,8 +199,7 @@ nd_status nd_lora_open(const char *path, nd_lora **out, nd_err *err)
         }
         const nd_st_tensor *d = m->down, *u = m->up;
         int fl = (d->dtype == ND_WDT_F32 || d->dtype == ND_WDT_F16 || d->dtype == ND_WDT_BF16) &&
-                 d->dtype == d->dtype && (u->dtype == ND_WDT_F32 || u->dtype == ND_WDT_F16 ||
-                                          u->dtype == ND_WDT_BF16);
+                 (u->dtype == ND_WDT_F32 || u->dtype == ND_WDT_F16 || u->dtype == ND_WDT_BF16);
         if (!fl || (d->ndim != 2 && d->ndim != 4) || u->ndim != d->ndim || u->shape[1] != d->shape[0] ||
             d->shape[0] < 1 || (u->ndim == 4 && (u->shape[2] != 1 || u->shape[3] != 1))) {
             st = nd_fail(err, ND_EFORMAT, "%s: module '%s': down/up shapes or dtypes do not "
@@ -384,8 +383,8 @@ static nd_status apply(nd_wtensor *t, const lmod *m, float scale, nd_wdtype keep
     return st;
 }
 
-nd_status nd_weights_merge_lora(nd_weights *w, const char *path, float scale,
-                                nd_lora_report *rep, nd_err *err)
+static nd_status merge(nd_weights *w, const char *path, float scale, int dry,
+                       nd_lora_report *rep, nd_err *err)
 {
     nd_wformat f = ND_WFMT_UNKNOWN;
     nd_status st = nd_wdetect(path, &f, err);
@@ -418,7 +417,7 @@ nd_status nd_weights_merge_lora(nd_weights *w, const char *path, float scale,
             st = nd_fail(err, ND_EFORMAT, "%s: LoRA module '%s' does not fit %s", path, m->target,
                          t->name);
     }
-    for (size_t i = 0; i < l->n && !st; i++)
+    for (size_t i = 0; i < l->n && !st && !dry; i++)
         st = apply(tg[i], &l->m[i], scale, nd_weights_dtype(w), err);
     l->rep.n_applied = st ? 0 : l->n;
     if (rep)
@@ -426,4 +425,15 @@ nd_status nd_weights_merge_lora(nd_weights *w, const char *path, float scale,
     free(tg);
     nd_lora_free(l);
     return st;
+}
+
+nd_status nd_weights_merge_lora(nd_weights *w, const char *path, float scale,
+                                nd_lora_report *rep, nd_err *err)
+{
+    return merge(w, path, scale, 0, rep, err);
+}
+
+nd_status nd_weights_check_lora(nd_weights *w, const char *path, nd_lora_report *rep, nd_err *err)
+{
+    return merge(w, path, 1.0f, 1, rep, err);
 }

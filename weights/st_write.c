@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     char *name;
@@ -132,8 +133,19 @@ nd_status nd_st_writer_save(nd_st_writer *w, const char *path, nd_err *err)
     for (size_t i = jl; ok && i < padded; i++)
         ok = fputc(' ', f) != EOF;
     free(js);
-    for (size_t i = 0; ok && i < w->n; i++)
-        ok = !w->t[i].nbytes || fwrite(w->t[i].data, 1, w->t[i].nbytes, f) == w->t[i].nbytes;
+    uint64_t end = 8 + padded;
+    for (size_t i = 0; ok && i < w->n; i++) {
+        end += w->t[i].nbytes;
+        if (!w->t[i].nbytes)
+            continue;
+        if (w->t[i].data)
+            ok = fwrite(w->t[i].data, 1, w->t[i].nbytes, f) == w->t[i].nbytes;
+        else
+            ok = !fseeko(f, (off_t)w->t[i].nbytes, SEEK_CUR);
+    }
+    /* a trailing hole needs the size set explicitly */
+    if (ok && fflush(f) == 0)
+        ok = !ftruncate(fileno(f), (off_t)end);
     if (fclose(f) || !ok)
         return nd_fail(err, ND_EIO, "%s: write failed: %s", path, strerror(errno));
     return ND_OK;

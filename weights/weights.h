@@ -94,7 +94,8 @@ const char *nd_st_meta_key(const nd_st_file *f, size_t i);
 uint64_t nd_st_file_size(const nd_st_file *f);
 
 /* Writer: collects tensors (data is referenced, not copied: it must stay valid
- * until nd_st_writer_save returns), then writes a standard file (header padded
+ * until nd_st_writer_save returns; NULL data writes zeros as a sparse hole,
+ * for shape-only test files), then writes a standard file (header padded
  * with spaces to 8 bytes, tensors sorted by alignment then name). */
 typedef struct nd_st_writer nd_st_writer;
 nd_st_writer *nd_st_writer_new(void);
@@ -226,6 +227,9 @@ typedef struct {
  * or whose shapes disagree, fails the whole call before anything is changed. */
 nd_status nd_weights_merge_lora(nd_weights *w, const char *path, float scale,
                                 nd_lora_report *rep, nd_err *err);
+/* The same checks as a merge (every module matches a tensor of w with fitting
+ * shapes) without changing w; rep->n_applied counts the modules that would. */
+nd_status nd_weights_check_lora(nd_weights *w, const char *path, nd_lora_report *rep, nd_err *err);
 /* Inspects a LoRA file without a model: counts, ranks, target names. */
 typedef struct nd_lora nd_lora;
 nd_status nd_lora_open(const char *path, nd_lora **out, nd_err *err);
