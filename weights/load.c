@@ -332,7 +332,8 @@ static nd_status add_tensor(nd_weights *w, const char *name, const nd_st_tensor 
     t->src_dtype = src->dtype;
     t->dtype = w->p.dtype;
     t->ndim = ndim;
-    memcpy(t->shape, shape, sizeof t->shape);
+    for (int d = 0; d < ndim; d++) /* the rest stays 0 */
+        t->shape[d] = shape[d];
     t->numel = src->numel;
     size_t es = nd_wdtype_size(t->dtype);
     if (src->dtype == t->dtype && ((uintptr_t)src->data % es) == 0) {
