@@ -10,7 +10,7 @@ check "LDM file" sh -c 'echo "$0" | grep -q "^format: LDM single file" && echo "
 o=$(out $F/tiny_controlnet_ldm.safetensors)
 check "ControlNet original" sh -c 'echo "$0" | grep -q "^controlnet: 128 tensors.*BF16 x128; missing 0, unexpected 0"' "$o"
 o=$(out --all $F/lora_kohya.safetensors)
-check "kohya LoRA" sh -c 'echo "$0" | grep -q "^modules: 61 (unet 49, text encoder 12, conv/LoCon 1)" && echo "$0" | grep -q "lora_unet_down_blocks_0_attentions_0_proj_in  rank 4 alpha 2"' "$o"
+check "kohya LoRA" sh -c 'echo "$0" | grep -q "^modules: 61 (unet 49, text encoder 12, conv/LoCon 1)" && echo "$0" | grep -q "lora_unet_down_blocks_0_attentions_0_proj_in  rank 4 alpha 3"' "$o"
 o=$(out --all $F/lora_peft.safetensors)
 check "PEFT LoRA" sh -c 'echo "$0" | grep -q "unet.down_blocks.0.attentions.0.proj_out  rank 4 alpha 2$" && echo "$0" | grep -q "unet.down_blocks.0.attentions.0.proj_in  rank 4 alpha 8$"' "$o"
 printf '\200\002}q\000.' > "$ND_TMP/model.ckpt"
