@@ -39,8 +39,17 @@ nd_status nd_wrap(nd_err *err, nd_status st, const char *fmt, ...)
         va_start(ap, fmt);
         int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
-        if (n >= 0 && (size_t)n < sizeof err->msg)
-            snprintf(err->msg + n, sizeof err->msg - (size_t)n, ": %.*s", (int)(sizeof err->msg - 3 - (size_t)n), old);
+        /* truncating the old message is intended: strncat-style copy, so
+         * gcc -O1's -Wformat-truncation has nothing to warn about */
+        if (n >= 0 && (size_t)n + 2 < sizeof err->msg) {
+            size_t room = sizeof err->msg - (size_t)n - 1, ol = strlen(old);
+            memcpy(err->msg + n, ": ", 2);
+            room -= 2;
+            if (ol > room)
+                ol = room;
+            memcpy(err->msg + n + 2, old, ol);
+            err->msg[n + 2 + ol] = '\0';
+        }
     }
     return st;
 }
