@@ -39,8 +39,16 @@ nd_status nd_wrap(nd_err *err, nd_status st, const char *fmt, ...)
         va_start(ap, fmt);
         int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
-        if (n >= 0 && (size_t)n < sizeof err->msg)
-            snprintf(err->msg + n, sizeof err->msg - (size_t)n, ": %s", old);
+        /* append ": <old>", truncating (copied by hand: GCC's
+         * -Wformat-truncation rejects the snprintf form under -O1) */
+        for (size_t i = n >= 0 ? (size_t)n : sizeof err->msg, j = 0;
+             i + 1 < sizeof err->msg; i++, j++) {
+            char ch = j < 2 ? ": "[j] : old[j - 2];
+            if (!ch)
+                break;
+            err->msg[i] = ch;
+            err->msg[i + 1] = '\0';
+        }
     }
     return st;
 }
