@@ -3,10 +3,10 @@
  * Layout [B, N, H*d] (what the q/k/v linears produce), so the model needs no
  * transposes. One task = (batch, head, tile of BQ query rows); the task walks
  * the keys in tiles of BK, keeping per query row a running max m, running sum
- * l and an unnormalised output O (online softmax). The BQ x BK score tile,
- * the transposed key tile and O live in per-thread scratch of
- * (d*BK + BQ*BK + BQ*d + 2*BQ) floats: memory is O(tile*d) per thread and
- * O(N*d) overall; the N x N score matrix never exists.
+ * l and an unnormalised output O (online softmax). The BQ x BK score tile
+ * and O live in per-thread scratch of (BQ*BK + BQ*d + 2*BQ) floats; K is
+ * transposed once per call into the workspace (as big as K). Memory is
+ * O(N*d); the N x N score matrix never exists.
  *
  * Both products (S = Q K^T with K packed transposed, O += P V) go through one
  * small register-blocked GEMM (6 rows x 16 columns, AVX2/FMA), with a plain
@@ -15,28 +15,35 @@
 
 #include <string.h>
 
-#define BQ 48
+#define BQ 96
 
 static int64_t bk_for(int64_t d)
 {
-    return d <= 80 ? 256 : d <= 160 ? 128 : 64;
+    return d <= 80 ? 128 : d <= 160 ? 128 : 64;
 }
 
 static size_t per_thread_floats(int64_t d)
 {
     int64_t bk = bk_for(d);
     /* each piece rounded up to 16 floats (64 bytes) */
-    return (size_t)(((d * bk + 15) / 16 + (BQ * bk + 15) / 16 + (BQ * d + 15) / 16 + 2 * ((BQ + 15) / 16)) * 16);
+    return (size_t)(((BQ * bk + 15) / 16 + (BQ * d + 15) / 16 + 2 * ((BQ + 15) / 16)) * 16);
+}
+
+/* K transposed once per call, [B][C][Nk] = per head a [d][Nk] matrix, so the
+ * score GEMM streams rows of keys: as big as K itself (O(N d)). */
+static size_t kt_bytes(const nd_op_call *c)
+{
+    return (size_t)nd_tensor_numel(c->src[1]) * 4 + ND_ARENA_ALIGN;
 }
 
 size_t cpu_attention_ws(const nd_backend *be, const nd_op_call *c)
 {
     int64_t d = c->src[0]->shape[2] / c->p.attn.n_heads;
-    return (size_t)be->n_threads * per_thread_floats(d) * 4 + ND_ARENA_ALIGN;
+    return kt_bytes(c) + (size_t)be->n_threads * per_thread_floats(d) * 4 + ND_ARENA_ALIGN;
 }
 
 typedef struct {
-    const float *q, *k, *v;
+    const float *q, *k, *v, *kt;
     float *o;
     int64_t Nq, Nk, C, H, d, bk, n_qt;
     float scale;
@@ -65,7 +72,7 @@ static void gemm_plain(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
 
 #ifdef ND_HAVE_X86
 ND_AVX2 static inline __attribute__((always_inline)) void
-micro(const int mr, const int nc, const bool full, int64_t K, const float *A, int64_t lda,
+micro(const int mr, const int nv, const int nc, const bool full, int64_t K, const float *A, int64_t lda,
       const float *B, int64_t ldb, float *C, int64_t ldc, bool acc)
 {
     __m256 c0[6], c1[6];
@@ -76,13 +83,18 @@ micro(const int mr, const int nc, const bool full, int64_t K, const float *A, in
     for (int64_t k = 0; k < K; k++) {
         const float *bk = B + k * ldb;
         __m256 b0 = full ? _mm256_loadu_ps(bk) : _mm256_maskload_ps(bk, m0);
-        __m256 b1 = full ? _mm256_loadu_ps(bk + 8) : _mm256_maskload_ps(bk + 8, m1);
+        /* nv == 1: a block of at most 8 columns, one vector per row (d = 40
+         * ends in one; two would waste half the FMAs) */
+        __m256 b1 = nv == 1 ? _mm256_setzero_ps()
+                    : full  ? _mm256_loadu_ps(bk + 8)
+                            : _mm256_maskload_ps(bk + 8, m1);
 #pragma GCC unroll 6
         for (int r = 0; r < 6; r++) {
             if (r < mr) {
                 __m256 a = _mm256_broadcast_ss(A + r * lda + k);
                 c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
-                c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
+                if (nv == 2)
+                    c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
             }
         }
     }
@@ -99,24 +111,26 @@ micro(const int mr, const int nc, const bool full, int64_t K, const float *A, in
             _mm256_storeu_ps(cr, c0[r]);
             _mm256_storeu_ps(cr + 8, c1[r]);
         } else {
-            if (acc) {
+            if (acc)
                 c0[r] = _mm256_add_ps(c0[r], _mm256_maskload_ps(cr, m0));
-                c1[r] = _mm256_add_ps(c1[r], _mm256_maskload_ps(cr + 8, m1));
-            }
             _mm256_maskstore_ps(cr, m0, c0[r]);
-            _mm256_maskstore_ps(cr + 8, m1, c1[r]);
+            if (nv == 2) {
+                if (acc)
+                    c1[r] = _mm256_add_ps(c1[r], _mm256_maskload_ps(cr + 8, m1));
+                _mm256_maskstore_ps(cr + 8, m1, c1[r]);
+            }
         }
     }
 }
 
-#define MICRO_CASES(NC, FULL)                                                     \
+#define MICRO_CASES(NV, NC, FULL)                                                 \
     switch (mr) {                                                                 \
-    case 6: micro(6, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;            \
-    case 5: micro(5, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;            \
-    case 4: micro(4, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;            \
-    case 3: micro(3, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;            \
-    case 2: micro(2, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;            \
-    default: micro(1, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;           \
+    case 6: micro(6, NV, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;        \
+    case 5: micro(5, NV, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;        \
+    case 4: micro(4, NV, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;        \
+    case 3: micro(3, NV, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;        \
+    case 2: micro(2, NV, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;        \
+    default: micro(1, NV, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;       \
     }
 
 ND_AVX2 static void gemm_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
@@ -129,9 +143,13 @@ ND_AVX2 static void gemm_avx2(int64_t M, int64_t N, int64_t K, const float *A, i
             const float *a = A + i * lda, *b = B + j;
             float *c = C + i * ldc + j;
             if (nc == 16) {
-                MICRO_CASES(16, true)
+                MICRO_CASES(2, 16, true)
+            } else if (nc == 8) { /* masked stores are slow (microcoded on AMD) */
+                MICRO_CASES(1, 8, true)
+            } else if (nc > 8) {
+                MICRO_CASES(2, nc, false)
             } else {
-                MICRO_CASES(nc, false)
+                MICRO_CASES(1, nc, false)
             }
         }
     }
@@ -217,8 +235,7 @@ static void attn_task(void *vc, int64_t t, int thread)
     int64_t qt = t % a->n_qt, h = (t / a->n_qt) % a->H, b = t / (a->n_qt * a->H);
     int64_t d = a->d, C = a->C, bk = a->bk;
     int64_t i0 = qt * BQ, mq = a->Nq - i0 < BQ ? a->Nq - i0 : BQ;
-    float *kt = a->scratch + (size_t)thread * a->per_thread;
-    float *S = kt + (d * bk + 15) / 16 * 16;
+    float *S = a->scratch + (size_t)thread * a->per_thread;
     float *O = S + (BQ * bk + 15) / 16 * 16;
     float *m = O + (BQ * d + 15) / 16 * 16;
     float *l = m + (BQ + 15) / 16 * 16;
@@ -233,10 +250,7 @@ static void attn_task(void *vc, int64_t t, int thread)
         if (a->causal && j0 > i0 + mq - 1)
             break; /* every later key is masked for this tile */
         int64_t nk = a->Nk - j0 < bk ? a->Nk - j0 : bk;
-        const float *Kb = a->k + (b * a->Nk + j0) * C + h * d;
-        for (int64_t j = 0; j < nk; j++) /* pack K^T: kt[c][j] */
-            for (int64_t c = 0; c < d; c++)
-                kt[c * bk + j] = Kb[j * C + c];
+        const float *kt = a->kt + (b * C + h * d) * a->Nk + j0; /* [d][Nk] */
         for (int64_t r = 0; r < mq; r++) {
             int64_t n = a->causal ? i0 + r - j0 + 1 : nk;
             lim[r] = n < nk ? n : nk;
@@ -244,13 +258,13 @@ static void attn_task(void *vc, int64_t t, int thread)
         const float *Vb = a->v + (b * a->Nk + j0) * C + h * d;
 #ifdef ND_HAVE_X86
         if (a->avx2) {
-            gemm_avx2(mq, nk, d, Q, C, kt, bk, S, bk, false);
+            gemm_avx2(mq, nk, d, Q, C, kt, a->Nk, S, bk, false);
             softmax_tile_avx2(S, bk, mq, nk, lim, a->scale, m, l, O, d);
             gemm_avx2(mq, d, nk, S, bk, Vb, C, O, d, true);
             continue;
         }
 #endif
-        gemm_plain(mq, nk, d, Q, C, kt, bk, S, bk, false);
+        gemm_plain(mq, nk, d, Q, C, kt, a->Nk, S, bk, false);
         softmax_tile_plain(S, bk, mq, nk, lim, a->scale, m, l, O, d);
         gemm_plain(mq, d, nk, S, bk, Vb, C, O, d, true);
     }
@@ -259,6 +273,30 @@ static void attn_task(void *vc, int64_t t, int thread)
         float inv = 1.0f / l[r];
         for (int64_t c = 0; c < d; c++)
             out[r * C + c] = O[r * d + c] * inv;
+    }
+}
+
+/* kt[b][c][j] = k[b][j][c], in blocks of KT_TB keys x KT_TB channels */
+#define KT_TB 32
+typedef struct {
+    const float *k;
+    float *kt;
+    int64_t Nk, C;
+} kt_ctx;
+
+static void kt_task(void *vc, int64_t t, int thread)
+{
+    (void)thread;
+    const kt_ctx *c = vc;
+    int64_t nb = (c->Nk + KT_TB - 1) / KT_TB, b = t / nb, j0 = (t % nb) * KT_TB;
+    int64_t j1 = j0 + KT_TB < c->Nk ? j0 + KT_TB : c->Nk;
+    const float *k = c->k + b * c->Nk * c->C;
+    float *kt = c->kt + b * c->Nk * c->C;
+    for (int64_t c0 = 0; c0 < c->C; c0 += KT_TB) {
+        int64_t c1 = c0 + KT_TB < c->C ? c0 + KT_TB : c->C;
+        for (int64_t ch = c0; ch < c1; ch++)
+            for (int64_t j = j0; j < j1; j++)
+                kt[ch * c->Nk + j] = k[j * c->C + ch];
     }
 }
 
@@ -274,10 +312,14 @@ nd_status cpu_attention(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_er
         .causal = c->p.attn.causal, .avx2 = cpu_of(be)->avx2,
         .per_thread = per_thread_floats(d),
     };
-    a.scratch = nd_arena_alloc(ws, (size_t)be->n_threads * a.per_thread * 4, err);
+    float *kt = nd_arena_alloc(ws, kt_bytes(c), err);
+    a.scratch = kt ? nd_arena_alloc(ws, (size_t)be->n_threads * a.per_thread * 4, err) : NULL;
     if (!a.scratch)
         return nd_wrap(err, ND_ENOMEM, "attention tiles (workspace needs %zu bytes)",
                        cpu_attention_ws(be, c));
+    kt_ctx tc = {k->data, kt, a.Nk, C};
+    nd_pool_run(cpu_of(be)->pool, q->shape[0] * ((a.Nk + KT_TB - 1) / KT_TB), kt_task, &tc);
+    a.kt = kt;
     nd_pool_run(cpu_of(be)->pool, q->shape[0] * H * a.n_qt, attn_task, &a);
     return ND_OK;
 }
