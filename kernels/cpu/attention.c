@@ -29,11 +29,16 @@ static size_t per_thread_floats(int64_t d)
     return (size_t)(((BQ * bk + 15) / 16 + (BQ * d + 15) / 16 + 2 * ((BQ + 15) / 16)) * 16);
 }
 
-/* K transposed once per call, [B][C][Nk] = per head a [d][Nk] matrix, so the
- * score GEMM streams rows of keys: as big as K itself (O(N d)). */
+/* K transposed once per call, tile by tile: [B][H][key tile][d][BK], so the
+ * score GEMM reads one contiguous d x BK block (a [d][Nk] layout made the 40
+ * rows of a block 70 KB apart at 17408 keys: TLB and cache-set thrashing).
+ * As big as K plus one padded tile per head: O(N d). */
 static size_t kt_bytes(const nd_op_call *c)
 {
-    return (size_t)nd_tensor_numel(c->src[1]) * 4 + ND_ARENA_ALIGN;
+    const nd_tensor *k = c->src[1];
+    int64_t d = k->shape[2] / c->p.attn.n_heads, bk = bk_for(d);
+    int64_t nt = (k->shape[1] + bk - 1) / bk;
+    return (size_t)(k->shape[0] * k->shape[2] * nt * bk) * 4 + ND_ARENA_ALIGN;
 }
 
 size_t cpu_attention_ws(const nd_backend *be, const nd_op_call *c)
@@ -45,7 +50,7 @@ size_t cpu_attention_ws(const nd_backend *be, const nd_op_call *c)
 typedef struct {
     const float *q, *k, *v, *kt;
     float *o;
-    int64_t Nq, Nk, C, H, d, bk, n_qt;
+    int64_t Nq, Nk, C, H, d, bk, n_qt, n_kt;
     float scale;
     bool causal, avx2;
     float *scratch;
@@ -250,7 +255,7 @@ static void attn_task(void *vc, int64_t t, int thread)
         if (a->causal && j0 > i0 + mq - 1)
             break; /* every later key is masked for this tile */
         int64_t nk = a->Nk - j0 < bk ? a->Nk - j0 : bk;
-        const float *kt = a->kt + (b * C + h * d) * a->Nk + j0; /* [d][Nk] */
+        const float *kt = a->kt + ((b * a->H + h) * a->n_kt + j0 / bk) * d * bk;
         for (int64_t r = 0; r < mq; r++) {
             int64_t n = a->causal ? i0 + r - j0 + 1 : nk;
             lim[r] = n < nk ? n : nk;
@@ -258,13 +263,13 @@ static void attn_task(void *vc, int64_t t, int thread)
         const float *Vb = a->v + (b * a->Nk + j0) * C + h * d;
 #ifdef ND_HAVE_X86
         if (a->avx2) {
-            gemm_avx2(mq, nk, d, Q, C, kt, a->Nk, S, bk, false);
+            gemm_avx2(mq, nk, d, Q, C, kt, bk, S, bk, false);
             softmax_tile_avx2(S, bk, mq, nk, lim, a->scale, m, l, O, d);
             gemm_avx2(mq, d, nk, S, bk, Vb, C, O, d, true);
             continue;
         }
 #endif
-        gemm_plain(mq, nk, d, Q, C, kt, a->Nk, S, bk, false);
+        gemm_plain(mq, nk, d, Q, C, kt, bk, S, bk, false);
         softmax_tile_plain(S, bk, mq, nk, lim, a->scale, m, l, O, d);
         gemm_plain(mq, d, nk, S, bk, Vb, C, O, d, true);
     }
@@ -276,28 +281,24 @@ static void attn_task(void *vc, int64_t t, int thread)
     }
 }
 
-/* kt[b][c][j] = k[b][j][c], in blocks of KT_TB keys x KT_TB channels */
-#define KT_TB 32
+/* One task = one (batch, head, key tile): kt block[c][j] = k[b][j0+j][h*d+c]. */
 typedef struct {
     const float *k;
     float *kt;
-    int64_t Nk, C;
+    int64_t Nk, C, H, d, bk, n_kt;
 } kt_ctx;
 
 static void kt_task(void *vc, int64_t t, int thread)
 {
     (void)thread;
     const kt_ctx *c = vc;
-    int64_t nb = (c->Nk + KT_TB - 1) / KT_TB, b = t / nb, j0 = (t % nb) * KT_TB;
-    int64_t j1 = j0 + KT_TB < c->Nk ? j0 + KT_TB : c->Nk;
-    const float *k = c->k + b * c->Nk * c->C;
-    float *kt = c->kt + b * c->Nk * c->C;
-    for (int64_t c0 = 0; c0 < c->C; c0 += KT_TB) {
-        int64_t c1 = c0 + KT_TB < c->C ? c0 + KT_TB : c->C;
-        for (int64_t ch = c0; ch < c1; ch++)
-            for (int64_t j = j0; j < j1; j++)
-                kt[ch * c->Nk + j] = k[j * c->C + ch];
-    }
+    int64_t tile = t % c->n_kt, h = (t / c->n_kt) % c->H, b = t / (c->n_kt * c->H);
+    int64_t j0 = tile * c->bk, nk = c->Nk - j0 < c->bk ? c->Nk - j0 : c->bk;
+    const float *k = c->k + (b * c->Nk + j0) * c->C + h * c->d;
+    float *kt = c->kt + t * c->d * c->bk;
+    for (int64_t j = 0; j < nk; j++)
+        for (int64_t ch = 0; ch < c->d; ch++)
+            kt[ch * c->bk + j] = k[j * c->C + ch];
 }
 
 nd_status cpu_attention(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_err *err)
@@ -317,8 +318,9 @@ nd_status cpu_attention(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_er
     if (!a.scratch)
         return nd_wrap(err, ND_ENOMEM, "attention tiles (workspace needs %zu bytes)",
                        cpu_attention_ws(be, c));
-    kt_ctx tc = {k->data, kt, a.Nk, C};
-    nd_pool_run(cpu_of(be)->pool, q->shape[0] * ((a.Nk + KT_TB - 1) / KT_TB), kt_task, &tc);
+    a.n_kt = (a.Nk + a.bk - 1) / a.bk;
+    kt_ctx tc = {k->data, kt, a.Nk, C, H, d, a.bk, a.n_kt};
+    nd_pool_run(cpu_of(be)->pool, q->shape[0] * H * a.n_kt, kt_task, &tc);
     a.kt = kt;
     nd_pool_run(cpu_of(be)->pool, q->shape[0] * H * a.n_qt, attn_task, &a);
     return ND_OK;

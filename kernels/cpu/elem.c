@@ -180,8 +180,8 @@ static void transpose_task(void *vc, int64_t t, int thread)
     float *y = c->y + b * M * N;
     for (int64_t n0 = 0; n0 < N; n0 += TB) {
         int64_t n1 = n0 + TB < N ? n0 + TB : N;
-        for (int64_t m = m0; m < m1; m++)
-            for (int64_t n = n0; n < n1; n++)
+        for (int64_t n = n0; n < n1; n++) /* contiguous writes */
+            for (int64_t m = m0; m < m1; m++)
                 y[n * M + m] = x[m * N + n];
     }
 }

@@ -3,6 +3,7 @@
 # tests/bench/bench_*.sh), or only those whose name contains $1.
 for b in build/bench/bench_* tests/bench/bench_*.sh; do
   [ -e "$b" ] || continue
+  case "$b" in *.d) continue ;; esac  # make dependency files
   name=$(basename "$b" .sh); name=${name#bench_}
   case "$name" in *"${1:-}"*) ;; *) continue ;; esac
   echo "### bench: $name"
