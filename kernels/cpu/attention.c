@@ -1,0 +1,327 @@
+/* kernels/cpu/attention.c - flash-style attention on the CPU.
+ *
+ * Layout [B, N, H*d] (what the q/k/v linears produce), so the model needs no
+ * transposes. One task = (batch, head, tile of BQ query rows); the task walks
+ * the keys in tiles of BK, keeping per query row a running max m, running sum
+ * l and an unnormalised output O (online softmax). The BQ x BK score tile
+ * and O live in per-thread scratch of (BQ*BK + BQ*d + 2*BQ) floats; K is
+ * transposed once per call into the workspace (as big as K). Memory is
+ * O(N*d); the N x N score matrix never exists.
+ *
+ * Both products (S = Q K^T with K packed transposed, O += P V) go through one
+ * small register-blocked GEMM (6 rows x 16 columns, AVX2/FMA), with a plain
+ * loop fallback for CPUs without AVX2. */
+#include "kernels/cpu/simd.h"
+
+#include <string.h>
+
+#define BQ 96
+
+static int64_t bk_for(int64_t d)
+{
+    return d <= 80 ? 128 : d <= 160 ? 128 : 64;
+}
+
+static size_t per_thread_floats(int64_t d)
+{
+    int64_t bk = bk_for(d);
+    /* each piece rounded up to 16 floats (64 bytes) */
+    return (size_t)(((BQ * bk + 15) / 16 + (BQ * d + 15) / 16 + 2 * ((BQ + 15) / 16)) * 16);
+}
+
+/* K transposed once per call, tile by tile: [B][H][key tile][d][BK], so the
+ * score GEMM reads one contiguous d x BK block (a [d][Nk] layout made the 40
+ * rows of a block 70 KB apart at 17408 keys: TLB and cache-set thrashing).
+ * As big as K plus one padded tile per head: O(N d). */
+static size_t kt_bytes(const nd_op_call *c)
+{
+    const nd_tensor *k = c->src[1];
+    int64_t d = k->shape[2] / c->p.attn.n_heads, bk = bk_for(d);
+    int64_t nt = (k->shape[1] + bk - 1) / bk;
+    return (size_t)(k->shape[0] * k->shape[2] * nt * bk) * 4 + ND_ARENA_ALIGN;
+}
+
+size_t cpu_attention_ws(const nd_backend *be, const nd_op_call *c)
+{
+    int64_t d = c->src[0]->shape[2] / c->p.attn.n_heads;
+    return kt_bytes(c) + (size_t)be->n_threads * per_thread_floats(d) * 4 + ND_ARENA_ALIGN;
+}
+
+typedef struct {
+    const float *q, *k, *v, *kt;
+    float *o;
+    int64_t Nq, Nk, C, H, d, bk, n_qt, n_kt;
+    float scale;
+    bool causal, avx2;
+    float *scratch;
+    size_t per_thread;
+} attn_ctx;
+
+/* ---- the small GEMM: C[M,N] (+)= A[M,K] B[K,N], all row-major with strides --- */
+
+static void gemm_plain(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                       const float *B, int64_t ldb, float *C, int64_t ldc, bool acc)
+{
+    for (int64_t i = 0; i < M; i++) {
+        float *c = C + i * ldc;
+        if (!acc)
+            memset(c, 0, (size_t)N * 4);
+        for (int64_t k = 0; k < K; k++) {
+            float a = A[i * lda + k];
+            const float *b = B + k * ldb;
+            for (int64_t j = 0; j < N; j++)
+                c[j] += a * b[j];
+        }
+    }
+}
+
+#ifdef ND_HAVE_X86
+ND_AVX2 static inline __attribute__((always_inline)) void
+micro(const int mr, const int nv, const int nc, const bool full, int64_t K, const float *A, int64_t lda,
+      const float *B, int64_t ldb, float *C, int64_t ldc, bool acc)
+{
+    __m256 c0[6], c1[6];
+#pragma GCC unroll 6
+    for (int r = 0; r < 6; r++)
+        c0[r] = c1[r] = _mm256_setzero_ps();
+    __m256i m0 = nd_tail_mask(nc >= 8 ? 8 : nc), m1 = nd_tail_mask(nc > 8 ? nc - 8 : 0);
+    for (int64_t k = 0; k < K; k++) {
+        const float *bk = B + k * ldb;
+        __m256 b0 = full ? _mm256_loadu_ps(bk) : _mm256_maskload_ps(bk, m0);
+        /* nv == 1: a block of at most 8 columns, one vector per row (d = 40
+         * ends in one; two would waste half the FMAs) */
+        __m256 b1 = nv == 1 ? _mm256_setzero_ps()
+                    : full  ? _mm256_loadu_ps(bk + 8)
+                            : _mm256_maskload_ps(bk + 8, m1);
+#pragma GCC unroll 6
+        for (int r = 0; r < 6; r++) {
+            if (r < mr) {
+                __m256 a = _mm256_broadcast_ss(A + r * lda + k);
+                c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
+                if (nv == 2)
+                    c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
+            }
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < 6; r++) {
+        if (r >= mr)
+            break;
+        float *cr = C + r * ldc;
+        if (full) {
+            if (acc) {
+                c0[r] = _mm256_add_ps(c0[r], _mm256_loadu_ps(cr));
+                c1[r] = _mm256_add_ps(c1[r], _mm256_loadu_ps(cr + 8));
+            }
+            _mm256_storeu_ps(cr, c0[r]);
+            _mm256_storeu_ps(cr + 8, c1[r]);
+        } else {
+            if (acc)
+                c0[r] = _mm256_add_ps(c0[r], _mm256_maskload_ps(cr, m0));
+            _mm256_maskstore_ps(cr, m0, c0[r]);
+            if (nv == 2) {
+                if (acc)
+                    c1[r] = _mm256_add_ps(c1[r], _mm256_maskload_ps(cr + 8, m1));
+                _mm256_maskstore_ps(cr + 8, m1, c1[r]);
+            }
+        }
+    }
+}
+
+#define MICRO_CASES(NV, NC, FULL)                                                 \
+    switch (mr) {                                                                 \
+    case 6: micro(6, NV, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;        \
+    case 5: micro(5, NV, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;        \
+    case 4: micro(4, NV, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;        \
+    case 3: micro(3, NV, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;        \
+    case 2: micro(2, NV, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;        \
+    default: micro(1, NV, NC, FULL, K, a, lda, b, ldb, c, ldc, acc); break;       \
+    }
+
+ND_AVX2 static void gemm_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                              const float *B, int64_t ldb, float *C, int64_t ldc, bool acc)
+{
+    for (int64_t i = 0; i < M; i += 6) {
+        int mr = M - i < 6 ? (int)(M - i) : 6;
+        for (int64_t j = 0; j < N; j += 16) {
+            int nc = N - j < 16 ? (int)(N - j) : 16;
+            const float *a = A + i * lda, *b = B + j;
+            float *c = C + i * ldc + j;
+            if (nc == 16) {
+                MICRO_CASES(2, 16, true)
+            } else if (nc == 8) { /* masked stores are slow (microcoded on AMD) */
+                MICRO_CASES(1, 8, true)
+            } else if (nc > 8) {
+                MICRO_CASES(2, nc, false)
+            } else {
+                MICRO_CASES(1, nc, false)
+            }
+        }
+    }
+}
+
+/* Online-softmax update of rows [0,mq) of the score tile (see file comment). */
+ND_AVX2 static void softmax_tile_avx2(float *S, int64_t ld, int64_t mq, int64_t nk,
+                                      const int64_t *lim, float scale, float *m, float *l,
+                                      float *O, int64_t d)
+{
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (int64_t r = 0; r < mq; r++) {
+        float *s = S + r * ld;
+        int64_t n = lim[r];
+        if (n <= 0) {
+            memset(s, 0, (size_t)nk * 4);
+            continue;
+        }
+        __m256 vmx = _mm256_set1_ps(-INFINITY);
+        int64_t j = 0;
+        for (; j + 8 <= n; j += 8)
+            vmx = _mm256_max_ps(vmx, _mm256_loadu_ps(s + j));
+        float mx = nd_hmax256(vmx);
+        for (; j < n; j++)
+            mx = s[j] > mx ? s[j] : mx;
+        mx *= scale;
+        float mnew = m[r] > mx ? m[r] : mx;
+        float alpha = expf(m[r] - mnew);
+        __m256 vm = _mm256_set1_ps(mnew), vsum = _mm256_setzero_ps();
+        for (j = 0; j + 8 <= n; j += 8) {
+            __m256 p = nd_exp256(_mm256_fmsub_ps(_mm256_loadu_ps(s + j), vs, vm));
+            _mm256_storeu_ps(s + j, p);
+            vsum = _mm256_add_ps(vsum, p);
+        }
+        float sum = nd_hsum256(vsum);
+        for (; j < n; j++) {
+            s[j] = expf(s[j] * scale - mnew);
+            sum += s[j];
+        }
+        for (; j < nk; j++)
+            s[j] = 0.0f;
+        l[r] = l[r] * alpha + sum;
+        m[r] = mnew;
+        if (alpha != 1.0f) {
+            float *o = O + r * d;
+            for (int64_t c = 0; c < d; c++)
+                o[c] *= alpha;
+        }
+    }
+}
+#endif
+
+static void softmax_tile_plain(float *S, int64_t ld, int64_t mq, int64_t nk, const int64_t *lim,
+                               float scale, float *m, float *l, float *O, int64_t d)
+{
+    for (int64_t r = 0; r < mq; r++) {
+        float *s = S + r * ld;
+        int64_t n = lim[r];
+        if (n <= 0) {
+            memset(s, 0, (size_t)nk * 4);
+            continue;
+        }
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < n; j++)
+            mx = s[j] * scale > mx ? s[j] * scale : mx;
+        float mnew = m[r] > mx ? m[r] : mx, alpha = expf(m[r] - mnew), sum = 0.0f;
+        for (int64_t j = 0; j < n; j++) {
+            s[j] = expf(s[j] * scale - mnew);
+            sum += s[j];
+        }
+        for (int64_t j = n; j < nk; j++)
+            s[j] = 0.0f;
+        l[r] = l[r] * alpha + sum;
+        m[r] = mnew;
+        for (int64_t c = 0; c < d; c++)
+            O[r * d + c] *= alpha;
+    }
+}
+
+static void attn_task(void *vc, int64_t t, int thread)
+{
+    const attn_ctx *a = vc;
+    int64_t qt = t % a->n_qt, h = (t / a->n_qt) % a->H, b = t / (a->n_qt * a->H);
+    int64_t d = a->d, C = a->C, bk = a->bk;
+    int64_t i0 = qt * BQ, mq = a->Nq - i0 < BQ ? a->Nq - i0 : BQ;
+    float *S = a->scratch + (size_t)thread * a->per_thread;
+    float *O = S + (BQ * bk + 15) / 16 * 16;
+    float *m = O + (BQ * d + 15) / 16 * 16;
+    float *l = m + (BQ + 15) / 16 * 16;
+    int64_t lim[BQ];
+    memset(O, 0, (size_t)(mq * d) * 4);
+    for (int64_t r = 0; r < mq; r++) {
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+    }
+    const float *Q = a->q + (b * a->Nq + i0) * C + h * d;
+    for (int64_t j0 = 0; j0 < a->Nk; j0 += bk) {
+        if (a->causal && j0 > i0 + mq - 1)
+            break; /* every later key is masked for this tile */
+        int64_t nk = a->Nk - j0 < bk ? a->Nk - j0 : bk;
+        const float *kt = a->kt + ((b * a->H + h) * a->n_kt + j0 / bk) * d * bk;
+        for (int64_t r = 0; r < mq; r++) {
+            int64_t n = a->causal ? i0 + r - j0 + 1 : nk;
+            lim[r] = n < nk ? n : nk;
+        }
+        const float *Vb = a->v + (b * a->Nk + j0) * C + h * d;
+#ifdef ND_HAVE_X86
+        if (a->avx2) {
+            gemm_avx2(mq, nk, d, Q, C, kt, bk, S, bk, false);
+            softmax_tile_avx2(S, bk, mq, nk, lim, a->scale, m, l, O, d);
+            gemm_avx2(mq, d, nk, S, bk, Vb, C, O, d, true);
+            continue;
+        }
+#endif
+        gemm_plain(mq, nk, d, Q, C, kt, bk, S, bk, false);
+        softmax_tile_plain(S, bk, mq, nk, lim, a->scale, m, l, O, d);
+        gemm_plain(mq, d, nk, S, bk, Vb, C, O, d, true);
+    }
+    float *out = a->o + (b * a->Nq + i0) * C + h * d;
+    for (int64_t r = 0; r < mq; r++) {
+        float inv = 1.0f / l[r];
+        for (int64_t c = 0; c < d; c++)
+            out[r * C + c] = O[r * d + c] * inv;
+    }
+}
+
+/* One task = one (batch, head, key tile): kt block[c][j] = k[b][j0+j][h*d+c]. */
+typedef struct {
+    const float *k;
+    float *kt;
+    int64_t Nk, C, H, d, bk, n_kt;
+} kt_ctx;
+
+static void kt_task(void *vc, int64_t t, int thread)
+{
+    (void)thread;
+    const kt_ctx *c = vc;
+    int64_t tile = t % c->n_kt, h = (t / c->n_kt) % c->H, b = t / (c->n_kt * c->H);
+    int64_t j0 = tile * c->bk, nk = c->Nk - j0 < c->bk ? c->Nk - j0 : c->bk;
+    const float *k = c->k + (b * c->Nk + j0) * c->C + h * c->d;
+    float *kt = c->kt + t * c->d * c->bk;
+    for (int64_t j = 0; j < nk; j++)
+        for (int64_t ch = 0; ch < c->d; ch++)
+            kt[ch * c->bk + j] = k[j * c->C + ch];
+}
+
+nd_status cpu_attention(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_err *err)
+{
+    const nd_tensor *q = c->src[0], *k = c->src[1];
+    int64_t C = q->shape[2], H = c->p.attn.n_heads, d = C / H;
+    attn_ctx a = {
+        .q = q->data, .k = k->data, .v = c->src[2]->data, .o = c->dst->data,
+        .Nq = q->shape[1], .Nk = k->shape[1], .C = C, .H = H, .d = d, .bk = bk_for(d),
+        .n_qt = (q->shape[1] + BQ - 1) / BQ,
+        .scale = c->p.attn.scale > 0 ? c->p.attn.scale : 1.0f / sqrtf((float)d),
+        .causal = c->p.attn.causal, .avx2 = cpu_of(be)->avx2,
+        .per_thread = per_thread_floats(d),
+    };
+    float *kt = nd_arena_alloc(ws, kt_bytes(c), err);
+    a.scratch = kt ? nd_arena_alloc(ws, (size_t)be->n_threads * a.per_thread * 4, err) : NULL;
+    if (!a.scratch)
+        return nd_wrap(err, ND_ENOMEM, "attention tiles (workspace needs %zu bytes)",
+                       cpu_attention_ws(be, c));
+    a.n_kt = (a.Nk + a.bk - 1) / a.bk;
+    kt_ctx tc = {k->data, kt, a.Nk, C, H, d, a.bk, a.n_kt};
+    nd_pool_run(cpu_of(be)->pool, q->shape[0] * H * a.n_kt, kt_task, &tc);
+    a.kt = kt;
+    nd_pool_run(cpu_of(be)->pool, q->shape[0] * H * a.n_qt, attn_task, &a);
+    return ND_OK;
+}

@@ -1,0 +1,244 @@
+/* kernels/cpu/elem.c - element-wise and shape ops on the cpu backend:
+ * activations (GELU, quick-GELU, SiLU, GEGLU), add/mul with broadcast, scale,
+ * concat, nearest 2x upsample and the [B,M,N] -> [B,N,M] transpose. All
+ * memory-bound: split into chunks over the pool, AVX2 inner loops where the
+ * compiler would not vectorise on its own (transcendentals, possible
+ * aliasing of in-place calls). */
+#include "kernels/cpu/simd.h"
+
+#include <string.h>
+
+#define CHUNK 16384
+
+typedef struct {
+    nd_op op;
+    const float *a, *b;
+    float *y;
+    int64_t n, L; /* elements; row length (geglu) */
+    nd_bcast bc;
+    int64_t nchunk; /* chunks per row of the broadcast plan */
+    float s0, s1;
+    bool avx2;
+} elem_ctx;
+
+/* ---- unary: y = f(x) -------------------------------------------------------------- */
+
+static void unary_plain(nd_op op, const float *x, float *y, int64_t n, float s0, float s1)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        switch (op) {
+        case ND_OP_GELU: y[i] = nd_gelu_f(v); break;
+        case ND_OP_QUICK_GELU: y[i] = v / (1.0f + expf(-1.702f * v)); break;
+        case ND_OP_SILU: y[i] = nd_silu_f(v); break;
+        default: y[i] = v * s0 + s1; break; /* ND_OP_SCALE */
+        }
+    }
+}
+
+#ifdef ND_HAVE_X86
+ND_AVX2 static void unary_avx2(nd_op op, const float *x, float *y, int64_t n, float s0, float s1)
+{
+    int64_t i = 0;
+    __m256 v0 = _mm256_set1_ps(s0), v1 = _mm256_set1_ps(s1), k = _mm256_set1_ps(1.702f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i), r;
+        switch (op) {
+        case ND_OP_GELU: r = nd_gelu256(v); break;
+        case ND_OP_QUICK_GELU: {
+            __m256 e = nd_exp256(_mm256_mul_ps(v, _mm256_set1_ps(-1.702f)));
+            (void)k;
+            r = _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+            break;
+        }
+        case ND_OP_SILU: r = nd_silu256(v); break;
+        default: r = _mm256_fmadd_ps(v, v0, v1); break;
+        }
+        _mm256_storeu_ps(y + i, r);
+    }
+    unary_plain(op, x + i, y + i, n - i, s0, s1);
+}
+
+ND_AVX2 static void geglu_avx2(const float *x, float *y, int64_t C)
+{
+    int64_t i = 0;
+    for (; i + 8 <= C; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(x + i),
+                                              nd_gelu256(_mm256_loadu_ps(x + C + i))));
+    for (; i < C; i++)
+        y[i] = x[i] * nd_gelu_f(x[C + i]);
+}
+
+/* y[i] = a[i] op b[i*bs], bs 0 or 1 */
+ND_AVX2 static void binary_avx2(bool add, const float *a, const float *b, int64_t bs, float *y,
+                                int64_t n)
+{
+    int64_t i = 0;
+    if (bs == 0) {
+        __m256 vb = _mm256_set1_ps(b[0]);
+        for (; i + 8 <= n; i += 8) {
+            __m256 va = _mm256_loadu_ps(a + i);
+            _mm256_storeu_ps(y + i, add ? _mm256_add_ps(va, vb) : _mm256_mul_ps(va, vb));
+        }
+    } else {
+        for (; i + 8 <= n; i += 8) {
+            __m256 va = _mm256_loadu_ps(a + i), vb = _mm256_loadu_ps(b + i);
+            _mm256_storeu_ps(y + i, add ? _mm256_add_ps(va, vb) : _mm256_mul_ps(va, vb));
+        }
+    }
+    for (; i < n; i++)
+        y[i] = add ? a[i] + b[i * bs] : a[i] * b[i * bs];
+}
+#endif
+
+static void unary_task(void *vc, int64_t t, int thread)
+{
+    (void)thread;
+    const elem_ctx *c = vc;
+    int64_t i0 = t * CHUNK, n = c->n - i0 < CHUNK ? c->n - i0 : CHUNK;
+#ifdef ND_HAVE_X86
+    if (c->avx2) {
+        unary_avx2(c->op, c->a + i0, c->y + i0, n, c->s0, c->s1);
+        return;
+    }
+#endif
+    unary_plain(c->op, c->a + i0, c->y + i0, n, c->s0, c->s1);
+}
+
+static void geglu_task(void *vc, int64_t r, int thread)
+{
+    (void)thread;
+    const elem_ctx *c = vc;
+    const float *x = c->a + r * 2 * c->L;
+    float *y = c->y + r * c->L;
+#ifdef ND_HAVE_X86
+    if (c->avx2) {
+        geglu_avx2(x, y, c->L);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < c->L; i++)
+        y[i] = x[i] * nd_gelu_f(x[c->L + i]);
+}
+
+/* One task = one chunk of one row of the merged broadcast plan. */
+static void binary_task(void *vc, int64_t t, int thread)
+{
+    (void)thread;
+    const elem_ctx *c = vc;
+    const nd_bcast *p = &c->bc;
+    int last = p->nd - 1;
+    int64_t L = p->n[last], row = t / c->nchunk, j0 = (t % c->nchunk) * CHUNK;
+    int64_t n = L - j0 < CHUNK ? L - j0 : CHUNK;
+    int64_t boff = 0, rem = row;
+    for (int d = last - 1; d >= 0; d--) {
+        boff += (rem % p->n[d]) * p->bs[d];
+        rem /= p->n[d];
+    }
+    int64_t bs = p->bs[last];
+    const float *a = c->a + row * L + j0, *b = c->b + boff + j0 * bs;
+    float *y = c->y + row * L + j0;
+    bool add = c->op == ND_OP_ADD;
+#ifdef ND_HAVE_X86
+    if (c->avx2) {
+        binary_avx2(add, a, b, bs, y, n);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++)
+        y[i] = add ? a[i] + b[i * bs] : a[i] * b[i * bs];
+}
+
+/* ---- shape ops ------------------------------------------------------------------------ */
+
+typedef struct {
+    const float *x;
+    float *y;
+    int64_t d0, d1, d2; /* op-specific sizes */
+} shape_ctx;
+
+static void upsample_task(void *vc, int64_t t, int thread)
+{
+    (void)thread;
+    const shape_ctx *c = vc; /* t = plane*H + row; d0 = H, d1 = W */
+    int64_t H = c->d0, W = c->d1, plane = t / H, iy = t % H;
+    const float *src = c->x + (plane * H + iy) * W;
+    float *dst = c->y + (plane * 2 * H + 2 * iy) * 2 * W;
+    for (int64_t x = 0; x < W; x++)
+        dst[2 * x] = dst[2 * x + 1] = src[x];
+    memcpy(dst + 2 * W, dst, (size_t)(2 * W) * 4);
+}
+
+#define TB 32
+static void transpose_task(void *vc, int64_t t, int thread)
+{
+    (void)thread;
+    const shape_ctx *c = vc; /* x[B,M,N]; t = (b, m-block) */
+    int64_t M = c->d1, N = c->d2, nmb = (M + TB - 1) / TB;
+    int64_t b = t / nmb, m0 = (t % nmb) * TB, m1 = m0 + TB < M ? m0 + TB : M;
+    const float *x = c->x + b * M * N;
+    float *y = c->y + b * M * N;
+    for (int64_t n0 = 0; n0 < N; n0 += TB) {
+        int64_t n1 = n0 + TB < N ? n0 + TB : N;
+        for (int64_t n = n0; n < n1; n++) /* contiguous writes */
+            for (int64_t m = m0; m < m1; m++)
+                y[n * M + m] = x[m * N + n];
+    }
+}
+
+nd_status cpu_elem(nd_backend *be, const nd_op_call *c, nd_err *err)
+{
+    const nd_tensor *a = c->src[0], *b = c->src[1];
+    nd_tensor *y = c->dst;
+    nd_pool *pool = cpu_of(be)->pool;
+    elem_ctx e = {.op = c->op, .a = a->data, .b = b ? b->data : NULL, .y = y->data,
+                  .n = nd_tensor_numel(a), .avx2 = cpu_of(be)->avx2};
+    switch (c->op) {
+    case ND_OP_GELU:
+    case ND_OP_QUICK_GELU:
+    case ND_OP_SILU:
+    case ND_OP_SCALE:
+        if (c->op == ND_OP_SCALE) {
+            e.s0 = c->p.scale.scale;
+            e.s1 = c->p.scale.bias;
+        }
+        nd_pool_run(pool, (e.n + CHUNK - 1) / CHUNK, unary_task, &e);
+        return ND_OK;
+    case ND_OP_GEGLU:
+        e.L = y->shape[y->ndim - 1];
+        nd_pool_run(pool, nd_tensor_numel(y) / e.L, geglu_task, &e);
+        return ND_OK;
+    case ND_OP_ADD:
+    case ND_OP_MUL: {
+        nd_bcast_plan(a, b, &e.bc);
+        int64_t L = e.bc.n[e.bc.nd - 1];
+        e.nchunk = (L + CHUNK - 1) / CHUNK;
+        nd_pool_run(pool, e.n / L * e.nchunk, binary_task, &e);
+        return ND_OK;
+    }
+    case ND_OP_CONCAT: {
+        /* per image: two memcpys; few and large, so plain loop */
+        int64_t N = a->shape[0], sa = nd_tensor_numel(a) / N, sb = nd_tensor_numel(b) / N;
+        const float *A = a->data, *Bv = b->data;
+        float *Y = y->data;
+        for (int64_t n = 0; n < N; n++) {
+            memcpy(Y + n * (sa + sb), A + n * sa, (size_t)sa * 4);
+            memcpy(Y + n * (sa + sb) + sa, Bv + n * sb, (size_t)sb * 4);
+        }
+        return ND_OK;
+    }
+    case ND_OP_UPSAMPLE2X: {
+        shape_ctx s = {a->data, y->data, a->shape[2], a->shape[3], 0};
+        nd_pool_run(pool, a->shape[0] * a->shape[1] * a->shape[2], upsample_task, &s);
+        return ND_OK;
+    }
+    case ND_OP_TRANSPOSE: {
+        shape_ctx s = {a->data, y->data, a->shape[0], a->shape[1], a->shape[2]};
+        nd_pool_run(pool, a->shape[0] * ((a->shape[1] + TB - 1) / TB), transpose_task, &s);
+        return ND_OK;
+    }
+    default:
+        return nd_fail(err, ND_EUNSUPPORTED, "cpu: no element-wise kernel for %s",
+                       nd_op_name(c->op));
+    }
+}

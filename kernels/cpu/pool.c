@@ -1,0 +1,138 @@
+/* kernels/cpu/pool.c - see pool.h. Workers sleep on a condition variable
+ * between runs; within a run tasks are claimed with an atomic counter so
+ * uneven tasks (causal attention, edge tiles) balance themselves. */
+#include "kernels/cpu/pool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+struct nd_pool {
+    int n;
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t start, done;
+    uint64_t generation; /* bumped per run; workers wait for a change */
+    int busy;            /* workers still inside the current run */
+    bool stop;
+    /* the current run */
+    nd_task_fn fn;
+    void *ctx;
+    int64_t n_tasks;
+    atomic_int_fast64_t next;
+};
+
+typedef struct {
+    nd_pool *p;
+    int id;
+} worker_arg;
+
+static void drain(nd_pool *p, int thread)
+{
+    for (;;) {
+        int64_t t = atomic_fetch_add(&p->next, 1);
+        if (t >= p->n_tasks)
+            break;
+        p->fn(p->ctx, t, thread);
+    }
+}
+
+static void *worker(void *arg)
+{
+    worker_arg wa = *(worker_arg *)arg;
+    free(arg);
+    nd_pool *p = wa.p;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->stop && p->generation == seen)
+            pthread_cond_wait(&p->start, &p->mu);
+        if (p->stop)
+            break;
+        seen = p->generation;
+        pthread_mutex_unlock(&p->mu);
+        drain(p, wa.id);
+        pthread_mutex_lock(&p->mu);
+        if (--p->busy == 0)
+            pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+nd_status nd_pool_create(int n_threads, nd_pool **out, nd_err *err)
+{
+    if (n_threads < 1)
+        n_threads = 1;
+    nd_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return nd_fail(err, ND_ENOMEM, "pool: out of memory");
+    p->n = n_threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->start, NULL);
+    pthread_cond_init(&p->done, NULL);
+    p->threads = calloc((size_t)n_threads, sizeof *p->threads);
+    if (!p->threads) {
+        free(p);
+        return nd_fail(err, ND_ENOMEM, "pool: out of memory");
+    }
+    for (int i = 1; i < n_threads; i++) {
+        worker_arg *wa = malloc(sizeof *wa);
+        if (!wa || pthread_create(&p->threads[i], NULL, worker, wa ? (*wa = (worker_arg){p, i}, wa) : NULL)) {
+            free(wa);
+            p->n = i; /* destroy joins the ones started */
+            nd_pool_destroy(p);
+            return nd_fail(err, ND_EBACKEND, "pool: cannot start thread %d", i);
+        }
+    }
+    *out = p;
+    return ND_OK;
+}
+
+void nd_pool_destroy(nd_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->n; i++)
+        pthread_join(p->threads[i], NULL);
+    pthread_cond_destroy(&p->start);
+    pthread_cond_destroy(&p->done);
+    pthread_mutex_destroy(&p->mu);
+    free(p->threads);
+    free(p);
+}
+
+int nd_pool_threads(const nd_pool *p)
+{
+    return p->n;
+}
+
+void nd_pool_run(nd_pool *p, int64_t n_tasks, nd_task_fn fn, void *ctx)
+{
+    if (n_tasks <= 0)
+        return;
+    if (p->n == 1 || n_tasks == 1) {
+        for (int64_t t = 0; t < n_tasks; t++)
+            fn(ctx, t, 0);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n_tasks = n_tasks;
+    atomic_store(&p->next, 0);
+    p->busy = p->n - 1;
+    p->generation++;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->mu);
+    drain(p, 0);
+    pthread_mutex_lock(&p->mu);
+    while (p->busy > 0)
+        pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}

@@ -1,0 +1,338 @@
+/* tests/bench/bench_ops.c - one row per op at the shapes of a 64x64 latent
+ * (512^2 images) and a 136x128 latent (1088x1024 NetDiffusion images, 17,408
+ * tokens at the first UNet level), on the "cpu" backend: milliseconds (best
+ * of a few runs), GFLOP/s (2 per multiply-add; 1 per output element for the
+ * memory-bound ops), and the same op in PyTorch on the CPU, timed in the same
+ * run with the same thread count by tests/bench/bench_ops_torch.py, as a
+ * ratio (torch ms / our ms: > 1 means we are faster).
+ *
+ * PyTorch is optional: found via $ND_PYTHON, /work/venv/bin/python, or
+ * python3, whichever can `import torch`; otherwise the table says
+ * "PyTorch: not installed". ND_BENCH_QUICK=1 keeps only the 64x64 rows. */
+#include "kernels/ops.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_ROWS 64
+
+typedef struct {
+    char label[48], shape[48];
+    nd_op op;
+    int nsrc;
+    nd_tensor src[ND_OP_MAX_SRC];
+    bool has[ND_OP_MAX_SRC];
+    nd_tensor dst;
+    nd_op_call call;
+    double ms, flops, torch_ms;
+} row;
+
+static row rows[MAX_ROWS];
+static int n_rows;
+static nd_arena arena;
+static nd_err err;
+static uint64_t rs = 42;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static float rnd(void)
+{
+    rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rs >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+static nd_tensor tensor(nd_dtype dt, int ndim, const int64_t *shape, bool fill)
+{
+    nd_tensor t;
+    if (nd_arena_tensor(&arena, dt, ndim, shape, &t, &err)) {
+        fprintf(stderr, "bench_ops: %s\n", err.msg);
+        exit(1);
+    }
+    size_t n = (size_t)nd_tensor_numel(&t);
+    if (dt == ND_F32)
+        for (size_t i = 0; i < n; i++)
+            ((float *)t.data)[i] = fill ? rnd() : 0.0f;
+    else
+        memset(t.data, 0, n * 2);
+    return t;
+}
+
+/* row builder: add(op, label, shape-text), then S(...) per source, D(...) */
+static row *cur;
+static void add(nd_op op, const char *label, const char *shape)
+{
+    cur = &rows[n_rows++];
+    memset(cur, 0, sizeof *cur);
+    cur->op = op;
+    snprintf(cur->label, sizeof cur->label, "%s", label);
+    snprintf(cur->shape, sizeof cur->shape, "%s", shape);
+}
+static void src_(int i, const int64_t *sh, int nd)
+{
+    cur->src[i] = tensor(ND_F32, nd, sh, true);
+    cur->has[i] = true;
+    if (i + 1 > cur->nsrc)
+        cur->nsrc = i + 1;
+}
+#define S(i, ...) src_(i, (const int64_t[]){__VA_ARGS__}, (int)(sizeof((const int64_t[]){__VA_ARGS__}) / 8))
+static void none(int i)
+{
+    if (i + 1 > cur->nsrc)
+        cur->nsrc = i + 1;
+}
+static void dst_(nd_dtype dt, const int64_t *sh, int nd)
+{
+    cur->dst = tensor(dt, nd, sh, false);
+}
+#define D(...) dst_(ND_F32, (const int64_t[]){__VA_ARGS__}, (int)(sizeof((const int64_t[]){__VA_ARGS__}) / 8))
+#define D16(...) dst_(ND_F16, (const int64_t[]){__VA_ARGS__}, (int)(sizeof((const int64_t[]){__VA_ARGS__}) / 8))
+
+/* Times one row on the backend; frees its tensors afterwards (they were
+ * written to the torch spec already). */
+static void time_row(nd_backend *be, row *r)
+{
+    nd_op_call *c = &r->call;
+    c->op = r->op;
+    for (int i = 0; i < r->nsrc; i++)
+        c->src[i] = r->has[i] ? &r->src[i] : NULL;
+    c->dst = &r->dst;
+    r->flops = nd_op_flops(c);
+    if (nd_op_run(be, c, &err)) { /* also the warm-up */
+        fprintf(stderr, "bench_ops: %s: %s\n", r->label, err.msg);
+        exit(1);
+    }
+    double best = INFINITY, total = 0;
+    for (int rep = 0; rep < 20 && (rep < 2 || total < 400); rep++) {
+        double t0 = now_ms();
+        nd_op_run(be, c, &err);
+        double t = now_ms() - t0;
+        total += t;
+        best = t < best ? t : best;
+        if (total > 4000 && rep >= 0)
+            break; /* the big attention rows: a couple of runs is enough */
+    }
+    r->ms = best;
+}
+
+static void shape_str(FILE *f, const nd_tensor *t, bool has)
+{
+    if (!has) {
+        fputs(" -", f);
+        return;
+    }
+    fputc(' ', f);
+    for (int i = 0; i < t->ndim; i++)
+        fprintf(f, "%s%lld", i ? "," : "", (long long)t->shape[i]);
+}
+
+static void write_spec(FILE *f, int idx, const row *r)
+{
+    const nd_op_call *c = &r->call;
+    fprintf(f, "%d %s %d", idx, nd_op_name(r->op), r->nsrc);
+    for (int i = 0; i < r->nsrc; i++)
+        shape_str(f, &r->src[i], r->has[i]);
+    shape_str(f, &r->dst, true);
+    fprintf(f, " %s", nd_dtype_name(r->dst.dtype));
+    switch (r->op) {
+    case ND_OP_CONV2D:
+        fprintf(f, " %d %d %d %d %d", c->p.conv.stride, c->p.conv.pad_top, c->p.conv.pad_bottom,
+                c->p.conv.pad_left, c->p.conv.pad_right);
+        break;
+    case ND_OP_GROUP_NORM:
+    case ND_OP_LAYER_NORM:
+        fprintf(f, " %d %g %d", c->p.norm.groups, c->p.norm.eps, c->p.norm.silu);
+        break;
+    case ND_OP_ATTENTION:
+        fprintf(f, " %d %d", c->p.attn.n_heads, c->p.attn.causal);
+        break;
+    case ND_OP_SCALE:
+        fprintf(f, " %g %g", c->p.scale.scale, c->p.scale.bias);
+        break;
+    case ND_OP_TIMESTEP_EMB:
+        fprintf(f, " %d", c->p.ts.dim);
+        break;
+    default:
+        break;
+    }
+    fputc('\n', f);
+}
+
+static const char *find_python(void)
+{
+    static char buf[512];
+    const char *cands[] = {getenv("ND_PYTHON"), "/work/venv/bin/python", "python3"};
+    for (size_t i = 0; i < 3; i++) {
+        if (!cands[i] || !*cands[i])
+            continue;
+        char cmd[700];
+        snprintf(cmd, sizeof cmd, "%s -c 'import torch' >/dev/null 2>&1", cands[i]);
+        if (system(cmd) == 0) {
+            snprintf(buf, sizeof buf, "%s", cands[i]);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+static void build_rows(int H, int W, bool big)
+{
+    int64_t N = (int64_t)H * W;
+    char s[48];
+#define SH(...) (snprintf(s, sizeof s, __VA_ARGS__), s)
+    add(ND_OP_LINEAR, "linear q/k/v/out 320", SH("[1,%lld,320]x[320,320]", (long long)N));
+    S(0, 1, N, 320); S(1, 320, 320); none(2); D(1, N, 320);
+    add(ND_OP_LINEAR, "linear ff 320->2560 +b", SH("[1,%lld,320]x[2560,320]", (long long)N));
+    S(0, 1, N, 320); S(1, 2560, 320); S(2, 2560); D(1, N, 2560);
+    add(ND_OP_CONV2D, "conv3x3 320->320", SH("[1,320,%d,%d]", H, W));
+    S(0, 1, 320, H, W); S(1, 320, 320, 3, 3); S(2, 320); D(1, 320, H, W);
+    cur->call.p.conv = (nd_conv2d_params){1, 1, 1, 1, 1};
+    add(ND_OP_CONV2D, "conv3x3 4->320 (conv_in)", SH("[1,4,%d,%d]", H, W));
+    S(0, 1, 4, H, W); S(1, 320, 4, 3, 3); S(2, 320); D(1, 320, H, W);
+    cur->call.p.conv = (nd_conv2d_params){1, 1, 1, 1, 1};
+    add(ND_OP_CONV2D, "conv3x3 s2 320->320", SH("[1,320,%d,%d]", H, W));
+    S(0, 1, 320, H, W); S(1, 320, 320, 3, 3); S(2, 320); D(1, 320, H / 2, W / 2);
+    cur->call.p.conv = (nd_conv2d_params){2, 1, 1, 1, 1};
+    add(ND_OP_CONV2D, "conv1x1 320->320 (proj_in)", SH("[1,320,%d,%d]", H, W));
+    S(0, 1, 320, H, W); S(1, 320, 320, 1, 1); S(2, 320); D(1, 320, H, W);
+    cur->call.p.conv = (nd_conv2d_params){1, 0, 0, 0, 0};
+    add(ND_OP_CONV2D, "conv3x3 1280->1280 @/8", SH("[1,1280,%d,%d]", H / 8, W / 8));
+    S(0, 1, 1280, H / 8, W / 8); S(1, 1280, 1280, 3, 3); S(2, 1280); D(1, 1280, H / 8, W / 8);
+    cur->call.p.conv = (nd_conv2d_params){1, 1, 1, 1, 1};
+    add(ND_OP_GROUP_NORM, "group_norm+silu 32g", SH("[1,320,%d,%d]", H, W));
+    S(0, 1, 320, H, W); S(1, 320); S(2, 320); D(1, 320, H, W);
+    cur->call.p.norm = (nd_norm_params){32, 1e-5f, true};
+    add(ND_OP_LAYER_NORM, "layer_norm", SH("[1,%lld,320]", (long long)N));
+    S(0, 1, N, 320); S(1, 320); S(2, 320); D(1, N, 320);
+    cur->call.p.norm = (nd_norm_params){0, 1e-5f, false};
+    add(ND_OP_ATTENTION, "attention self 8x40", SH("[1,%lld,320]", (long long)N));
+    S(0, 1, N, 320); S(1, 1, N, 320); S(2, 1, N, 320); D(1, N, 320);
+    cur->call.p.attn = (nd_attention_params){8, 0, false};
+    add(ND_OP_ATTENTION, "attention cross 8x40, 77 keys", SH("[1,%lld,320]", (long long)N));
+    S(0, 1, N, 320); S(1, 1, 77, 320); S(2, 1, 77, 320); D(1, N, 320);
+    cur->call.p.attn = (nd_attention_params){8, 0, false};
+    add(ND_OP_ATTENTION, "attention self 8x80 (level 1)", SH("[1,%lld,640]", (long long)N / 4));
+    S(0, 1, N / 4, 640); S(1, 1, N / 4, 640); S(2, 1, N / 4, 640); D(1, N / 4, 640);
+    cur->call.p.attn = (nd_attention_params){8, 0, false};
+    if (!big) { /* the VAE's one head of 512 over the latent's tokens; at 17408
+                   tokens it is 620 GFLOP per call, too long for a benchmark row */
+        add(ND_OP_ATTENTION, "attention VAE 1x512", SH("[1,%lld,512]", (long long)N));
+        S(0, 1, N, 512); S(1, 1, N, 512); S(2, 1, N, 512); D(1, N, 512);
+        cur->call.p.attn = (nd_attention_params){1, 0, false};
+    }
+    add(ND_OP_SOFTMAX, "softmax over 77", SH("[8,%lld,77]", (long long)N));
+    S(0, 8, N, 77); D(8, N, 77);
+    add(ND_OP_GEGLU, "geglu", SH("[1,%lld,2560]", (long long)N));
+    S(0, 1, N, 2560); D(1, N, 1280);
+    add(ND_OP_GELU, "gelu (erf)", SH("[1,%lld,1280]", (long long)N));
+    S(0, 1, N, 1280); D(1, N, 1280);
+    add(ND_OP_SILU, "silu", SH("[1,320,%d,%d]", H, W));
+    S(0, 1, 320, H, W); D(1, 320, H, W);
+    add(ND_OP_ADD, "add same shape", SH("[1,320,%d,%d]", H, W));
+    S(0, 1, 320, H, W); S(1, 1, 320, H, W); D(1, 320, H, W);
+    add(ND_OP_ADD, "add per-channel bcast", SH("[1,320,%d,%d]+[1,320,1,1]", H, W));
+    S(0, 1, 320, H, W); S(1, 1, 320, 1, 1); D(1, 320, H, W);
+    add(ND_OP_MUL, "mul same shape", SH("[1,320,%d,%d]", H, W));
+    S(0, 1, 320, H, W); S(1, 1, 320, H, W); D(1, 320, H, W);
+    add(ND_OP_SCALE, "scale", SH("[1,320,%d,%d]", H, W));
+    S(0, 1, 320, H, W); D(1, 320, H, W);
+    cur->call.p.scale = (nd_scale_params){0.5f, 0.25f};
+    add(ND_OP_CONCAT, "concat channels", SH("[1,320,%d,%d]x2", H, W));
+    S(0, 1, 320, H, W); S(1, 1, 320, H, W); D(1, 640, H, W);
+    add(ND_OP_UPSAMPLE2X, "upsample2x nearest", SH("[1,640,%d,%d]", H / 2, W / 2));
+    S(0, 1, 640, H / 2, W / 2); D(1, 640, H, W);
+    add(ND_OP_TRANSPOSE, "transpose NCHW->NLC", SH("[1,320,%lld]", (long long)N));
+    S(0, 1, 320, N); D(1, N, 320);
+    add(ND_OP_COPY, "copy f32->f16", SH("[1,320,%d,%d]", H, W));
+    S(0, 1, 320, H, W); D16(1, 320, H, W);
+#undef SH
+}
+
+int main(void)
+{
+    nd_backend *be;
+    nd_backend_config cfg = {0, 512u << 20};
+    if (nd_backend_open("cpu", &cfg, &be, &err)) {
+        fprintf(stderr, "bench_ops: %s\n", err.msg);
+        return 1;
+    }
+    if (nd_arena_init(&arena, (size_t)3 << 30, &err)) {
+        fprintf(stderr, "bench_ops: %s\n", err.msg);
+        return 1;
+    }
+    const char *py = find_python();
+    bool quick = getenv("ND_BENCH_QUICK") != NULL;
+    char spec_path[] = "/tmp/nd_bench_ops_XXXXXX";
+    int fd = mkstemp(spec_path);
+    FILE *spec = fd >= 0 ? fdopen(fd, "w") : NULL;
+    printf("backend cpu, %d threads; PyTorch: %s\n", be->n_threads,
+           py ? py : "not installed");
+    const struct {
+        int h, w;
+        const char *name;
+    } lat[] = {{64, 64, "64x64 latent (512x512)"}, {136, 128, "136x128 latent (1088x1024)"}};
+    int first[3] = {0};
+    for (int l = 0; l < (quick ? 1 : 2); l++) {
+        size_t mark = nd_arena_mark(&arena);
+        int r0 = n_rows;
+        first[l] = r0;
+        build_rows(lat[l].h, lat[l].w, l == 1);
+        for (int r = r0; r < n_rows; r++) {
+            time_row(be, &rows[r]);
+            if (spec)
+                write_spec(spec, r, &rows[r]);
+            fprintf(stderr, "  %-32s %9.2f ms\n", rows[r].label, rows[r].ms);
+        }
+        nd_arena_reset(&arena, mark);
+    }
+    first[quick ? 1 : 2] = n_rows;
+    if (spec)
+        fclose(spec);
+    for (int r = 0; r < n_rows; r++)
+        rows[r].torch_ms = NAN;
+    if (py && spec) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "%s tests/bench/bench_ops_torch.py %d < %s", py,
+                 be->n_threads, spec_path);
+        FILE *p = popen(cmd, "r");
+        int idx;
+        double ms;
+        while (p && fscanf(p, "%d %lf", &idx, &ms) == 2)
+            if (idx >= 0 && idx < n_rows)
+                rows[idx].torch_ms = ms;
+        if (p)
+            pclose(p);
+    }
+    unlink(spec_path);
+    for (int l = 0; l < (quick ? 1 : 2); l++) {
+        printf("\n%s\n", lat[l].name);
+        printf("%-31s %-28s %10s %9s %10s %8s\n", "op", "shape", "ms", "GFLOP/s", "torch ms",
+               "speedup");
+        for (int r = first[l]; r < first[l + 1]; r++) {
+            const row *w = &rows[r];
+            printf("%-31s %-28s %10.3f %9.1f ", w->label, w->shape, w->ms,
+                   w->flops / (w->ms * 1e6));
+            if (!py)
+                printf("%10s %8s\n", "n/a", "n/a");
+            else if (isnan(w->torch_ms))
+                printf("%10s %8s\n", "failed", "n/a");
+            else
+                printf("%10.3f %7.2fx\n", w->torch_ms, w->torch_ms / w->ms);
+        }
+    }
+    if (!py)
+        printf("\nPyTorch: not installed (set ND_PYTHON to a python that can import torch)\n");
+    printf("\nspeedup = torch ms / our ms (> 1: we are faster); best of several runs each; "
+           "GFLOP/s counts 2 per multiply-add, 1 per output element for memory-bound ops\n");
+    nd_backend_close(be);
+    nd_arena_free(&arena);
+    return 0;
+}

@@ -1,0 +1,625 @@
+/* tests/kernels/test_ops.c - every op on every backend against cpu_ref.
+ *
+ * Each case gets fresh random inputs (seed printed; ND_SEED=... replays),
+ * output tensors poisoned with NaN first so an element left unwritten fails.
+ * Shapes are chosen to be multiples of no tile size: 77 tokens, odd spatial
+ * sizes, one group, one channel per group, head dims 40/64/80/160/512.
+ *
+ * Tolerance (ARCHITECTURE.md, "Ops"): err = max|out - ref| / max|ref| must be
+ * below 1e-4 with f32 storage and below 2e-3 with f16 storage (inputs and
+ * output in f16; the reference then runs on the same f16-rounded inputs).
+ * "mixed" runs linear/conv with f16 weights and f32 activations (2e-3). */
+#include "kernels/ops.h"
+#include "tests/harness.h"
+
+#include <sys/resource.h>
+
+#define TOL_F32 1e-4
+#define TOL_F16 2e-3
+
+/* ---- random numbers ------------------------------------------------------------- */
+
+static uint64_t rng_state;
+static uint64_t rng_next(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static float rng_uniform(float lo, float hi)
+{
+    return lo + (hi - lo) * (float)((rng_next() >> 40) * (1.0 / 16777216.0));
+}
+
+/* ---- backends under test -------------------------------------------------------- */
+
+#define MAX_BE 4
+static nd_backend *bes[MAX_BE];
+static const char *be_label[MAX_BE];
+static int n_be;
+static nd_arena arena; /* the test's own tensors */
+static nd_err err;
+
+static void open_backends(void)
+{
+    if (n_be)
+        return;
+    rng_state = nd_test_seed();
+    CHECK_OK(nd_arena_init(&arena, 512u << 20, &err), &err);
+    nd_backend_config cfg = {0, 256u << 20};
+    for (const char *const *n = nd_backend_names(); *n; n++) {
+        CHECK_OK(nd_backend_open(*n, &cfg, &bes[n_be], &err), &err);
+        be_label[n_be] = *n;
+        n_be++;
+    }
+    /* the portable (no AVX2) paths of the cpu backend, on the same machine */
+    setenv("ND_NO_AVX2", "1", 1);
+    CHECK_OK(nd_backend_open("cpu", &cfg, &bes[n_be], &err), &err);
+    unsetenv("ND_NO_AVX2");
+    be_label[n_be++] = "cpu(no-avx2)";
+}
+
+/* ---- tensors -------------------------------------------------------------------- */
+
+static nd_tensor new_tensor(nd_dtype dt, int ndim, const int64_t *shape)
+{
+    nd_tensor t;
+    nd_status st = nd_arena_tensor(&arena, dt, ndim, shape, &t, &err);
+    if (st) {
+        printf("    test arena: %s\n", err.msg);
+        exit(2);
+    }
+    return t;
+}
+
+static float get(const nd_tensor *t, int64_t i)
+{
+    return t->dtype == ND_F32 ? ((float *)t->data)[i] : nd_f16_to_f32(((uint16_t *)t->data)[i]);
+}
+
+static void set(nd_tensor *t, int64_t i, float v)
+{
+    if (t->dtype == ND_F32)
+        ((float *)t->data)[i] = v;
+    else
+        ((uint16_t *)t->data)[i] = nd_f32_to_f16(v);
+}
+
+static nd_tensor convert(const nd_tensor *src, nd_dtype dt)
+{
+    nd_tensor t = new_tensor(dt, src->ndim, src->shape);
+    for (int64_t i = 0; i < nd_tensor_numel(src); i++)
+        set(&t, i, get(src, i));
+    return t;
+}
+
+static void poison(nd_tensor *t)
+{
+    for (int64_t i = 0; i < nd_tensor_numel(t); i++)
+        set(t, i, NAN);
+}
+
+/* err = max|out - ref| / max|ref|; NaN anywhere gives NaN */
+static double rel_err(const nd_tensor *out, const nd_tensor *ref)
+{
+    double md = 0, mr = 0;
+    for (int64_t i = 0; i < nd_tensor_numel(ref); i++) {
+        double o = get(out, i), r = get(ref, i);
+        if (isnan(o) || isnan(r))
+            return NAN;
+        md = fmax(md, fabs(o - r));
+        mr = fmax(mr, fabs(r));
+    }
+    return mr > 0 ? md / mr : md;
+}
+
+/* ---- one case: the call to build, run on every backend in f32, f16, mixed -------- */
+
+static nd_op_call cur;
+static nd_tensor cur_src[ND_OP_MAX_SRC], cur_dst;
+static int cur_nsrc;
+static bool cur_inplace; /* dst aliases src[0] */
+static double worst[MAX_BE][3];
+
+static void begin(nd_op op)
+{
+    memset(&cur, 0, sizeof cur);
+    cur.op = op;
+    cur_nsrc = 0;
+    cur_inplace = false;
+}
+
+static void src_(int i, float lo, float hi, const int64_t *shape, int ndim)
+{
+    cur_src[i] = new_tensor(ND_F32, ndim, shape);
+    for (int64_t j = 0; j < nd_tensor_numel(&cur_src[i]); j++)
+        ((float *)cur_src[i].data)[j] = rng_uniform(lo, hi);
+    if (i + 1 > cur_nsrc)
+        cur_nsrc = i + 1;
+    cur.src[i] = &cur_src[i];
+}
+#define SRC(i, lo, hi, ...)                                                                 \
+    src_(i, lo, hi, (const int64_t[]){__VA_ARGS__},                                         \
+         (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
+static void nosrc(int i)
+{
+    if (i + 1 > cur_nsrc)
+        cur_nsrc = i + 1;
+    cur.src[i] = NULL;
+}
+
+static void dst_(const int64_t *shape, int ndim)
+{
+    cur_dst = new_tensor(ND_F32, ndim, shape);
+    cur.dst = &cur_dst;
+}
+#define DST(...)                                                                            \
+    dst_((const int64_t[]){__VA_ARGS__},                                                    \
+         (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
+
+/* Runs the built call on every backend; mode 0 f32, 1 f16, 2 mixed (f16 src[1]). */
+static void run_case(const char *label)
+{
+    size_t mark = nd_arena_mark(&arena);
+    bool weights = cur.op == ND_OP_LINEAR || cur.op == ND_OP_CONV2D;
+    for (int mode = 0; mode < 3; mode++) {
+        if (mode == 2 && !weights)
+            continue;
+        size_t mark2 = nd_arena_mark(&arena);
+        /* inputs as the backend sees them, and their f32 values for the oracle */
+        nd_tensor in[ND_OP_MAX_SRC], in32[ND_OP_MAX_SRC];
+        nd_op_call rc = cur, bc = cur;
+        for (int i = 0; i < cur_nsrc; i++) {
+            if (!cur.src[i])
+                continue;
+            nd_dtype dt = (mode == 1 || (mode == 2 && i == 1)) ? ND_F16 : ND_F32;
+            in[i] = convert(&cur_src[i], dt);
+            in32[i] = convert(&in[i], ND_F32);
+            rc.src[i] = &in32[i];
+            bc.src[i] = &in[i];
+        }
+        nd_dtype ydt = mode == 1 ? ND_F16 : ND_F32;
+        nd_tensor ref = new_tensor(ND_F32, cur_dst.ndim, cur_dst.shape);
+        poison(&ref);
+        rc.dst = &ref;
+        CHECK_OK(nd_op_run(bes[0], &rc, &err), &err);
+        double tol = mode == 0 ? TOL_F32 : TOL_F16;
+        for (int b = 0; b < n_be; b++) {
+            nd_tensor y, x0;
+            if (cur_inplace) { /* dst is a fresh copy of src[0], passed as both */
+                x0 = convert(&in[0], in[0].dtype);
+                bc.src[0] = &x0;
+                y = x0;
+            } else {
+                y = new_tensor(ydt, cur_dst.ndim, cur_dst.shape);
+                poison(&y);
+            }
+            bc.dst = &y;
+            nd_status st = nd_op_run(bes[b], &bc, &err);
+            CHECKF(st == ND_OK, "%s %s mode %d: %s", be_label[b], label, mode, err.msg);
+            if (st)
+                continue;
+            double e = rel_err(&y, &ref);
+            CHECKF(e < tol, "%s %s on %s %s: err %.3g (tolerance %.0e)", nd_op_name(cur.op),
+                   label, be_label[b], mode == 0 ? "f32" : mode == 1 ? "f16" : "mixed", e, tol);
+            if (!(e <= worst[b][mode]))
+                worst[b][mode] = isnan(e) ? INFINITY : fmax(e, worst[b][mode]);
+        }
+        nd_arena_reset(&arena, mark2);
+    }
+    nd_arena_reset(&arena, mark);
+}
+
+/* ---- the cases ------------------------------------------------------------------- */
+
+static void test_linear(void)
+{
+    open_backends();
+    begin(ND_OP_LINEAR); /* CLIP-like: 77 tokens */
+    SRC(0, -1, 1, 2, 77, 64); SRC(1, -1, 1, 48, 64); SRC(2, -1, 1, 48); DST(2, 77, 48);
+    run_case("[2,77,64]x[48,64]+b");
+    begin(ND_OP_LINEAR);
+    SRC(0, -1, 1, 1, 33, 40); SRC(1, -1, 1, 50, 40); nosrc(2); DST(1, 33, 50);
+    run_case("[1,33,40]x[50,40] no bias");
+    begin(ND_OP_LINEAR);
+    SRC(0, -1, 1, 3, 17); SRC(1, -1, 1, 13, 17); SRC(2, -1, 1, 13); DST(3, 13);
+    run_case("[3,17]x[13,17]+b");
+    begin(ND_OP_LINEAR); /* time embedding MLP shape, batch 2 */
+    SRC(0, -1, 1, 2, 320); SRC(1, -0.1f, 0.1f, 128, 320); SRC(2, -1, 1, 128); DST(2, 128);
+    run_case("[2,320]x[128,320]+b");
+}
+
+static void conv(const char *label, int stride, int pt, int pb, int pl, int pr)
+{
+    cur.p.conv = (nd_conv2d_params){stride, pt, pb, pl, pr};
+    run_case(label);
+}
+
+static void test_conv2d(void)
+{
+    open_backends();
+    begin(ND_OP_CONV2D);
+    SRC(0, -1, 1, 2, 8, 9, 11); SRC(1, -1, 1, 16, 8, 3, 3); SRC(2, -1, 1, 16); DST(2, 16, 9, 11);
+    conv("3x3 s1 p1 [2,8,9,11]", 1, 1, 1, 1, 1);
+    begin(ND_OP_CONV2D);
+    SRC(0, -1, 1, 1, 6, 13, 10); SRC(1, -1, 1, 8, 6, 3, 3); SRC(2, -1, 1, 8); DST(1, 8, 7, 5);
+    conv("3x3 s2 p1 [1,6,13,10]", 2, 1, 1, 1, 1);
+    begin(ND_OP_CONV2D);
+    SRC(0, -1, 1, 2, 12, 7, 9); SRC(1, -1, 1, 10, 12, 1, 1); SRC(2, -1, 1, 10); DST(2, 10, 7, 9);
+    conv("1x1 s1 p0 [2,12,7,9]", 1, 0, 0, 0, 0);
+    begin(ND_OP_CONV2D);
+    SRC(0, -1, 1, 1, 20, 5, 5); SRC(1, -1, 1, 7, 20, 1, 1); nosrc(2); DST(1, 7, 5, 5);
+    conv("1x1 no bias [1,20,5,5]", 1, 0, 0, 0, 0);
+    begin(ND_OP_CONV2D); /* VAE encoder downsample: pad right/bottom only */
+    SRC(0, -1, 1, 1, 4, 9, 9); SRC(1, -1, 1, 5, 4, 3, 3); SRC(2, -1, 1, 5); DST(1, 5, 4, 4);
+    conv("3x3 s2 pad(0,1,0,1) [1,4,9,9]", 2, 0, 1, 0, 1);
+    begin(ND_OP_CONV2D); /* conv_in-like: 4 input channels, odd size */
+    SRC(0, -1, 1, 1, 4, 15, 17); SRC(1, -1, 1, 32, 4, 3, 3); SRC(2, -1, 1, 32); DST(1, 32, 15, 17);
+    conv("3x3 s1 p1 [1,4,15,17]->32", 1, 1, 1, 1, 1);
+    begin(ND_OP_CONV2D);
+    SRC(0, -1, 1, 1, 3, 8, 7); SRC(1, -1, 1, 4, 3, 3, 3); nosrc(2); DST(1, 4, 6, 5);
+    conv("3x3 s1 p0 no bias", 1, 0, 0, 0, 0);
+    begin(ND_OP_CONV2D); /* 1x1 stride 2: not the plain GEMM path */
+    SRC(0, -1, 1, 1, 5, 7, 7); SRC(1, -1, 1, 3, 5, 1, 1); SRC(2, -1, 1, 3); DST(1, 3, 4, 4);
+    conv("1x1 s2 [1,5,7,7]", 2, 0, 0, 0, 0);
+}
+
+static void gn(const char *label, int groups, float eps, bool silu)
+{
+    cur.p.norm = (nd_norm_params){groups, eps, silu};
+    run_case(label);
+}
+
+static void test_group_norm(void)
+{
+    open_backends();
+    begin(ND_OP_GROUP_NORM);
+    SRC(0, -2, 2, 2, 64, 5, 7); SRC(1, 0.5f, 1.5f, 64); SRC(2, -1, 1, 64); DST(2, 64, 5, 7);
+    gn("[2,64,5,7] 32 groups silu", 32, 1e-5f, true);
+    begin(ND_OP_GROUP_NORM); /* one channel per group, eps 1e-6 */
+    SRC(0, -2, 2, 1, 32, 9, 9); SRC(1, 0.5f, 1.5f, 32); SRC(2, -1, 1, 32); DST(1, 32, 9, 9);
+    gn("[1,32,9,9] 32 groups eps1e-6", 32, 1e-6f, false);
+    begin(ND_OP_GROUP_NORM); /* one group */
+    SRC(0, -2, 2, 1, 12, 3, 5); SRC(1, 0.5f, 1.5f, 12); SRC(2, -1, 1, 12); DST(1, 12, 3, 5);
+    gn("[1,12,3,5] 1 group silu", 1, 1e-5f, true);
+    begin(ND_OP_GROUP_NORM); /* offset data: the statistics must not lose precision */
+    SRC(0, 9, 11, 1, 64, 3, 3); SRC(1, 0.5f, 1.5f, 64); SRC(2, -1, 1, 64); DST(1, 64, 3, 3);
+    gn("[1,64,3,3] mean 10", 32, 1e-6f, true);
+    begin(ND_OP_GROUP_NORM); /* no affine, 3-d input */
+    SRC(0, -2, 2, 2, 32, 13); nosrc(1); nosrc(2); DST(2, 32, 13);
+    gn("[2,32,13] no affine", 8, 1e-5f, false);
+}
+
+static void test_layer_norm(void)
+{
+    open_backends();
+    begin(ND_OP_LAYER_NORM);
+    SRC(0, -2, 2, 2, 77, 96); SRC(1, 0.5f, 1.5f, 96); SRC(2, -1, 1, 96); DST(2, 77, 96);
+    cur.p.norm.eps = 1e-5f;
+    run_case("[2,77,96]");
+    begin(ND_OP_LAYER_NORM);
+    SRC(0, 4, 6, 5, 33); SRC(1, 0.5f, 1.5f, 33); SRC(2, -1, 1, 33); DST(5, 33);
+    cur.p.norm.eps = 1e-5f;
+    run_case("[5,33] mean 5");
+}
+
+static void attn(const char *label, int heads, bool causal)
+{
+    cur.p.attn = (nd_attention_params){heads, 0.0f, causal};
+    run_case(label);
+}
+
+static void test_attention(void)
+{
+    open_backends();
+    begin(ND_OP_ATTENTION); /* UNet level 0: d 40, self */
+    SRC(0, -2, 2, 1, 100, 80); SRC(1, -2, 2, 1, 100, 80); SRC(2, -1, 1, 1, 100, 80);
+    DST(1, 100, 80);
+    attn("self N100 2x40", 2, false);
+    begin(ND_OP_ATTENTION); /* cross attention: 77 keys, d 80 */
+    SRC(0, -2, 2, 2, 65, 160); SRC(1, -2, 2, 2, 77, 160); SRC(2, -1, 1, 2, 77, 160);
+    DST(2, 65, 160);
+    attn("cross Nq65 Nk77 2x80", 2, false);
+    begin(ND_OP_ATTENTION); /* CLIP: causal, d 64 */
+    SRC(0, -2, 2, 2, 77, 128); SRC(1, -2, 2, 2, 77, 128); SRC(2, -1, 1, 2, 77, 128);
+    DST(2, 77, 128);
+    attn("causal N77 2x64", 2, true);
+    begin(ND_OP_ATTENTION); /* d 160 */
+    SRC(0, -2, 2, 1, 50, 320); SRC(1, -2, 2, 1, 77, 320); SRC(2, -1, 1, 1, 77, 320);
+    DST(1, 50, 320);
+    attn("cross Nq50 Nk77 2x160", 2, false);
+    begin(ND_OP_ATTENTION); /* VAE: one head of 512 */
+    SRC(0, -1, 1, 1, 70, 512); SRC(1, -1, 1, 1, 70, 512); SRC(2, -1, 1, 1, 70, 512);
+    DST(1, 70, 512);
+    attn("self N70 1x512", 1, false);
+    begin(ND_OP_ATTENTION); /* few queries, keys across several tiles */
+    SRC(0, -2, 2, 1, 3, 40); SRC(1, -2, 2, 1, 601, 40); SRC(2, -1, 1, 1, 601, 40);
+    DST(1, 3, 40);
+    attn("Nq3 Nk601 1x40", 1, false);
+    begin(ND_OP_ATTENTION); /* causal across query and key tiles */
+    SRC(0, -2, 2, 1, 300, 40); SRC(1, -2, 2, 1, 300, 40); SRC(2, -1, 1, 1, 300, 40);
+    DST(1, 300, 40);
+    attn("causal N300 1x40", 1, true);
+    begin(ND_OP_ATTENTION); /* peaked scores: the online max must rescale */
+    SRC(0, -6, 6, 1, 97, 64); SRC(1, -6, 6, 1, 333, 64); SRC(2, -1, 1, 1, 333, 64);
+    DST(1, 97, 64);
+    attn("peaked Nq97 Nk333 1x64", 1, false);
+}
+
+static void test_softmax(void)
+{
+    open_backends();
+    begin(ND_OP_SOFTMAX);
+    SRC(0, -8, 8, 3, 77); DST(3, 77);
+    run_case("[3,77]");
+    begin(ND_OP_SOFTMAX);
+    SRC(0, -8, 8, 2, 5, 1001); DST(2, 5, 1001);
+    run_case("[2,5,1001]");
+}
+
+static void test_activations(void)
+{
+    open_backends();
+    static const nd_op ops[] = {ND_OP_GELU, ND_OP_QUICK_GELU, ND_OP_SILU};
+    for (size_t i = 0; i < 3; i++) {
+        begin(ops[i]);
+        SRC(0, -8, 8, 3, 1001); DST(3, 1001);
+        run_case("[3,1001]");
+        begin(ops[i]);
+        SRC(0, -8, 8, 2, 7, 5, 3); DST(2, 7, 5, 3);
+        cur_inplace = true;
+        run_case("[2,7,5,3] in place");
+    }
+    begin(ND_OP_GEGLU);
+    SRC(0, -5, 5, 2, 77, 80); DST(2, 77, 40);
+    run_case("[2,77,80]");
+    begin(ND_OP_GEGLU);
+    SRC(0, -5, 5, 1, 7, 26); DST(1, 7, 13);
+    run_case("[1,7,26]");
+}
+
+static void test_add_mul_scale(void)
+{
+    open_backends();
+    for (int k = 0; k < 2; k++) {
+        nd_op op = k ? ND_OP_MUL : ND_OP_ADD;
+        begin(op);
+        SRC(0, -1, 1, 2, 3, 5, 7); SRC(1, -1, 1, 2, 3, 5, 7); DST(2, 3, 5, 7);
+        run_case("same shape");
+        begin(op); /* resnet: + time embedding per channel */
+        SRC(0, -1, 1, 2, 8, 5, 7); SRC(1, -1, 1, 2, 8, 1, 1); DST(2, 8, 5, 7);
+        run_case("[2,8,5,7] . [2,8,1,1]");
+        begin(op); /* bias over tokens */
+        SRC(0, -1, 1, 2, 77, 96); SRC(1, -1, 1, 96); DST(2, 77, 96);
+        run_case("[2,77,96] . [96]");
+        begin(op);
+        SRC(0, -1, 1, 2, 9, 33); SRC(1, -1, 1, 1, 9, 1); DST(2, 9, 33);
+        run_case("[2,9,33] . [1,9,1]");
+        begin(op);
+        SRC(0, -1, 1, 3, 4, 5); SRC(1, -1, 1, 1); DST(3, 4, 5);
+        run_case("[3,4,5] . [1]");
+        begin(op); /* mid-dim broadcast with an inner run */
+        SRC(0, -1, 1, 2, 3, 4, 5); SRC(1, -1, 1, 2, 1, 4, 5); DST(2, 3, 4, 5);
+        run_case("[2,3,4,5] . [2,1,4,5]");
+        begin(op);
+        SRC(0, -1, 1, 4, 40000); SRC(1, -1, 1, 4, 40000); DST(4, 40000);
+        cur_inplace = true;
+        run_case("[4,40000] in place");
+    }
+    begin(ND_OP_SCALE);
+    SRC(0, -5, 5, 5, 37); DST(5, 37);
+    cur.p.scale = (nd_scale_params){1.0f / 0.18215f, 0.5f};
+    run_case("[5,37] x/0.18215+0.5");
+}
+
+static void test_shape_ops(void)
+{
+    open_backends();
+    begin(ND_OP_CONCAT);
+    SRC(0, -1, 1, 2, 5, 3, 7); SRC(1, -1, 1, 2, 3, 3, 7); DST(2, 8, 3, 7);
+    run_case("[2,5,3,7]+[2,3,3,7]");
+    begin(ND_OP_UPSAMPLE2X);
+    SRC(0, -1, 1, 2, 3, 5, 7); DST(2, 3, 10, 14);
+    run_case("[2,3,5,7]");
+    begin(ND_OP_TRANSPOSE);
+    SRC(0, -1, 1, 2, 40, 77); DST(2, 77, 40);
+    run_case("[2,40,77]");
+    begin(ND_OP_TRANSPOSE);
+    SRC(0, -1, 1, 1, 33, 65); DST(1, 65, 33);
+    run_case("[1,33,65]");
+    begin(ND_OP_COPY);
+    SRC(0, -1, 1, 3, 7); DST(21);
+    run_case("[3,7] -> [21]");
+    begin(ND_OP_TIMESTEP_EMB);
+    SRC(0, 0, 999, 3); DST(3, 320);
+    cur.p.ts = (nd_timestep_params){320, 10000.0f, true, 0.0f};
+    run_case("t[3] dim 320");
+    begin(ND_OP_TIMESTEP_EMB);
+    SRC(0, 0, 50, 2); DST(2, 6);
+    cur.p.ts = (nd_timestep_params){6, 100.0f, false, 1.0f};
+    run_case("t[2] dim 6 sin first shift 1");
+}
+
+/* Every op appears above; this keeps the list honest as ops are added. */
+static void test_every_op_covered(void)
+{
+    open_backends();
+    for (int b = 0; b < n_be; b++)
+        for (int op = 0; op < ND_OP_COUNT; op++) {
+            CHECKF(bes[b]->supports_op(bes[b], (nd_op)op, ND_F32), "%s lacks %s", be_label[b],
+                   nd_op_name((nd_op)op));
+            CHECKF(strcmp(nd_op_name((nd_op)op), "?") != 0, "op %d has no name", op);
+        }
+    printf("  worst err (f32 / f16 / mixed):");
+    for (int b = 0; b < n_be; b++)
+        printf(" %s %.1e/%.1e/%.1e;", be_label[b], worst[b][0], worst[b][1], worst[b][2]);
+    printf("\n");
+}
+
+/* ---- 17408 tokens x head dim 40 on cpu: right, and O(N d) memory ----------------- */
+
+static long max_rss_kb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+static void test_attention_17408(void)
+{
+    open_backends();
+    nd_backend *cpu = bes[1];
+    CHECK(!strcmp(cpu->name, "cpu"));
+    const int64_t N = 17408, C = 40;
+    size_t mark = nd_arena_mark(&arena);
+    int64_t sh[3] = {1, N, C};
+    nd_tensor q = new_tensor(ND_F32, 3, sh), k = new_tensor(ND_F32, 3, sh),
+              v = new_tensor(ND_F32, 3, sh), o = new_tensor(ND_F32, 3, sh);
+    for (int64_t i = 0; i < N * C; i++) {
+        ((float *)q.data)[i] = rng_uniform(-2, 2);
+        ((float *)k.data)[i] = rng_uniform(-2, 2);
+        ((float *)v.data)[i] = rng_uniform(-1, 1);
+    }
+    poison(&o);
+    long rss0 = max_rss_kb();
+    size_t ws_used0 = cpu->ws.used;
+    cpu->ws.peak = ws_used0;
+    CHECK_OK(nd_attention(cpu, &q, &k, &v, 1, false, &o, &err), &err);
+    long rss1 = max_rss_kb();
+    size_t ws_peak = cpu->ws.peak - ws_used0;
+    double n2 = (double)N * N * 4; /* bytes of one f32 score matrix */
+    printf("  17408x40: workspace peak %zu bytes (N*d*4 = %lld, N^2*4 = %.0f), max RSS +%ld KiB\n",
+           ws_peak, (long long)(N * C * 4), n2, rss1 - rss0);
+    /* O(N d): the op's temporaries (K transposed + per-thread tiles) stay
+     * within one input's size plus 1 MiB per thread... */
+    CHECKF(ws_peak < (size_t)(N * C * 4) + ((size_t)cpu->n_threads << 20),
+           "workspace %zu is not O(N*d)", ws_peak);
+    CHECK(ws_peak == nd_op_workspace_bytes(cpu, &(nd_op_call){.op = ND_OP_ATTENTION,
+                                                             .src = {&q, &k, &v}, .dst = &o,
+                                                             .p.attn = {1, 0, false}}) -
+                         ND_ARENA_ALIGN ||
+          ws_peak <= nd_op_workspace_bytes(cpu, &(nd_op_call){.op = ND_OP_ATTENTION,
+                                                              .src = {&q, &k, &v}, .dst = &o,
+                                                              .p.attn = {1, 0, false}}));
+    /* ...and the process grew by far less than one N x N matrix (1.2 GB) */
+    CHECKF((double)(rss1 - rss0) * 1024 < n2 / 8, "max RSS grew %ld KiB", rss1 - rss0);
+    /* rows are independent: check 64 of them (first, last, random) against cpu_ref */
+    int64_t rows = 64, sq[3] = {1, rows, C};
+    nd_tensor qs = new_tensor(ND_F32, 3, sq), os = new_tensor(ND_F32, 3, sq),
+              got = new_tensor(ND_F32, 3, sq);
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t i = r == 0 ? 0 : r == 1 ? N - 1 : (int64_t)(rng_next() % (uint64_t)N);
+        memcpy((float *)qs.data + r * C, (float *)q.data + i * C, C * 4);
+        memcpy((float *)got.data + r * C, (float *)o.data + i * C, C * 4);
+    }
+    poison(&os);
+    CHECK_OK(nd_attention(bes[0], &qs, &k, &v, 1, false, &os, &err), &err);
+    double e = rel_err(&got, &os);
+    printf("  17408x40: err %.2e on %lld sampled rows\n", e, (long long)rows);
+    CHECKF(e < TOL_F32, "err %.3g", e);
+    for (int64_t i = 0; i < N * C; i++)
+        if (isnan(((float *)o.data)[i])) {
+            CHECKF(0, "output element %lld unwritten", (long long)i);
+            break;
+        }
+    nd_arena_reset(&arena, mark);
+}
+
+/* ---- the rest of the contract ------------------------------------------------------ */
+
+static void test_errors(void)
+{
+    open_backends();
+    nd_backend *be = NULL;
+    CHECK(nd_backend_open("nope", NULL, &be, &err) == ND_ENOTFOUND && be == NULL);
+    size_t mark = nd_arena_mark(&arena);
+    nd_tensor x = new_tensor(ND_F32, 2, (int64_t[]){3, 4}), w = new_tensor(ND_F32, 2, (int64_t[]){5, 6});
+    nd_tensor y = new_tensor(ND_F32, 2, (int64_t[]){3, 5});
+    for (int b = 0; b < n_be; b++) {
+        err.msg[0] = 0;
+        CHECK(nd_linear(bes[b], &x, &w, NULL, &y, &err) == ND_EINVAL && strstr(err.msg, "linear"));
+        nd_tensor y2 = new_tensor(ND_F32, 2, (int64_t[]){3, 4});
+        CHECK(nd_attention(bes[b], &x, &x, &x, 3, false, &y2, &err) == ND_EINVAL);
+        CHECK(nd_add(bes[b], &x, &w, &y2, &err) == ND_EINVAL);
+        nd_tensor cu = x;
+        cu.device = ND_DEV_CUDA;
+        CHECK(nd_silu(bes[b], &cu, &y2, &err) == ND_EINVAL);
+    }
+    /* a workspace too small for an im2col band: ND_ENOMEM, saying how much */
+    nd_backend_config small = {1, 1024};
+    CHECK_OK(nd_backend_open("cpu", &small, &be, &err), &err);
+    nd_tensor cx = new_tensor(ND_F32, 4, (int64_t[]){1, 8, 9, 9});
+    nd_tensor cw = new_tensor(ND_F32, 4, (int64_t[]){4, 8, 3, 3});
+    nd_tensor cy = new_tensor(ND_F32, 4, (int64_t[]){1, 4, 9, 9});
+    if (be) {
+        CHECK(nd_conv2d(be, &cx, &cw, NULL, 1, 1, &cy, &err) == ND_ENOMEM);
+        CHECK(strstr(err.msg, "workspace needs") != NULL);
+        nd_backend_close(be);
+    }
+    nd_arena_reset(&arena, mark);
+}
+
+static void test_arena(void)
+{
+    nd_arena a;
+    nd_err e;
+    CHECK_OK(nd_arena_init(&a, 1000, &e), &e);
+    nd_tensor t;
+    CHECK_OK(nd_arena_tensor(&a, ND_F32, 2, (int64_t[]){10, 10}, &t, &e), &e);
+    CHECK(((uintptr_t)t.data % ND_ARENA_ALIGN) == 0);
+    size_t m = nd_arena_mark(&a);
+    CHECK(nd_arena_tensor(&a, ND_F32, 2, (int64_t[]){10, 100}, &t, &e) == ND_ENOMEM);
+    CHECK_OK(nd_arena_tensor(&a, ND_F16, 1, (int64_t[]){100}, &t, &e), &e);
+    nd_arena_reset(&a, m);
+    CHECK_EQ_INT(a.used, m);
+    nd_arena_free(&a);
+    nd_arena meas;
+    nd_arena_init_measure(&meas);
+    CHECK_OK(nd_arena_tensor(&meas, ND_F32, 4, (int64_t[]){2, 320, 64, 64}, &t, &e), &e);
+    CHECK(t.data == NULL && meas.peak == 2u * 320 * 64 * 64 * 4);
+    nd_tensor v;
+    CHECK_OK(nd_tensor_view(&t, 3, (int64_t[]){2, 320, 4096}, &v, &e), &e);
+    CHECK(nd_tensor_view(&t, 2, (int64_t[]){2, 321}, &v, &e) == ND_EINVAL);
+}
+
+static void test_f16_conversion(void)
+{
+    /* every half survives half -> float -> half (NaNs stay NaN) */
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = nd_f16_to_f32((uint16_t)h);
+        uint16_t back = nd_f32_to_f16(f);
+        bool nan = ((h >> 10) & 0x1f) == 0x1f && (h & 0x3ff);
+        if (nan ? !isnan(f) : back != h)
+            bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK(nd_f16_to_f32(0x3c00) == 1.0f && nd_f16_to_f32(0xc000) == -2.0f);
+    CHECK(nd_f16_to_f32(0x0001) == ldexpf(1, -24)); /* smallest subnormal */
+    CHECK(nd_f32_to_f16(65520.0f) == 0x7c00 && nd_f32_to_f16(65504.0f) == 0x7bff);
+    CHECK(nd_f32_to_f16(1.0f + ldexpf(1, -11)) == 0x3c00); /* tie to even */
+    /* the bulk (F16C when present) path agrees with the scalar one */
+    rng_state ^= 0x1234;
+    enum { N = 4099 };
+    static float src[N], back[N];
+    static uint16_t hv[N];
+    for (int i = 0; i < N; i++) {
+        uint32_t bits = (uint32_t)rng_next();
+        memcpy(&src[i], &bits, 4);
+        if (isnan(src[i]))
+            src[i] = 1.5f;
+    }
+    nd_f32_to_f16_n(src, hv, N);
+    nd_f16_to_f32_n(hv, back, N);
+    int diff = 0;
+    for (int i = 0; i < N; i++)
+        diff += hv[i] != nd_f32_to_f16(src[i]) || back[i] != nd_f16_to_f32(hv[i]);
+    CHECK_EQ_INT(diff, 0);
+}
+
+ND_TEST_MAIN(ND_TEST(test_arena), ND_TEST(test_f16_conversion), ND_TEST(test_linear),
+             ND_TEST(test_conv2d), ND_TEST(test_group_norm), ND_TEST(test_layer_norm),
+             ND_TEST(test_attention), ND_TEST(test_softmax), ND_TEST(test_activations),
+             ND_TEST(test_add_mul_scale), ND_TEST(test_shape_ops), ND_TEST(test_every_op_covered),
+             ND_TEST(test_errors), ND_TEST(test_attention_17408))
