@@ -438,7 +438,9 @@ nd_status nd_eval_finish(nd_eval *e, const nd_eval_report **out, nd_err *err)
         const char *lab = i == 0 ? "" : labels[i - 1];
         nd_eval_scope *sc = &r->scopes[r->n_scopes++];
         snprintf(sc->label, sizeof sc->label, "%s", lab);
-        cls *rc = get_cls(re, lab, false);
+        cls *rc = get_cls(re, lab, false), *sc_syn = get_cls(sy, lab, false);
+        sc->flows_real = rc ? rc->flows : 0;
+        sc->flows_synth = sc_syn ? sc_syn->flows : 0;
         cls *rnd = get_cls(&e->s[ND_EVAL_RANDOM], lab, false);
         if (!rnd)
             rnd = get_cls(&e->s[ND_EVAL_RANDOM], "", false);

@@ -206,6 +206,7 @@ extern const char *const nd_eval_cmp_names[ND_CMP_COUNT];
 /* One scope: all flows ("" label, index 0) or one class. */
 typedef struct nd_eval_scope {
     char label[64];
+    uint64_t flows_real, flows_synth;
     nd_eval_cmp cmp[ND_CMP_COUNT];   /* REAL vs SYNTH, A vs B, REAL vs RANDOM */
 } nd_eval_scope;
 

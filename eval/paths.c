@@ -42,7 +42,9 @@ static nd_status add_file(nd_eval *e, nd_eval_side side, const char *path, nd_er
     nd_flow_opts fo;
     nd_flow_opts_init(&fo);
     fo.max_packets = o->max_packets;
-    fo.keep_bytes = 65535;   /* whole packets: checksums must be verifiable */
+    /* whole packets up to jumbo-free MTUs, so checksums can be verified;
+     * longer ones (TSO captures) count as unverified, not invalid */
+    fo.keep_bytes = 2048;
     if (o->idle_timeout > 0)
         fo.idle_timeout = o->idle_timeout;
     nd_status st = get_labeler(e, &fo.labeler, err);
