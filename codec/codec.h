@@ -161,6 +161,7 @@ typedef struct nd_nprint_opts {
     bool abs_ts;                     /* -A: tv_sec,tv_usec columns            */
     int index;                       /* -O: 0 src_ip 1 dst_ip 2 src_prt 3 dst_prt 4 flow */
     int fill;                        /* -F: value written for vacant bits     */
+    uint64_t count;                  /* -c: stop within the first N packets read (0 all) */
 } nd_nprint_opts;
 
 /* NetDiffusion's set: -4 -6 -t -u -i -p 0, index src_ip, fill -1. */

@@ -40,7 +40,7 @@ nd_status nd_wrap(nd_err *err, nd_status st, const char *fmt, ...)
         int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
         if (n >= 0 && (size_t)n < sizeof err->msg)
-            snprintf(err->msg + n, sizeof err->msg - (size_t)n, ": %s", old);
+            snprintf(err->msg + n, sizeof err->msg - (size_t)n, ": %.*s", (int)(sizeof err->msg - 3 - (size_t)n), old);
     }
     return st;
 }

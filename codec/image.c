@@ -1,0 +1,140 @@
+/* codec/image.c - rows <-> NetDiffusion's three-colour images. */
+#include "codec/codec.h"
+
+#include <math.h>
+#include <string.h>
+
+void nd_layout_netdiffusion(nd_layout *l, int packets)
+{
+    memset(l, 0, sizeof *l);
+    l->packets = packets;
+    /* every header column but ipv4_src/dst and ipv6_src/dst, in order */
+    for (int c = 0; c < ND_HDR_BITS; c++) {
+        bool addr = (c >= nd_fields[ND_F_IPV4_SRC].col && c < nd_fields[ND_F_IPV4_OPT].col) ||
+                    (c >= nd_fields[ND_F_IPV6_SRC].col && c < ND_COL_TCP);
+        if (!addr)
+            l->bit_cols[l->n_bit_cols++] = (uint16_t)c;
+    }
+    l->timing_scale = 8;
+    l->width = l->n_bit_cols;
+}
+
+nd_status nd_layout_init(nd_layout *l, int packets, int timing_cols, int timing_scale,
+                         nd_err *err)
+{
+    if (packets < 1 || packets > 65536)
+        return nd_fail(err, ND_EINVAL, "packet budget %d out of range 1..65536", packets);
+    if (timing_cols < 0 || timing_cols > ND_MAX_TIMING_COLS)
+        return nd_fail(err, ND_EINVAL, "timing columns %d out of range 0..%d", timing_cols,
+                       ND_MAX_TIMING_COLS);
+    if (timing_scale < 1 || timing_scale > 1024)
+        return nd_fail(err, ND_EINVAL, "timing scale %d out of range 1..1024", timing_scale);
+    nd_layout_netdiffusion(l, packets);
+    l->timing_cols = timing_cols;
+    l->timing_scale = timing_scale;
+    l->width = l->n_bit_cols + timing_cols;
+    return ND_OK;
+}
+
+uint32_t nd_layout_gap_q(const nd_layout *l, int64_t gap_us)
+{
+    if (gap_us <= 0 || l->timing_cols == 0)
+        return 0;
+    double q = floor(log2(1.0 + (double)gap_us) * l->timing_scale + 0.5);
+    double qmax = (double)((1u << l->timing_cols) - 1);
+    return (uint32_t)(q > qmax ? qmax : q);
+}
+
+int64_t nd_layout_gap_us(const nd_layout *l, uint32_t q)
+{
+    if (q == 0 || l->timing_cols == 0)
+        return 0;
+    double us = exp2((double)q / l->timing_scale) - 1.0;
+    return (int64_t)floor(us + 0.5);
+}
+
+static const uint8_t colour[3][3] = {{0, 0, 255}, {0, 255, 0}, {255, 0, 0}}; /* -1, 0, 1 */
+
+void nd_image_from_rows(const nd_layout *l, const nd_rows *t, uint8_t *rgb)
+{
+    int n = t->n < l->packets ? t->n : l->packets;
+    for (int y = 0; y < l->packets; y++) {
+        uint8_t *px = rgb + (size_t)y * (size_t)l->width * 3;
+        if (y >= n) {
+            for (int x = 0; x < l->width; x++)
+                memcpy(px + 3 * x, colour[0], 3);
+            continue;
+        }
+        const int8_t *row = nd_rows_at(t, y);
+        for (int x = 0; x < l->n_bit_cols; x++) {
+            int8_t v = row[l->bit_cols[x]];
+            memcpy(px + 3 * x, colour[v == 1 ? 2 : v == 0 ? 1 : 0], 3);
+        }
+        if (l->timing_cols) {
+            int64_t gap = t->gap_us ? t->gap_us[y] : -1;
+            uint32_t q = nd_layout_gap_q(l, gap < 0 ? 0 : gap);
+            for (int k = 0; k < l->timing_cols; k++) {
+                int bit = (int)((q >> (l->timing_cols - 1 - k)) & 1);
+                memcpy(px + 3 * (l->n_bit_cols + k), colour[bit ? 2 : 1], 3);
+            }
+        }
+    }
+}
+
+nd_status nd_rows_from_bits(const nd_layout *l, const int8_t *bits, nd_rows *out, nd_err *err)
+{
+    nd_status st = nd_rows_init(out, 0, l->packets, err);
+    if (st)
+        return st;
+    /* the flow ends after the last row that has any non-vacant bit */
+    int last = -1;
+    for (int y = 0; y < l->packets; y++) {
+        const int8_t *b = bits + (size_t)y * (size_t)l->width;
+        for (int x = 0; x < l->n_bit_cols; x++)
+            if (b[x] != ND_VACANT) {
+                last = y;
+                break;
+            }
+    }
+    for (int y = 0; y <= last; y++) {
+        const int8_t *b = bits + (size_t)y * (size_t)l->width;
+        int8_t *row = nd_rows_push(out, err);
+        if (!row) {
+            nd_rows_free(out);
+            return ND_ENOMEM;
+        }
+        for (int x = 0; x < l->n_bit_cols; x++)
+            row[l->bit_cols[x]] = b[x] == 1 ? 1 : b[x] == 0 ? 0 : ND_VACANT;
+        /* address columns the layout omits: zeros where the block exists */
+        bool v4 = false, v6 = false;
+        for (int c = ND_COL_IPV4; c < ND_COL_IPV4 + 8; c++)
+            v4 |= row[c] != ND_VACANT;
+        for (int c = ND_COL_IPV6; c < ND_COL_IPV6 + 8; c++)
+            v6 |= row[c] != ND_VACANT;
+        for (int f = ND_F_IPV4_SRC; f <= ND_F_IPV4_DST; f++) {
+            bool shown = false;
+            for (int x = 0; x < l->n_bit_cols && !shown; x++)
+                shown = l->bit_cols[x] == nd_fields[f].col;
+            if (!shown && v4)
+                memset(row + nd_fields[f].col, 0, nd_fields[f].width);
+        }
+        for (int f = ND_F_IPV6_SRC; f <= ND_F_IPV6_DST; f++) {
+            bool shown = false;
+            for (int x = 0; x < l->n_bit_cols && !shown; x++)
+                shown = l->bit_cols[x] == nd_fields[f].col;
+            if (!shown && v6)
+                memset(row + nd_fields[f].col, 0, nd_fields[f].width);
+        }
+        if (l->timing_cols) {
+            uint32_t q = 0;
+            bool any = false;
+            for (int k = 0; k < l->timing_cols; k++) {
+                int8_t v = b[l->n_bit_cols + k];
+                q = (q << 1) | (uint32_t)(v == 1);
+                any |= v != ND_VACANT;
+            }
+            out->gap_us[out->n - 1] = any ? nd_layout_gap_us(l, q) : -1;
+        }
+    }
+    return ND_OK;
+}
