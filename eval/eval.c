@@ -34,6 +34,7 @@ struct nd_eval {
     slot s[SLOT_COUNT];
     nd_valid_counts valid[ND_EVAL_SIDES];
     fpset fps[ND_EVAL_SIDES];
+    struct { uint32_t *v; size_t n, cap; } lens[ND_EVAL_SIDES];
     nd_featvec scratch;
     uint64_t *fp_scratch;
     /* REAL's split: flows of a class go in pairs; a coin decides which of a
@@ -114,6 +115,7 @@ void nd_eval_free(nd_eval *e)
         free(e->s[s].c);
     }
     for (int s = 0; s < ND_EVAL_SIDES; s++) {
+        free(e->lens[s].v);
         free(e->fps[s].fp);
         free(e->fps[s].half);
     }
@@ -248,6 +250,15 @@ nd_status nd_eval_add_flow(nd_eval *e, nd_eval_side side, const nd_flow *f, nd_e
         if (!push_fp(&e->fps[side], e->fp_scratch, nd_fp_size(e->o.mem_packets), half))
             return nd_fail(err, ND_ENOMEM, "out of memory for fingerprints");
     }
+    if (e->lens[side].n == e->lens[side].cap) {
+        size_t nc = e->lens[side].cap ? 2 * e->lens[side].cap : 256;
+        uint32_t *nv = realloc(e->lens[side].v, nc * sizeof *nv);
+        if (!nv)
+            return nd_fail(err, ND_ENOMEM, "out of memory");
+        e->lens[side].v = nv;
+        e->lens[side].cap = nc;
+    }
+    e->lens[side].v[e->lens[side].n++] = (uint32_t)f->n;
     e->rep.flows[side]++;
     e->rep.packets[side] += (uint64_t)f->n;
     return ND_OK;
@@ -256,6 +267,13 @@ nd_status nd_eval_add_flow(nd_eval *e, nd_eval_side side, const nd_flow *f, nd_e
 uint64_t nd_eval_flows(const nd_eval *e, nd_eval_side side)
 {
     return side < ND_EVAL_SIDES ? e->rep.flows[side] : 0;
+}
+
+int nd_eval_flow_packets(const nd_eval *e, nd_eval_side side, uint64_t i)
+{
+    if ((int)side < 0 || side >= ND_EVAL_SIDES || i >= e->lens[side].n)
+        return 0;
+    return (int)e->lens[side].v[i];
 }
 
 size_t nd_eval_hist(const nd_eval *ce, int side, const char *label, int f, const uint64_t **keys,

@@ -179,8 +179,11 @@ nd_status nd_eval_add_flow(nd_eval *e, nd_eval_side side, const nd_flow *f, nd_e
  * skipped). Labels: pcapml comments, then opts.labels_csv, then file name. */
 nd_status nd_eval_add_path(nd_eval *e, nd_eval_side side, const char *path, nd_err *err);
 
-/* Flows and packets added to a side so far. */
+/* Flows added to a side so far. */
 uint64_t nd_eval_flows(const nd_eval *e, nd_eval_side side);
+/* Packets of the i-th flow added to a side (0 when out of range); e.g. for a
+ * baseline with REAL's flow lengths. */
+int nd_eval_flow_packets(const nd_eval *e, nd_eval_side side, uint64_t i);
 
 /* ----------------------------------------------------------------- report */
 

@@ -13,7 +13,7 @@ static void m3(FILE *f, const nd_eval_metric *m, bool ok)
 
 static void header(FILE *f, const char *first)
 {
-    fprintf(f, "%-18s %9s %9s |%18s |%18s |%18s\n", first, "n_real", "n_synth",
+    fprintf(f, "%-18s %9s %9s |%18s |%18s | %18s\n", first, "n_real", "n_synth",
             "synth JSD TVD HEL", "floor JSD TVD HEL", "random JSD TVD HEL");
 }
 
@@ -121,7 +121,7 @@ nd_status nd_eval_write_text(const nd_eval *e, FILE *f, nd_err *err)
     }
     if (r->n_scopes > 1) {
         fprintf(f, "\n== per class: mean over features (full tables: --json / --html)\n");
-        fprintf(f, "%-18s %9s %9s |%18s |%18s |%18s\n", "class", "flows_re", "flows_syn",
+        fprintf(f, "%-18s %9s %9s |%18s |%18s | %18s\n", "class", "flows_re", "flows_syn",
                 "synth JSD TVD HEL", "floor JSD TVD HEL", "random JSD TVD HEL");
         for (int i = 1; i < r->n_scopes; i++) {
             const nd_eval_scope *s = &r->scopes[i];
