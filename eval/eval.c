@@ -418,10 +418,13 @@ static nd_status memo(nd_eval *e, nd_eval_memo *m, nd_err *err)
     size_t nh = nearest(e, real, hh, tr, th, d + ns);
     stats_of(d + ns, nh, &m->heldout);
     stats_of(d, ns, &m->synth);
-    uint64_t below = 0;
+    uint64_t below = 0, hbelow = 0;
     for (size_t i = 0; i < ns; i++)
-        below += nh && d[i] < m->heldout.p5;
+        below += nh && d[i] <= m->heldout.p5;
+    for (size_t i = 0; i < nh; i++)
+        hbelow += d[ns + i] <= m->heldout.p5;
     m->below_heldout_p5 = ns ? (double)below / (double)ns : 0;
+    m->heldout_below_p5 = nh ? (double)hbelow / (double)nh : 0;
     free(d);
     return ND_OK;
 }
@@ -443,12 +446,16 @@ nd_status nd_eval_finish(nd_eval *e, const nd_eval_report **out, nd_err *err)
         return nd_fail(err, ND_ENOMEM, "out of memory");
     }
     int nl = 0;
+    r->n_real_only = r->n_synth_only = 0;
     if (both) {
-        for (int i = 1; i < re->n; i++)
-            labels[nl++] = re->c[i].label;
+        for (int i = 1; i < re->n; i++) {
+            if (get_cls(sy, re->c[i].label, false))
+                labels[nl++] = re->c[i].label;
+            else
+                r->n_real_only++;
+        }
         for (int i = 1; i < sy->n; i++)
-            if (!get_cls(re, sy->c[i].label, false))
-                labels[nl++] = sy->c[i].label;
+            r->n_synth_only += !get_cls(re, sy->c[i].label, false);
         qsort(labels, (size_t)nl, sizeof *labels, cmp_label);
     }
     nd_status st = ND_OK;

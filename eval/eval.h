@@ -224,11 +224,14 @@ typedef struct nd_eval_memo {
     bool train_is_split;     /* TRAIN = half A of REAL, held-out = half B */
     uint64_t n_train;
     nd_eval_memo_stats synth, heldout;   /* nearest-train distances            */
-    double below_heldout_p5; /* share of SYNTH flows closer than the held-out 5th percentile */
+    /* share of SYNTH flows at or below the held-out 5th percentile, and the
+     * same share of the held-out flows themselves (>= 5%, more with ties) */
+    double below_heldout_p5, heldout_below_p5;
 } nd_eval_memo;
 
 typedef struct nd_eval_report {
-    int n_scopes;            /* scopes[0] = all flows, then classes in name order */
+    int n_scopes;            /* scopes[0] = all flows, then classes on both sides, by name */
+    int n_real_only, n_synth_only;  /* classes on one side only (no scope)  */
     nd_eval_scope *scopes;
     nd_valid_counts valid[ND_EVAL_SIDES];
     nd_eval_memo memo;

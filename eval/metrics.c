@@ -15,7 +15,7 @@ nd_eval_metric nd_eval_distances(const double *p, const double *q, size_t n)
         return m;
     if (sp <= 0 || sq <= 0)
         return (nd_eval_metric){1, 1, 1};
-    double kl_p = 0, kl_q = 0, tv = 0, bc = 0;
+    double kl_p = 0, kl_q = 0, tv = 0, sq_diff = 0;
     for (size_t i = 0; i < n; i++) {
         double a = p[i] / sp, b = q[i] / sq, mid = 0.5 * (a + b);
         /* 0 log 0 = 0; mid > 0 whenever a or b is */
@@ -24,12 +24,16 @@ nd_eval_metric nd_eval_distances(const double *p, const double *q, size_t n)
         if (b > 0)
             kl_q += b * log2(b / mid);
         tv += fabs(a - b);
-        bc += sqrt(a * b);
+        double d = sqrt(a) - sqrt(b);
+        sq_diff += d * d;
     }
     m.jsd = 0.5 * (kl_p + kl_q);
     m.tvd = 0.5 * tv;
-    /* rounding can push the Bhattacharyya coefficient a hair past 1 */
-    m.hel = bc >= 1 ? 0 : sqrt(1 - bc);
+    /* sqrt(1 - sum sqrt(pq)) written as sqrt(1/2 sum (sqrt p - sqrt q)^2):
+     * the same number, but exactly 0 for equal histograms */
+    m.hel = sqrt(0.5 * sq_diff);
+    if (m.hel > 1)
+        m.hel = 1;
     if (m.jsd < 0)
         m.jsd = 0;
     if (m.jsd > 1)

@@ -148,9 +148,10 @@ nd_status nd_eval_write_html(const nd_eval *e, FILE *f, nd_err *err)
                        "<td>%.4f</td><td>%.4f</td><td>%.4f</td><td>%" PRIu64 "</td></tr>\n",
                     nm[k], st[k]->n, st[k]->min, st[k]->p5, st[k]->median, st[k]->mean,
                     st[k]->p95, st[k]->exact);
-        fprintf(f, "</table>\n<p>Synthetic flows closer to training than the held-out 5th "
-                   "percentile: %.1f%% (about 5%% when the generator does not copy).</p>\n",
-                100 * m->below_heldout_p5);
+        fprintf(f, "</table>\n<p>Flows at or below the held-out 5th percentile: synth %.1f%%, "
+                   "held-out %.1f%% (a generator that copies its training data: synth much "
+                   "higher).</p>\n",
+                100 * m->below_heldout_p5, 100 * m->heldout_below_p5);
     } else {
         fputs("<p>Not computed: no training or no synthetic flows.</p>\n", f);
     }

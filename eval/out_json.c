@@ -78,6 +78,8 @@ nd_status nd_eval_write_json(const nd_eval *e, FILE *f, nd_err *err)
         json_array_append_new(scopes, o);
     }
     json_object_set_new(root, "scopes", scopes);
+    json_object_set_new(root, "classes_real_only", json_integer(r->n_real_only));
+    json_object_set_new(root, "classes_synth_only", json_integer(r->n_synth_only));
     json_t *val = json_object();
     for (int s = 0; s < ND_EVAL_SIDES; s++) {
         const nd_valid_counts *v = &r->valid[s];
@@ -103,7 +105,8 @@ nd_status nd_eval_write_json(const nd_eval *e, FILE *f, nd_err *err)
     if (m->present) {
         json_object_set_new(mj, "synth", memo_stats(&m->synth));
         json_object_set_new(mj, "heldout", memo_stats(&m->heldout));
-        json_object_set_new(mj, "synth_below_heldout_p5", json_real(m->below_heldout_p5));
+        json_object_set_new(mj, "synth_at_or_below_heldout_p5", json_real(m->below_heldout_p5));
+        json_object_set_new(mj, "heldout_at_or_below_heldout_p5", json_real(m->heldout_below_p5));
     }
     json_object_set_new(root, "memorization", mj);
     int rc = json_dumpf(root, f, JSON_INDENT(1) | JSON_REAL_PRECISION(6));

@@ -119,6 +119,9 @@ nd_status nd_eval_write_text(const nd_eval *e, FILE *f, nd_err *err)
             scope_table(f, s);
         }
     }
+    if (r->n_real_only || r->n_synth_only)
+        fprintf(f, "\nclasses on one side only (no per-class comparison): real %d, synth %d\n",
+                r->n_real_only, r->n_synth_only);
     if (r->n_scopes > 1) {
         fprintf(f, "\n== per class: mean over features (full tables: --json / --html)\n");
         fprintf(f, "%-18s %9s %9s |%18s |%18s | %18s\n", "class", "flows_re", "flows_syn",
@@ -146,9 +149,9 @@ nd_status nd_eval_write_text(const nd_eval *e, FILE *f, nd_err *err)
                 "mean", "p95", "exact");
         memo_line(f, "synth", &m->synth);
         memo_line(f, m->train_is_split ? "held-out (B)" : "held-out real", &m->heldout);
-        fprintf(f, "synth flows closer to training than the held-out 5th percentile: %.1f%% "
-                   "(about 5%% when the generator does not copy)\n",
-                100 * m->below_heldout_p5);
+        fprintf(f, "flows at or below the held-out 5th percentile: synth %.1f%%, held-out "
+                   "%.1f%% (a generator that copies its training data: synth >> held-out)\n",
+                100 * m->below_heldout_p5, 100 * m->heldout_below_p5);
     }
     if (ferror(f))
         return nd_fail(err, ND_EIO, "cannot write the report");
