@@ -769,7 +769,8 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
                 q[9] = 17;
                 memcpy(q + 12, addr[1 - d], 4);
                 memcpy(q + 16, addr[d], 4);
-                nd_put16(q + 10, nd_sum_fold(nd_sum_add(0, q, 20)));
+                uint16_t qc = nd_sum_fold(nd_sum_add(0, q, 20)); /* memory order */
+                memcpy(q + 10, &qc, 2);
             } else {
                 nd_put32(q, 0x60000000u);
                 nd_put16(q + 4, 8);

@@ -73,6 +73,7 @@ static nd_status th_flow_sink(void *ctx, const nd_flow *f, nd_err *err)
 
 /* Loads up to max_flows flows (first max_packets packets each) of the given
  * captures (paths relative to the test-data folder). */
+static int th_load(th_flows *t, const char *dir, const char *const *files, int nfiles, int max_flows, int max_packets, bool image) __attribute__((unused));
 static int th_load(th_flows *t, const char *dir, const char *const *files, int nfiles,
                    int max_flows, int max_packets, bool image)
 {
@@ -95,6 +96,7 @@ static int th_load(th_flows *t, const char *dir, const char *const *files, int n
     }
     return t->n;
 }
+static void th_free(th_flows *t) __attribute__((unused));
 static void th_free(th_flows *t)
 {
     for (int i = 0; i < t->n; i++)
@@ -108,7 +110,7 @@ static const char *const th_real_files[] = {
     "apps/meet/ndpi_stun_google_meet__meet.pcapng",  /* IPv4 + IPv6 UDP */
     "apps/telegram/ndpi_telegram__telegram.pcap",    /* UDP */
     "protocols/dns/dpkt_examples_data_dns_icmp.pcap",/* ICMP errors */
-    "protocols/ssh/" "tcpdump_ssh.pcap",
+    "protocols/ssh/tcpdump_ssh.pcap",
     "protocols/http/zeek_http_methods.pcap",
     "protocols/ntp/zeek_ntp.pcap",                   /* 123 <-> 123 */
 };
@@ -117,6 +119,7 @@ static const char *const th_real_files[] = {
 enum { TH_UNIFORM, TH_FLIPPED, TH_VACANT, TH_SINGLE, TH_KINDS };
 
 /* Fills t (initialised, payload_bytes set) with one row set of a kind. */
+static void th_random_rows(nd_rows *t, int kind, const nd_rows *real, double flip, int nrows, uint64_t *rs) __attribute__((unused));
 static void th_random_rows(nd_rows *t, int kind, const nd_rows *real, double flip, int nrows,
                            uint64_t *rs)
 {
@@ -171,6 +174,7 @@ static uint32_t th_rd32(const uint8_t *p)
 static uint16_t th_rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 
 /* Returns NULL when the frame is a valid packet, else what is wrong. */
+static const char *th_check_packet(const uint8_t *fr, uint32_t len, int linktype) __attribute__((unused));
 static const char *th_check_packet(const uint8_t *fr, uint32_t len, int linktype)
 {
     if (linktype == ND_LINKTYPE_ETHERNET) {
@@ -302,6 +306,7 @@ static const char *th_check_packet(const uint8_t *fr, uint32_t len, int linktype
 
 /* Flow-level checks: one 5-tuple, timestamps monotonic, directions agree
  * with the addresses, TCP seq/ack inside what each side sent. */
+static const char *th_check_flow(const nd_repair_out *o) __attribute__((unused));
 static const char *th_check_flow(const nd_repair_out *o)
 {
     int off = o->linktype == ND_LINKTYPE_ETHERNET ? 14 : 0;
