@@ -288,8 +288,8 @@ typedef struct {
 static uint16_t next_id(side *s, uint16_t drawn, bool ok, bool df)
 {
     uint16_t v;
-    if (!s->id_set)
-        v = drawn;
+    if (!s->id_set || (ok && df))
+        v = drawn; /* an atomic datagram's ID means nothing (RFC 6864): keep it */
     else if (ok && ((uint16_t)(drawn - s->id) >= 1 && (uint16_t)(drawn - s->id) <= 2048))
         v = drawn; /* advancing: a per-connection or a global counter */
     else if (ok && df && drawn == 0 && s->id == 0)
@@ -573,6 +573,8 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
             if ((fl & SYN) && (fl & ACK) && !(oi.present & ND_OPT_TS))
                 est_opts &= ~(unsigned)ND_OPT_TS;
             l4h = 20 + on;
+            if ((uint32_t)(iph + l4h) + pay > (uint32_t)f->o.mtu)
+                pay = (uint32_t)(f->o.mtu - iph - l4h); /* before seq: it counts */
             /* seq */
             uint32_t dseq = (uint32_t)GET(ND_F_TCP_SEQ);
             bool seq_ok = ok;
@@ -595,6 +597,10 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
                 seq = me->fin_seq;
             } else {
                 seq = me->nxt;
+                /* segments the capture missed: a forward jump, when allowed */
+                if (f->o.keep_seq_gaps && seq_ok && !(fl & FIN) &&
+                    nd_sdiff32(dseq, me->nxt) > 0 && nd_sdiff32(dseq, me->nxt) <= (1 << 20))
+                    seq = dseq;
                 /* keep a drawn retransmission of data already sent */
                 if (seq_ok && pay > 0 && !(fl & FIN) &&
                     nd_sdiff32(dseq, me->isn + me->syn) >= 0 &&
@@ -617,8 +623,9 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
                     /* acks never go back and never pass what the peer sent */
                     uint32_t lo = me->acked ? me->last_ack : peer->isn + peer->syn;
                     ack = peer->nxt;
+                    int32_t over = f->o.keep_seq_gaps ? (1 << 20) : 0;
                     if (ack_ok && !(fl & SYN) && nd_sdiff32(dack, lo) >= 0 &&
-                        nd_sdiff32(dack, peer->nxt) <= 0)
+                        nd_sdiff32(dack, peer->nxt) <= over)
                         ack = dack;
                 } else if (peer->pend) {
                     ack = peer->pend_seq; /* the peer is silent: nothing new to ack */
@@ -762,7 +769,8 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
                 q[9] = 17;
                 memcpy(q + 12, addr[1 - d], 4);
                 memcpy(q + 16, addr[d], 4);
-                nd_put16(q + 10, nd_sum_fold(nd_sum_add(0, q, 20)));
+                uint16_t qc = nd_sum_fold(nd_sum_add(0, q, 20)); /* memory order */
+                memcpy(q + 10, &qc, 2);
             } else {
                 nd_put32(q, 0x60000000u);
                 nd_put16(q + 4, 8);

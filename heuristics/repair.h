@@ -86,9 +86,14 @@ typedef struct nd_repair_opts {
     uint8_t v6_net[2][16];
     uint8_t v6_prefix[2];       /* 0..126 */
     uint8_t mac_oui[2][3];      /* MACs: OUI + 3 bytes drawn per flow (unicast, local) */
+    /* false (default): every segment follows the previous one of its side
+     * and acks never pass what the peer sent. true: a drawn forward jump of
+     * up to 1 MiB is kept, as in captures that missed segments (tshark then
+     * reports "previous segment not captured", which is what was drawn). */
+    bool keep_seq_gaps;
 } nd_repair_opts;
 
-/* Defaults: seed 0, Ethernet, mtu 1500, start 2024-01-01T00:00:00Z, 1 s spacing,
+/* Defaults: seed 0, Ethernet, mtu 1500, strict seq/ack, start 2024-01-01T00:00:00Z, 1 s spacing,
  * clients 10.0.0.0/8 and fd00:a::/32, servers 198.18.0.0/15 and
  * fd00:b::/32 (both benchmarking / private ranges), OUIs 02:00:0a, 02:00:0b. */
 void nd_repair_opts_init(nd_repair_opts *o);
