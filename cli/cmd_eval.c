@@ -31,6 +31,8 @@ static const char usage_text[] =
     "  --mem-packets N   packets per flow the memorization distance compares (16)\n"
     "  --packets K       packets per flow read from captures (1024)\n"
     "  --idle SECS       idle timeout that ends a flow (120)\n"
+    "  --no-fin-rst      flows do not end at FIN/RST (else later packets of the same\n"
+    "                    5-tuple join no flow; validity still checks every packet)\n"
     "  --distances       read lines \"p1 p2 ...;q1 q2 ...\" (two histograms) and print\n"
     "                    \"jsd tvd hel\" per line (scripts and tests)\n";
 
@@ -113,7 +115,7 @@ static int write_to(const char *path, nd_status (*fn)(const nd_eval *, FILE *, n
 static int run(int argc, char **argv)
 {
     enum { O_JSON = 256, O_HTML, O_TRAIN, O_LABELS, O_NOCLS, O_RANDOM, O_SEED, O_MEM, O_PACKETS,
-           O_IDLE, O_DIST, O_HELP };
+           O_IDLE, O_DIST, O_NOFIN, O_HELP };
     static const struct option lo[] = {
         {"json", required_argument, 0, O_JSON},      {"html", required_argument, 0, O_HTML},
         {"train", required_argument, 0, O_TRAIN},    {"labels", required_argument, 0, O_LABELS},
@@ -121,6 +123,7 @@ static int run(int argc, char **argv)
         {"seed", required_argument, 0, O_SEED},      {"mem-packets", required_argument, 0, O_MEM},
         {"packets", required_argument, 0, O_PACKETS}, {"idle", required_argument, 0, O_IDLE},
         {"distances", no_argument, 0, O_DIST},       {"help", no_argument, 0, O_HELP},
+        {"no-fin-rst", no_argument, 0, O_NOFIN},
         {0, 0, 0, 0}};
     nd_eval_opts o;
     nd_eval_opts_init(&o);
@@ -137,6 +140,7 @@ static int run(int argc, char **argv)
         case O_LABELS: o.labels_csv = optarg; break;
         case O_NOCLS: o.per_class = false; break;
         case O_DIST: dist = 1; break;
+        case O_NOFIN: o.no_fin_rst = true; break;
         case O_RANDOM:
             if (cli_parse_long(optarg, 0, 1000000, &n_random))
                 return cli_usage_error("eval", "--random: want 0..1000000, got '%s'", optarg);

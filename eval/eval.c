@@ -213,14 +213,36 @@ static bool push_fp(fpset *s, const uint64_t *fp, size_t words, int half)
     return true;
 }
 
+static nd_status add_flow(nd_eval *e, nd_eval_side side, const nd_flow *f, bool check,
+                          nd_err *err);
+
 nd_status nd_eval_add_flow(nd_eval *e, nd_eval_side side, const nd_flow *f, nd_err *err)
+{
+    return add_flow(e, side, f, true, err);
+}
+
+nd_status nd_eval_add_flow_unchecked(nd_eval *e, nd_eval_side side, const nd_flow *f,
+                                     nd_err *err)
+{
+    return add_flow(e, side, f, false, err);
+}
+
+void nd_eval_count_packet(nd_eval *e, nd_eval_side side, const uint8_t *l3, uint32_t caplen,
+                          uint32_t wirelen)
+{
+    if ((int)side >= 0 && side < ND_EVAL_SIDES)
+        nd_valid_count(&e->valid[side], l3, caplen, wirelen);
+}
+
+static nd_status add_flow(nd_eval *e, nd_eval_side side, const nd_flow *f, bool check,
+                          nd_err *err)
 {
     if ((int)side < 0 || side >= ND_EVAL_SIDES)
         return nd_fail(err, ND_EINVAL, "no side %d", (int)side);
     if (f->n <= 0)
         return ND_OK;
     e->scratch.n = 0;
-    if (!nd_eval_extract(f, &e->scratch, &e->valid[side]))
+    if (!nd_eval_extract(f, &e->scratch, check ? &e->valid[side] : NULL))
         return nd_fail(err, ND_ENOMEM, "out of memory for flow features");
     const char *label = f->label;
     bool labelled = e->o.per_class && label[0];

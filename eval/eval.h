@@ -150,6 +150,9 @@ typedef struct nd_valid_counts {
     uint64_t unverified[ND_V_COUNT];
 } nd_valid_counts;
 
+/* Checks one packet and adds the outcome to vc. */
+void nd_valid_count(nd_valid_counts *vc, const uint8_t *l3, uint32_t caplen, uint32_t wirelen);
+
 /* ------------------------------------------------------------------ sides */
 
 typedef enum nd_eval_side {
@@ -162,6 +165,8 @@ typedef struct nd_eval_opts {
     int mem_packets;         /* packets of a flow the memorization distance sees (16) */
     int max_packets;         /* packets per flow read from captures (1024)      */
     double idle_timeout;     /* seconds, flows from captures (codec default)    */
+    bool no_fin_rst;         /* flows do not end at FIN/RST (codec default: they do,
+                              * and later packets of the 5-tuple join no flow)  */
     const char *labels_csv;  /* flows.csv-style labels for captures, or NULL    */
     bool per_class;          /* per-class tables when both sides have labels (true) */
 } nd_eval_opts;
@@ -172,11 +177,14 @@ typedef struct nd_eval nd_eval;
 nd_status nd_eval_new(const nd_eval_opts *o, nd_eval **out, nd_err *err);
 void nd_eval_free(nd_eval *e);
 
-/* Adds one flow (its label, "" = unlabelled, names its class). */
+/* Adds one flow (its label, "" = unlabelled, names its class); its packets
+ * are checked for validity. */
 nd_status nd_eval_add_flow(nd_eval *e, nd_eval_side side, const nd_flow *f, nd_err *err);
 /* Adds every flow of a capture, or of every capture in a directory (files in
  * name order, recursively; names not ending in .pcap, .pcapng, .cap, .gz are
- * skipped). Labels: pcapml comments, then opts.labels_csv, then file name. */
+ * skipped). Labels: pcapml comments, then opts.labels_csv, then file name.
+ * Validity covers every IP packet of the captures, also those no flow keeps
+ * (after a flow's RST/FIN, beyond max_packets, not TCP/UDP/ICMP). */
 nd_status nd_eval_add_path(nd_eval *e, nd_eval_side side, const char *path, nd_err *err);
 
 /* Flows added to a side so far. */

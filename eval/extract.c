@@ -77,6 +77,17 @@ static bool row_features(const int8_t *row, const nd_pktinfo *info, nd_featvec *
     return ok;
 }
 
+void nd_valid_count(nd_valid_counts *vc, const uint8_t *l3, uint32_t caplen, uint32_t wirelen)
+{
+    nd_valid_result r = nd_valid_check(l3, caplen, wirelen);
+    vc->packets++;
+    vc->invalid += r.bad != 0;
+    for (int c = 0; c < ND_V_COUNT; c++) {
+        vc->bad[c] += (r.bad >> c) & 1;
+        vc->unverified[c] += (r.unverified >> c) & 1;
+    }
+}
+
 bool nd_eval_extract(const nd_flow *f, nd_featvec *out, nd_valid_counts *vc)
 {
     int8_t row[ND_HDR_BITS];
@@ -87,15 +98,8 @@ bool nd_eval_extract(const nd_flow *f, nd_featvec *out, nd_valid_counts *vc)
     int k = f->n < 8 ? f->n : 8;
     for (int i = 0; i < f->n; i++) {
         const nd_flow_pkt *p = &f->pkts[i];
-        if (vc) {
-            nd_valid_result r = nd_valid_check(p->data, p->len, p->wirelen);
-            vc->packets++;
-            vc->invalid += r.bad != 0;
-            for (int c = 0; c < ND_V_COUNT; c++) {
-                vc->bad[c] += (r.bad >> c) & 1;
-                vc->unverified[c] += (r.unverified >> c) & 1;
-            }
-        }
+        if (vc)
+            nd_valid_count(vc, p->data, p->len, p->wirelen);
         if (nd_row_encode(p->data, p->len, 0, row, &info))
             ok &= row_features(row, &info, out);
         ok &= push(out, ND_EF_PKT_SIZE, p->wirelen ? p->wirelen : p->len);

@@ -56,6 +56,14 @@ const nd_eval_report *nd_eval_report_of(const nd_eval *e);
 nd_labeler **nd_eval_labeler_slot(nd_eval *e);
 const nd_eval_opts *nd_eval_opts_of(const nd_eval *e);
 
+/* nd_eval_add_flow without the packet checks (eval/paths.c checks every
+ * packet of a capture itself, also those no flow keeps). */
+nd_status nd_eval_add_flow_unchecked(nd_eval *e, nd_eval_side side, const nd_flow *f,
+                                     nd_err *err);
+/* Adds one packet's checks to a side's validity counts. */
+void nd_eval_count_packet(nd_eval *e, nd_eval_side side, const uint8_t *l3, uint32_t caplen,
+                          uint32_t wirelen);
+
 /* ------------------------------------------------------------ svg */
 /* One small histogram picture of feature f: bins of REAL (a) and SYNTH (b). */
 void nd_svg_hist(FILE *out, int f, const uint64_t *ka, const uint64_t *ca, size_t na,

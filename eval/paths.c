@@ -14,7 +14,7 @@ typedef struct sink_ctx {
 static nd_status sink(void *ctx, const nd_flow *f, nd_err *err)
 {
     sink_ctx *s = ctx;
-    return nd_eval_add_flow(s->e, s->side, f, err);
+    return nd_eval_add_flow_unchecked(s->e, s->side, f, err);
 }
 
 static nd_status get_labeler(nd_eval *e, nd_labeler **out, nd_err *err)
@@ -36,6 +36,24 @@ static nd_status get_labeler(nd_eval *e, nd_labeler **out, nd_err *err)
     return ND_OK;
 }
 
+/* Validity of every IP packet, in a pass of its own: flows do not keep all
+ * packets (tombstones after RST/FIN, the packet budget, other protocols). */
+static nd_status check_packets(nd_eval *e, nd_eval_side side, const char *path, nd_err *err)
+{
+    nd_reader *rd;
+    nd_status st = nd_reader_open(path, &rd, err);
+    if (st)
+        return st;
+    nd_packet p;
+    int got;
+    while ((st = nd_reader_next(rd, &p, &got, err)) == ND_OK && got)
+        if (p.l3)
+            nd_eval_count_packet(e, side, p.l3, p.l3_caplen,
+                                 p.wirelen - (uint32_t)(p.l3 - p.frame));
+    nd_reader_close(rd);
+    return st;
+}
+
 static nd_status add_file(nd_eval *e, nd_eval_side side, const char *path, nd_err *err)
 {
     const nd_eval_opts *o = nd_eval_opts_of(e);
@@ -47,12 +65,16 @@ static nd_status add_file(nd_eval *e, nd_eval_side side, const char *path, nd_er
     fo.keep_bytes = 2048;
     if (o->idle_timeout > 0)
         fo.idle_timeout = o->idle_timeout;
+    if (o->no_fin_rst)
+        fo.end_on_fin_rst = false;
     nd_status st = get_labeler(e, &fo.labeler, err);
     if (st != ND_OK)
         return st;
     sink_ctx ctx = {e, side};
     nd_flow_stats stats;
     st = nd_flows_from_capture(path, &fo, sink, &ctx, &stats, err);
+    if (st == ND_OK && side != ND_EVAL_TRAIN)
+        st = check_packets(e, side, path, err);
     if (st != ND_OK && err && !strstr(err->msg, path))
         nd_wrap(err, st, "%s", path);
     return st;
