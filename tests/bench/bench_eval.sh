@@ -24,7 +24,7 @@ run_case() {
 }
 run_case "netflix vs zoom" "$T/apps/netflix" "$T/apps/zoom"
 run_case "netflix vs NetDiffusion sample" "$T/apps/netflix" \
-  "$T/nprint/SYNTHETIC_netdiffusion_generated_netflix_5.pcap"
+  "$T/nprint/SYNTHETIC_netdiffusion_generated_netflix_5.pcap" --no-fin-rst
 run_case "apps vs iot" "$T/apps" "$T/iot"
 run_case "protocols vs iot, --labels" "$T/protocols" "$T/iot" --labels "$T/flows.csv"
 run_case "iot vs itself (memorization heavy)" "$T/iot" "$T/iot"
