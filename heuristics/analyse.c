@@ -1,0 +1,268 @@
+/* heuristics/analyse.c - what a flow's rows say as a whole: which rows are
+ * packets, which protocols win the vote, which side sent each packet, and
+ * the steady per-direction values (TTL, flow label, echo id).
+ *
+ * Everything here reads rows only; the per-packet rules are in repair.c. */
+#include "heuristics/flow.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Fixed-header cells that vote for a block's presence (options excluded:
+ * they are vacant in most real packets, so they say nothing). */
+static const int vote_col[ND_BLK_COUNT] = {ND_COL_IPV4, ND_COL_IPV6, ND_COL_TCP, ND_COL_UDP,
+                                           ND_COL_ICMP};
+static const int vote_n[ND_BLK_COUNT] = {160, 320, 160, 64, 64};
+
+/* Presence of each block in one row, in [-1, 1]: +1 all cells drawn
+ * (confidently), -1 all vacant. Confidence weights each cell's vote. */
+static void row_presence(const int8_t *row, const float *conf, float pres[ND_BLK_COUNT])
+{
+    for (int b = 0; b < ND_BLK_COUNT; b++) {
+        const int8_t *p = row + vote_col[b];
+        int n = vote_n[b];
+        if (!conf) {
+            int vac = nd_cells_vacant(p, n);
+            pres[b] = 1.0f - 2.0f * (float)vac / (float)n;
+        } else {
+            const float *c = conf + vote_col[b];
+            float s = 0;
+            for (int i = 0; i < n; i++)
+                s += p[i] == ND_VACANT ? -c[i] : c[i];
+            pres[b] = s / (float)n;
+        }
+    }
+}
+
+/* ---- mode finder: open addressing, cleared by generation stamps. */
+void nd_mode_reset(nd_flowctx *f)
+{
+    if (++f->hgen == 0) {
+        memset(f->hstamp, 0, (size_t)f->hcap * sizeof *f->hstamp);
+        f->hgen = 1;
+    }
+    f->hbest_n = 0;
+    f->hbest = 0;
+}
+void nd_mode_add(nd_flowctx *f, uint64_t key)
+{
+    uint32_t mask = (uint32_t)f->hcap - 1;
+    uint32_t h = (uint32_t)(nd_mix64(key) & mask);
+    for (;;) {
+        if (f->hstamp[h] != f->hgen) {
+            f->hstamp[h] = f->hgen;
+            f->hkey[h] = key;
+            f->hcnt[h] = 0;
+            break;
+        }
+        if (f->hkey[h] == key)
+            break;
+        h = (h + 1) & mask;
+    }
+    /* strictly more: ties go to the value seen first */
+    if (++f->hcnt[h] > f->hbest_n) {
+        f->hbest_n = f->hcnt[h];
+        f->hbest = key;
+    }
+}
+
+/* Weighted mismatch between 16 drawn port cells and a port value. */
+static float port_cost(const int8_t *p, const float *c, uint16_t v)
+{
+    float s = 0;
+    for (int i = 0; i < 16; i++) {
+        int want = (v >> (15 - i)) & 1;
+        float w = c ? c[i] : 1.0f;
+        if (p[i] == ND_VACANT)
+            s += 0.5f * w;
+        else if (p[i] != want)
+            s += w;
+    }
+    return s;
+}
+
+static int ttl_of(const nd_flowctx *f, const int8_t *row)
+{
+    bool ok = true;
+    if (f->ipver == 4)
+        return (int)nd_cells_get(row + nd_fields[ND_F_IPV4_TTL].col, 8, &ok);
+    return (int)nd_cells_get(row + nd_fields[ND_F_IPV6_HL].col, 8, &ok);
+}
+
+int nd_flow_analyse(nd_flowctx *f, const nd_rows *rows, const float *conf,
+                    nd_repair_counts *cnt)
+{
+    int n = rows->n, w = nd_row_width(rows->payload_bytes);
+    /* 1. presence per row; the last row with a network header ends the flow */
+    int last = -1;
+    double vote[ND_BLK_COUNT] = {0};
+    for (int i = 0; i < n; i++) {
+        float *pr = f->pres + (size_t)i * ND_BLK_COUNT;
+        row_presence(rows->bits + (size_t)i * w, conf ? conf + (size_t)i * w : NULL, pr);
+        if (pr[ND_BLK_IPV4] > 0 || pr[ND_BLK_IPV6] > 0)
+            last = i;
+    }
+    cnt->rows += (uint64_t)n;
+    cnt->rows_padding += (uint64_t)(n - 1 - last);
+    for (int i = 0; i <= last; i++) {
+        const float *pr = f->pres + (size_t)i * ND_BLK_COUNT;
+        if (pr[ND_BLK_IPV4] > 0 || pr[ND_BLK_IPV6] > 0)
+            for (int b = 0; b < ND_BLK_COUNT; b++)
+                vote[b] += pr[b];
+    }
+    if (last < 0) {
+        f->np = 0;
+        return 0;
+    }
+    /* 2. the vote: ties to IPv4, then TCP > UDP > ICMP */
+    int net = vote[ND_BLK_IPV6] > vote[ND_BLK_IPV4] ? ND_BLK_IPV6 : ND_BLK_IPV4;
+    int tr = ND_BLK_TCP;
+    if (vote[ND_BLK_UDP] > vote[tr])
+        tr = ND_BLK_UDP;
+    if (vote[ND_BLK_ICMP] > vote[tr])
+        tr = ND_BLK_ICMP;
+    f->ipver = net == ND_BLK_IPV4 ? 4 : 6;
+    f->proto = tr == ND_BLK_TCP ? 6 : tr == ND_BLK_UDP ? 17 : 1;
+    f->net_blk = net;
+    f->tr_blk = tr;
+
+    /* 3. packets: rows up to `last` whose voted network block is present */
+    int np = 0;
+    for (int i = 0; i <= last; i++) {
+        const float *pr = f->pres + (size_t)i * ND_BLK_COUNT;
+        if (!(pr[net] > 0)) {
+            cnt->rows_dropped++;
+            continue;
+        }
+        for (int b = 0; b < ND_BLK_COUNT; b++)
+            if (b != net && b != tr && pr[b] > -1.0f + 1e-6f)
+                cnt->blocks_vacated++;
+        nd_pkt *p = &f->pk[np++];
+        memset(p, 0, sizeof *p);
+        p->row = i;
+    }
+    f->np = np;
+
+    /* 4. direction */
+    const int8_t *r0 = rows->bits + (size_t)f->pk[0].row * w;
+    if (f->proto != 1) {
+        int pc = tr == ND_BLK_TCP ? ND_COL_TCP : ND_COL_UDP;
+        nd_mode_reset(f);
+        for (int k = 0; k < np; k++) {
+            bool ok = true;
+            const int8_t *r = rows->bits + (size_t)f->pk[k].row * w;
+            uint32_t sp = (uint32_t)nd_cells_get(r + pc, 16, &ok);
+            uint32_t dp = (uint32_t)nd_cells_get(r + pc + 16, 16, &ok);
+            uint32_t a = sp < dp ? sp : dp, b = sp < dp ? dp : sp;
+            nd_mode_add(f, (uint64_t)a << 16 | b);
+        }
+        uint16_t a = (uint16_t)(f->hbest >> 16), b = (uint16_t)f->hbest;
+        const float *c0 = conf ? conf + (size_t)f->pk[0].row * w + pc : NULL;
+        /* the initiator is the side whose port is the source of packet 0 */
+        float ab = port_cost(r0 + pc, c0, a) + port_cost(r0 + pc + 16, c0 ? c0 + 16 : NULL, b);
+        float ba = port_cost(r0 + pc, c0, b) + port_cost(r0 + pc + 16, c0 ? c0 + 16 : NULL, a);
+        f->port[0] = ba < ab ? b : a;
+        f->port[1] = ba < ab ? a : b;
+    }
+    int ttl0 = ttl_of(f, r0);
+    int seen_req = 0;
+    for (int k = 0; k < np; k++) {
+        const int8_t *r = rows->bits + (size_t)f->pk[k].row * w;
+        int dir = 0;
+        bool ambiguous = false;
+        if (f->proto != 1 && f->port[0] != f->port[1]) {
+            int pc = tr == ND_BLK_TCP ? ND_COL_TCP : ND_COL_UDP;
+            const float *c = conf ? conf + (size_t)f->pk[k].row * w + pc : NULL;
+            float c0 = port_cost(r + pc, c, f->port[0]) +
+                       port_cost(r + pc + 16, c ? c + 16 : NULL, f->port[1]);
+            float c1 = port_cost(r + pc, c, f->port[1]) +
+                       port_cost(r + pc + 16, c ? c + 16 : NULL, f->port[0]);
+            dir = c1 < c0;
+            ambiguous = c1 == c0;
+            if (ambiguous) /* the ports cannot tell: a fair coin, seeded */
+                dir = (int)(nd_rand(f->key ^ 0xd1, (uint64_t)k) & 1);
+        } else if (f->proto == 1) {
+            bool ok = true;
+            int t = (int)nd_cells_get(r + ND_COL_ICMP, 8, &ok);
+            int kind = nd_icmp_kind(f, t);
+            f->pk[k].icmp_kind = (uint8_t)kind;
+            if (kind == ND_ICMP_REQ) {
+                dir = 0;
+                seen_req = 1;
+            } else if (kind == ND_ICMP_REP) {
+                dir = 1;
+            } else {
+                /* an error answers a packet the other side sent */
+                dir = seen_req ? 1 : ttl_of(f, r) != ttl0;
+            }
+        } else {
+            /* same port on both sides (NTP 123<->123, mDNS): only the TTL
+             * can tell the two senders apart */
+            dir = ttl_of(f, r) != ttl0;
+            ambiguous = true;
+        }
+        f->pk[k].dir = (uint8_t)dir;
+        cnt->seen[ND_RP_DIR]++;
+        cnt->changed[ND_RP_DIR] += ambiguous;
+    }
+    /* packet 0 defines the initiator */
+    if (f->pk[0].dir)
+        for (int k = 0; k < np; k++)
+            f->pk[k].dir ^= 1;
+
+    /* 5. steady values per direction: TTL / hop limit, flow label, echo id */
+    memset(f->ttl_hist, 0, sizeof f->ttl_hist);
+    int ttl_col = f->ipver == 4 ? nd_fields[ND_F_IPV4_TTL].col : nd_fields[ND_F_IPV6_HL].col;
+    for (int k = 0; k < np; k++) {
+        const int8_t *r = rows->bits + (size_t)f->pk[k].row * w;
+        bool ok = true;
+        int t = (int)nd_cells_get(r + ttl_col, 8, &ok);
+        if (ok && t)
+            f->ttl_hist[f->pk[k].dir][t]++;
+    }
+    for (int d = 0; d < 2; d++) {
+        int best = 0;
+        for (int t = 1; t < 256; t++)
+            if (f->ttl_hist[d][t] > f->ttl_hist[d][best])
+                best = t;
+        f->ttl[d] = (uint8_t)best; /* 0: none drawn, repair.c takes the class's */
+    }
+    if (f->ipver == 6) {
+        for (int d = 0; d < 2; d++) {
+            nd_mode_reset(f);
+            for (int k = 0; k < np; k++) {
+                if (f->pk[k].dir != d)
+                    continue;
+                bool ok = true;
+                const int8_t *r = rows->bits + (size_t)f->pk[k].row * w;
+                nd_mode_add(f, nd_cells_get(r + nd_fields[ND_F_IPV6_FL].col, 20, &ok));
+            }
+            f->flow_label[d] = (uint32_t)f->hbest;
+        }
+    }
+    if (f->proto == 1) {
+        nd_mode_reset(f);
+        for (int k = 0; k < np; k++) {
+            if (f->pk[k].icmp_kind == ND_ICMP_ERR)
+                continue;
+            bool ok = true;
+            const int8_t *r = rows->bits + (size_t)f->pk[k].row * w;
+            nd_mode_add(f, nd_cells_get(r + ND_COL_ICMP + 32, 16, &ok));
+        }
+        f->echo_id = (uint16_t)f->hbest;
+    }
+    return np;
+}
+
+int nd_icmp_kind(const nd_flowctx *f, int t)
+{
+    if (t == 8 || t == 128)
+        return ND_ICMP_REQ;
+    if (t == 0 || t == 129)
+        return ND_ICMP_REP;
+    if (t == 3 || t == 11 || (f->ipver == 6 && t == 1))
+        return ND_ICMP_ERR;
+    /* anything else: the nearer of request / reply in bits */
+    int d8 = __builtin_popcount((unsigned)(t ^ 8)), d0 = __builtin_popcount((unsigned)t);
+    return d8 <= d0 ? ND_ICMP_REQ : ND_ICMP_REP;
+}

@@ -1,0 +1,136 @@
+/* heuristics/internal.h - helpers shared by the heuristics .c files only:
+ * fast reads of row cells, the counter-based RNG, Internet checksums. */
+#ifndef ND_HEURISTICS_INTERNAL_H
+#define ND_HEURISTICS_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---- counter-based RNG: splitmix64's finaliser over (key, counter). No
+ * state to carry, so any value can be recomputed independently: payload
+ * word k of packet i is the same whatever was drawn before it. */
+static inline uint64_t nd_mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static inline uint64_t nd_rand(uint64_t key, uint64_t ctr)
+{
+    return nd_mix64(key ^ nd_mix64(ctr));
+}
+/* Uniform double in [0, 1). */
+static inline double nd_rand01(uint64_t key, uint64_t ctr)
+{
+    return (double)(nd_rand(key, ctr) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* ---- row cells, 8 at a time. A cell is 1, 0 or -1 (0xff): bit 0 of the
+ * byte is 1 for both 1 and vacant, bit 1 only for vacant. */
+static inline uint64_t nd_load8(const int8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+/* 8 cells -> one byte, first cell in the MSB; *vac gets a bit per vacant cell. */
+static inline uint8_t nd_cells_byte(const int8_t *p, uint8_t *vac)
+{
+    uint64_t v = nd_load8(p);
+    uint64_t vm = (v >> 1) & 0x0101010101010101ull;         /* vacant flags */
+    uint64_t bm = v & 0x0101010101010101ull & ~vm;          /* 1 cells      */
+    /* gather byte lsb's: cell 0 (lowest address) to bit 7 */
+    *vac = (uint8_t)((vm * 0x8040201008040201ull) >> 56);
+    return (uint8_t)((bm * 0x8040201008040201ull) >> 56);
+}
+/* A field of w <= 64 bits at p (MSB first); vacant cells read as 0.
+ * *complete is cleared when any cell is vacant. */
+static inline uint64_t nd_cells_get(const int8_t *p, int w, bool *complete)
+{
+    uint64_t v = 0;
+    uint8_t vac = 0, vb;
+    int i = 0;
+    for (; i + 8 <= w; i += 8) {
+        v = (v << 8) | nd_cells_byte(p + i, &vb);
+        vac |= vb;
+    }
+    for (; i < w; i++) {
+        v = (v << 1) | (uint64_t)(p[i] == 1);
+        vac |= (uint8_t)(p[i] != 0 && p[i] != 1);
+    }
+    if (vac)
+        *complete = false;
+    return v;
+}
+/* Number of vacant cells among n (n multiple of 8). */
+static inline int nd_cells_vacant(const int8_t *p, int n)
+{
+    int c = 0;
+    for (int i = 0; i < n; i += 8)
+        c += __builtin_popcountll((nd_load8(p + i) >> 1) & 0x0101010101010101ull);
+    return c;
+}
+/* Leading whole bytes (of at most max) whose 8 cells are all non-vacant. */
+static inline int nd_cells_lead_bytes(const int8_t *p, int max, uint8_t *out)
+{
+    int n = 0;
+    for (; n < max; n++) {
+        uint8_t vac;
+        uint8_t b = nd_cells_byte(p + 8 * n, &vac);
+        if (vac)
+            break;
+        out[n] = b;
+    }
+    return n;
+}
+
+/* ---- Internet checksum (RFC 1071): 64-bit accumulation, folded at the end. */
+static inline uint64_t nd_sum_add(uint64_t s, const uint8_t *p, size_t n)
+{
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        s += (w & 0xffffffffull) + (w >> 32);
+        p += 8;
+        n -= 8;
+    }
+    while (n >= 2) {
+        uint16_t w;
+        memcpy(&w, p, 2);
+        s += w;
+        p += 2;
+        n -= 2;
+    }
+    if (n) {
+        uint16_t w = 0;
+        memcpy(&w, p, 1); /* odd byte padded with a zero byte on the right */
+        s += w;
+    }
+    return s;
+}
+/* Folds and complements; the result is in memory (network) order already
+ * because the sum was taken over memory-order words. */
+static inline uint16_t nd_sum_fold(uint64_t s)
+{
+    while (s >> 16)
+        s = (s & 0xffff) + (s >> 16);
+    return (uint16_t)~s;
+}
+static inline void nd_put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+static inline void nd_put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+/* Serial-number difference a - b (RFC 1982 style), for seq/ack/TS/IDs. */
+static inline int32_t nd_sdiff32(uint32_t a, uint32_t b) { return (int32_t)(a - b); }
+
+#endif
