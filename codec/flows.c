@@ -2,9 +2,10 @@
  *
  * Memory is bounded by the flows alive at once: a flow's packets are handed
  * to the sink as soon as it ends (RST, FIN both ways then one more packet,
- * idle timeout, K packets kept) and freed; a flow that reached K packets
- * stays as a small tombstone that swallows its tail, so the rest of a long
- * connection does not become new flows. */
+ * idle timeout, K packets kept) and freed. The ended flow stays as a small
+ * tombstone that swallows its tail (the rest of a long connection, the last
+ * ACK or a retransmitted FIN) until it idles out or a new SYN reuses the
+ * 5-tuple, so stray packets do not become flows of their own. */
 #include "codec/codec.h"
 #include "codec/internal.h"
 
@@ -37,7 +38,8 @@ typedef struct slot {
     int64_t last_ns;
     uint8_t fin[2];
     int fin_both;          /* both FINs seen: the next packet ends the flow */
-    int emitted;           /* tombstone: reached K, already handed over */
+    int emitted;           /* tombstone: handed over (K packets, FIN or RST) */
+    int label_weak;        /* label is the file-name fallback: comments win */
 } slot;
 
 typedef struct {
@@ -214,8 +216,9 @@ static nd_status add_packet(table *t, slot *s, const nd_packet *p, const nd_pkti
     fp->data = NULL;
     memcpy(s->data + (size_t)s->f.n * keep, p->l3, fp->len);
     s->f.n++;
-    if (!s->f.label[0] && p->comment && nd_labeler_comments(t->o->labeler))
-        nd_label_from_comment(p->comment, s->f.label, sizeof s->f.label);
+    if ((s->label_weak || !s->f.label[0]) && p->comment && nd_labeler_comments(t->o->labeler) &&
+        nd_label_from_comment(p->comment, s->f.label, sizeof s->f.label))
+        s->label_weak = 0;
     (void)pi;
     if (s->f.n == t->o->max_packets)
         return finish(t, s, ND_FLOW_END_EOF, 0, err);  /* tombstone stays */
@@ -270,7 +273,9 @@ nd_status nd_flows_from_capture(const char *path, const nd_flow_opts *o, nd_flow
         int src_lo;
         make_key(&pi, &k, &src_lo);
         slot *s = find(&t, &k);
-        if (s && now - s->last_ns > (int64_t)(o->idle_timeout * 1e9)) {
+        if (s && (now - s->last_ns > (int64_t)(o->idle_timeout * 1e9) ||
+                  (s->emitted && pi.proto == 6 && (pi.tcp_flags & 0x12) == 0x02))) {
+            /* idle, or a fresh SYN on a finished connection: a new flow */
             if ((st = finish(&t, s, ND_FLOW_END_IDLE, 1, err)))
                 goto out;
             s = NULL;
@@ -291,8 +296,10 @@ nd_status nd_flows_from_capture(const char *path, const nd_flow_opts *o, nd_flow
             const char *lab = nd_labeler_lookup(o->labeler, path, &p, &pi);
             if (lab)
                 snprintf(s->f.label, sizeof s->f.label, "%s", lab);
-            else if (!o->labeler || !o->drop_unlabelled)
+            else if (!o->labeler || !o->drop_unlabelled) {
                 nd_label_from_filename(path, s->f.label, sizeof s->f.label);
+                s->label_weak = 1;
+            }
             if (o->drop_unlabelled && !lab)
                 s->f.label[0] = '\0';
         }
@@ -300,14 +307,14 @@ nd_status nd_flows_from_capture(const char *path, const nd_flow_opts *o, nd_flow
         int dir = !(memcmp(pi.src, s->f.addr[0], al) == 0 && pi.sport == s->f.port[0]);
         if ((st = add_packet(&t, s, &p, &pi, dir, now, err)))
             goto out;
-        if (o->end_on_fin_rst && pi.proto == 6) {
+        if (o->end_on_fin_rst && pi.proto == 6 && !s->emitted) {
             if (pi.tcp_flags & 0x04) {
-                if ((st = finish(&t, s, ND_FLOW_END_RST, 1, err)))
+                if ((st = finish(&t, s, ND_FLOW_END_RST, 0, err)))
                     goto out;
                 continue;
             }
             if (s->fin_both) {
-                if ((st = finish(&t, s, ND_FLOW_END_FIN, 1, err)))
+                if ((st = finish(&t, s, ND_FLOW_END_FIN, 0, err)))
                     goto out;
                 continue;
             }
