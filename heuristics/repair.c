@@ -60,6 +60,12 @@ nd_status nd_repair_ctx_new(const nd_repair_opts *opts, nd_repair_ctx **out, nd_
     return ND_OK;
 }
 
+void nd_repair_set_start(nd_repair_ctx *c, int64_t start_us)
+{
+    if (start_us >= 0 && start_us <= 3000000000LL * 1000000)
+        c->f.o.start_us = start_us;
+}
+
 void nd_repair_ctx_free(nd_repair_ctx *c)
 {
     if (!c)
