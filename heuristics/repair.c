@@ -60,6 +60,12 @@ nd_status nd_repair_ctx_new(const nd_repair_opts *opts, nd_repair_ctx **out, nd_
     return ND_OK;
 }
 
+void nd_repair_set_start(nd_repair_ctx *c, int64_t start_us)
+{
+    if (start_us >= 0 && start_us <= 3000000000LL * 1000000)
+        c->f.o.start_us = start_us;
+}
+
 void nd_repair_ctx_free(nd_repair_ctx *c)
 {
     if (!c)
@@ -229,24 +235,36 @@ static void cnt_opts(counter *c, nd_field_id f, const uint8_t *opt, int n)
 
 /* ---- payload: drawn bytes where the row has them, else seeded bytes */
 
-static bool fill_payload(const nd_flowctx *f, const int8_t *row, int payload_cols, int pkt,
-                         uint8_t *dst, uint32_t n)
+/* Payload bytes are a function of (flow, direction, stream offset): a TCP
+ * retransmission repeats exactly the bytes it resends (reassembly in tshark
+ * flags overlapping segments whose bytes differ as malformed). UDP/ICMP use
+ * the packet index as their "stream". Drawn bytes (payload columns) win,
+ * except on retransmissions (use_drawn false). */
+static bool fill_payload(const nd_flowctx *f, const int8_t *row, int payload_cols, int dir,
+                         uint64_t off, bool use_drawn, uint8_t *dst, uint32_t n)
 {
     uint32_t drawn = 0;
-    uint32_t have = payload_cols < 0 ? 0 : (uint32_t)payload_cols;
+    uint32_t have = payload_cols < 0 || !use_drawn ? 0 : (uint32_t)payload_cols;
     if (have > n)
         have = n;
     const int8_t *pc = row + ND_HDR_BITS;
     bool all = true;
-    uint64_t pkey = nd_mix64(f->key ^ 0x9a110adULL) ^ (uint64_t)pkt * 0x9e3779b97f4a7c15ULL;
+    uint64_t pkey = nd_mix64(f->key ^ 0x9a110adULL ^ (uint64_t)dir);
     uint32_t i = 0;
+    /* head up to 8-byte stream alignment, then whole words */
+    for (; i < n && ((off + i) & 7); i++) {
+        uint64_t r = nd_rand(pkey, (off + i) >> 3);
+        dst[i] = (uint8_t)(r >> (8 * ((off + i) & 7)));
+    }
     for (; i + 8 <= n; i += 8) {
-        uint64_t r = nd_rand(pkey, i >> 3);
-        memcpy(dst + i, &r, 8);
+        uint64_t r = nd_rand(pkey, (off + i) >> 3);
+        for (int b = 0; b < 8; b++)
+            dst[i + (uint32_t)b] = (uint8_t)(r >> (8 * b));
     }
     if (i < n) {
-        uint64_t r = nd_rand(pkey, i >> 3);
-        memcpy(dst + i, &r, n - i);
+        uint64_t r = nd_rand(pkey, (off + i) >> 3);
+        for (int b = 0; i < n; i++, b++)
+            dst[i] = (uint8_t)(r >> (8 * b));
     }
     for (uint32_t k = 0; k < have; k++) {
         uint8_t vac;
@@ -266,6 +284,7 @@ static bool fill_payload(const nd_flowctx *f, const int8_t *row, int payload_col
 typedef struct {
     bool started;            /* sent anything                        */
     uint32_t syn;            /* 1 when its first packet was a SYN     */
+    uint32_t seg_seq, seg_len; /* its last data segment                 */
     uint32_t isn, nxt;       /* first seq, next seq                   */
     bool fin;                /* sent its FIN                          */
     uint32_t fin_seq;
@@ -515,6 +534,8 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
         }
         uint8_t *l4 = ip + iph;
         uint32_t pay = p->payload;
+        uint64_t stream_off = 0; /* TCP: this segment's offset in its side's stream */
+        bool retrans = false;
         int l4h;
         /* -- transport */
         if (proto == 6) {
@@ -601,12 +622,20 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
                 if (f->o.keep_seq_gaps && seq_ok && !(fl & FIN) &&
                     nd_sdiff32(dseq, me->nxt) > 0 && nd_sdiff32(dseq, me->nxt) <= (1 << 20))
                     seq = dseq;
-                /* keep a drawn retransmission of data already sent */
-                if (seq_ok && pay > 0 && !(fl & FIN) &&
-                    nd_sdiff32(dseq, me->isn + me->syn) >= 0 &&
-                    nd_sdiff32(dseq + pay, me->nxt) <= 0)
+                /* keep a drawn retransmission when it resends exactly the
+                 * side's previous segment (partial overlaps make tshark's
+                 * reassembly report malformed data), and not with payload
+                 * columns (the drawn bytes of the copy would differ) */
+                if (seq_ok && pay > 0 && !(fl & FIN) && rows->payload_bytes == 0 &&
+                    me->seg_len && dseq == me->seg_seq && pay == me->seg_len)
                     seq = dseq;
             }
+            if (pay) {
+                me->seg_seq = seq;
+                me->seg_len = pay;
+            }
+            stream_off = (uint32_t)(seq - me->isn);
+            retrans = nd_sdiff32(seq + pay, me->nxt) <= 0 && pay > 0;
             uint32_t end = seq + pay + ((fl & SYN) ? 1 : 0) + ((fl & FIN) ? 1 : 0);
             if (nd_sdiff32(end, me->nxt) > 0)
                 me->nxt = end;
@@ -805,7 +834,9 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
             cnt->seen[ND_RP_PAYLOAD]++;
             cnt->changed[ND_RP_PAYLOAD]++;
         } else if (pay) {
-            bool all = fill_payload(f, r, rows->payload_bytes, k, pl, pay);
+            bool all = fill_payload(f, r, rows->payload_bytes, d,
+                                    proto == 6 ? stream_off : ((uint64_t)k << 20), !retrans,
+                                    pl, pay);
             cnt->seen[ND_RP_PAYLOAD]++;
             cnt->changed[ND_RP_PAYLOAD] += !all;
         }

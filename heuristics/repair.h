@@ -146,6 +146,9 @@ typedef struct nd_repair_ctx nd_repair_ctx;
 /* opts may be NULL (defaults). Returns ND_EINVAL for bad options. */
 nd_status nd_repair_ctx_new(const nd_repair_opts *opts, nd_repair_ctx **out, nd_err *err);
 void nd_repair_ctx_free(nd_repair_ctx *c);
+/* Moves the clock: the next flows start at start_us + flow id * spacing
+ * (a caller with its own running clock sets spacing 0 and calls this). */
+void nd_repair_set_start(nd_repair_ctx *c, int64_t start_us);
 
 /* Repairs one flow. rows: the snapped rows (any payload_bytes; gap_us used
  * where >= 0). conf: NULL, or one confidence in [0.5, 1] per cell of rows
@@ -155,6 +158,14 @@ void nd_repair_ctx_free(nd_repair_ctx *c);
 nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *conf,
                          const nd_class_stats *cls, uint64_t flow_id, nd_repair_out *out,
                          nd_repair_counts *counts, nd_err *err);
+
+/* Maps per-pixel confidence of an image with layout l (l->width *
+ * l->packets floats, from nd_snap_*) to the per-cell confidence
+ * nd_repair_flow takes, for the first n_rows rows of width
+ * nd_row_width(payload_bytes) (row_conf: n_rows * width floats). Cells the
+ * image does not show get 1 (the codec fills them by rule). */
+void nd_repair_conf_from_image(const nd_layout *l, const float *img_conf, int n_rows,
+                               int payload_bytes, float *row_conf);
 
 /* Writes out's packets to w (its link type must be out->linktype). comment
  * (pcapng only, may be NULL) goes on every packet, e.g. "FLOWID,LABEL". */
