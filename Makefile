@@ -53,15 +53,20 @@ all: $(REL)/netdiff $(if $(SRV_SRCS),$(REL)/netdiffd)
 
 -include $(wildcard */module.mk)
 
+# V=1 shows the whole command lines.
+Q := $(if $(V),,@)
 $(REL)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
 $(ASAN)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) -O1 -g $(SAN) -c $< -o $@
+	@$(if $(Q),echo "  CC-SAN  $<")
+	$(Q)$(CC) $(BASE_CFLAGS) -O1 -g $(SAN) -c $< -o $@
 $(FZ)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CLANG) $(filter-out -MMD -MP,$(BASE_CFLAGS)) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+	@$(if $(Q),echo "  CC-FUZZ $<")
+	$(Q)$(CLANG) $(filter-out -MMD -MP,$(BASE_CFLAGS)) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
 
 $(REL_LIB): $(call rel_obj,$(LIB_SRCS))
 	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^

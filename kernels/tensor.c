@@ -6,6 +6,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define ND_X86 1
 #endif
@@ -149,8 +150,11 @@ static int have_f16c(void)
 {
     static int v = -1;
     if (v < 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+        /* cpuid rather than __builtin_cpu_supports("f16c"), which clang-14
+         * (the fuzz build's compiler) does not know: leaf 1 ECX bit 29 is
+         * F16C, bit 28 AVX, bit 27 OSXSAVE (the OS saves YMM state). */
+        unsigned a, b, c, d;
+        v = __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1) && (c >> 28 & 1) && (c >> 27 & 1);
     }
     return v;
 }
