@@ -43,7 +43,7 @@ static int has_suffix(const char *s, const char *suf)
 }
 
 static nd_status load_rows(const char *path, const nd_layout *base, nd_snap_mode snap,
-                           nd_rows *rows, float **conf, nd_err *err)
+                           nd_rows *rows, float **conf, nd_layout *img_layout, nd_err *err)
 {
     *conf = NULL;
     if (!has_suffix(path, ".png"))
@@ -61,6 +61,7 @@ static nd_status load_rows(const char *path, const nd_layout *base, nd_snap_mode
                        l.timing_cols);
     }
     l.packets = h;
+    *img_layout = l;
     size_t n = (size_t)w * (size_t)h;
     int8_t *bits = malloc(n);
     *conf = malloc(n * sizeof **conf);
@@ -220,7 +221,8 @@ static int run(int argc, char **argv)
     for (int i = 0; i < nf; i++) {
         nd_rows rows;
         float *conf;
-        st = load_rows(files[i], &layout, snap, &rows, &conf, &err);
+        nd_layout img_layout;
+        st = load_rows(files[i], &layout, snap, &rows, &conf, &img_layout, &err);
         if (st) {
             fprintf(stderr, "netdiff decode: %s\n", err.msg);
             failed++;
@@ -234,7 +236,8 @@ static int run(int argc, char **argv)
         else
             nd_label_from_filename(files[i], lab, sizeof lab);
         if (repair)
-            st = nd_decode_repair(o.w, &rows, conf, lab, seed, o.flows, &o.t_us, &o.packets, &err);
+            st = nd_decode_repair(o.w, &rows, conf ? &img_layout : NULL, conf, lab, seed, o.flows,
+                                  &o.t_us, &o.packets, &err);
         else
             st = write_raw(&o, &rows, lab, &err);
         if (repair && !st)

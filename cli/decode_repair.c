@@ -1,5 +1,6 @@
 /* cli/decode_repair.c - `netdiff decode`'s repair step (cli/decode_hook.h):
  * one flow's rows -> heuristics/repair.h -> the capture writer. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "cli/decode_hook.h"
@@ -7,18 +8,14 @@
 
 const int nd_decode_linktype = ND_LINKTYPE_ETHERNET;
 
-nd_status nd_decode_repair(nd_capwriter *w, const nd_rows *rows, const float *conf,
-                           const char *label, uint64_t seed, uint64_t flow_id, int64_t *t_us,
-                           uint64_t *packets, nd_err *err)
+nd_status nd_decode_repair(nd_capwriter *w, const nd_rows *rows, const nd_layout *layout,
+                           const float *conf, const char *label, uint64_t seed, uint64_t flow_id,
+                           int64_t *t_us, uint64_t *packets, nd_err *err)
 {
     /* One context for the process (decode is single-threaded); rebuilt
      * only when the seed changes. Freed at exit by the OS. */
     static nd_repair_ctx *ctx;
     static uint64_t ctx_seed;
-    (void)label;
-    /* conf is per image pixel and the hook does not pass the layout, so
-     * the vote runs unweighted here (see nd_repair_conf_from_image). */
-    (void)conf;
     nd_repair_opts o;
     nd_repair_opts_init(&o);
     o.seed = seed;
@@ -35,10 +32,22 @@ nd_status nd_decode_repair(nd_capwriter *w, const nd_rows *rows, const float *co
     nd_repair_set_start(ctx, *t_us);
     nd_status st;
     nd_repair_out out;
-    st = nd_repair_flow(ctx, rows, NULL, NULL, flow_id, &out, NULL, err);
+    /* per-pixel confidence -> per-cell confidence for the vote */
+    float *row_conf = NULL;
+    if (layout && conf && rows->n > 0) {
+        row_conf = malloc((size_t)rows->n * (size_t)nd_row_width(rows->payload_bytes) *
+                          sizeof *row_conf);
+        if (!row_conf)
+            return nd_fail(err, ND_ENOMEM, "out of memory");
+        nd_repair_conf_from_image(layout, conf, rows->n, rows->payload_bytes, row_conf);
+    }
+    st = nd_repair_flow(ctx, rows, row_conf, NULL, flow_id, &out, NULL, err);
+    free(row_conf);
     if (st)
         return st;
-    st = nd_repair_write(w, &out, NULL, err);
+    char comment[128];
+    snprintf(comment, sizeof comment, "%llu,%s", (unsigned long long)flow_id, label);
+    st = nd_repair_write(w, &out, comment, err);
     if (st)
         return st;
     *packets += (uint64_t)out.n;

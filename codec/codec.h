@@ -370,7 +370,8 @@ nd_status nd_labeler_load_csv(nd_labeler *l, const char *path, nd_err *err);
 /* Flows whose first packet matches bpf get label (first rule wins). */
 nd_status nd_labeler_add_bpf(nd_labeler *l, const char *label, const char *bpf, nd_err *err);
 void nd_labeler_free(nd_labeler *l);
-/* The label a file name implies: "netflix_01.pcap" -> "netflix",
+/* The label a file name implies (capture, CSV or PNG name; extensions
+ * dropped): "netflix_01.pcap" -> "netflix",
  * "ndpi_netflix__netflix.pcap" -> "netflix" (text after the last "__"). */
 void nd_label_from_filename(const char *path, char *buf, size_t n);
 

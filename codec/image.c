@@ -91,6 +91,13 @@ nd_status nd_rows_from_bits(const nd_layout *l, const int8_t *bits, nd_rows *out
     nd_status st = nd_rows_init(out, 0, l->packets, err);
     if (st)
         return st;
+    /* which address fields the layout shows (NetDiffusion's shows none) */
+    static const nd_field_id addr_field[4] = {ND_F_IPV4_SRC, ND_F_IPV4_DST, ND_F_IPV6_SRC,
+                                              ND_F_IPV6_DST};
+    bool addr_shown[4] = {false, false, false, false};
+    for (int k = 0; k < 4; k++)
+        for (int x = 0; x < l->n_bit_cols; x++)
+            addr_shown[k] |= l->bit_cols[x] == nd_fields[addr_field[k]].col;
     /* the flow ends after the last row that has any non-vacant bit */
     int last = -1;
     for (int y = 0; y < l->packets; y++) {
@@ -116,19 +123,10 @@ nd_status nd_rows_from_bits(const nd_layout *l, const int8_t *bits, nd_rows *out
             v4 |= row[c] != ND_VACANT;
         for (int c = ND_COL_IPV6; c < ND_COL_IPV6 + 8; c++)
             v6 |= row[c] != ND_VACANT;
-        for (int f = ND_F_IPV4_SRC; f <= ND_F_IPV4_DST; f++) {
-            bool shown = false;
-            for (int x = 0; x < l->n_bit_cols && !shown; x++)
-                shown = l->bit_cols[x] == nd_fields[f].col;
-            if (!shown && v4)
-                memset(row + nd_fields[f].col, 0, nd_fields[f].width);
-        }
-        for (int f = ND_F_IPV6_SRC; f <= ND_F_IPV6_DST; f++) {
-            bool shown = false;
-            for (int x = 0; x < l->n_bit_cols && !shown; x++)
-                shown = l->bit_cols[x] == nd_fields[f].col;
-            if (!shown && v6)
-                memset(row + nd_fields[f].col, 0, nd_fields[f].width);
+        for (int k = 0; k < 4; k++) {
+            const nd_field *fd = &nd_fields[addr_field[k]];
+            if (!addr_shown[k] && (k < 2 ? v4 : v6))
+                memset(row + fd->col, 0, fd->width);
         }
         if (l->timing_cols) {
             uint32_t q = 0;

@@ -282,12 +282,15 @@ void nd_label_from_filename(const char *path, char *buf, size_t n)
 {
     char tmp[256];
     snprintf(tmp, sizeof tmp, "%s", base_name(path));
-    /* strip extensions: .gz, then .pcap / .pcapng / .cap */
+    /* strip extensions: .gz, then .pcap / .pcapng / .cap / .csv / .nprint / .png */
+    static const char *const ext[] = {".gz", ".pcap", ".pcapng", ".cap", ".csv", ".nprint", ".png"};
     for (int k = 0; k < 2; k++) {
         char *dot = strrchr(tmp, '.');
-        if (dot && (!strcmp(dot, ".gz") || !strcmp(dot, ".pcap") || !strcmp(dot, ".pcapng") ||
-                    !strcmp(dot, ".cap")))
-            *dot = '\0';
+        for (size_t e = 0; dot && e < ND_ARRAY_LEN(ext); e++)
+            if (!strcmp(dot, ext[e])) {
+                *dot = '\0';
+                break;
+            }
     }
     char *s = tmp;
     char *dd = NULL, *p = tmp;
