@@ -20,6 +20,10 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 /* Prints "netdiff CMD: message" on stderr; returns the status's exit code. */
 int cli_fail(const char *cmd, nd_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Appends path to *list, or, for a directory, every file below it in
+ * sorted order (hidden names skipped). Strings are the caller's to free.
+ * Returns -1 (errno set) when a directory cannot be read. */
+int cli_collect_paths(const char *path, char ***list, int *n, int *cap);
 /* Parses a whole decimal number in [lo, hi]; 0 on success. */
 int cli_parse_long(const char *s, long lo, long hi, long *out);
 

@@ -105,32 +105,6 @@ static nd_status write_raw(out_state *o, const nd_rows *rows, const char *label,
     return ND_OK;
 }
 
-static int collect(const char *path, char ***list, int *n, int *cap)
-{
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        struct dirent **ents;
-        int k = scandir(path, &ents, NULL, alphasort);
-        if (k < 0)
-            return -1;
-        for (int i = 0; i < k; i++) {
-            if (ents[i]->d_name[0] != '.') {
-                char sub[4096];
-                snprintf(sub, sizeof sub, "%s/%s", path, ents[i]->d_name);
-                collect(sub, list, n, cap);
-            }
-            free(ents[i]);
-        }
-        free(ents);
-        return 0;
-    }
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 16;
-        *list = realloc(*list, (size_t)*cap * sizeof **list);
-    }
-    (*list)[(*n)++] = strdup(path);
-    return 0;
-}
 
 static int run(int argc, char **argv)
 {
@@ -217,7 +191,10 @@ static int run(int argc, char **argv)
     char **files = NULL;
     int nf = 0, capf = 0, failed = 0;
     for (int i = optind; i < argc; i++)
-        collect(argv[i], &files, &nf, &capf);
+        if (cli_collect_paths(argv[i], &files, &nf, &capf)) {
+            fprintf(stderr, "netdiff decode: %s: %s\n", argv[i], strerror(errno));
+            failed++;
+        }
     for (int i = 0; i < nf; i++) {
         nd_rows rows;
         float *conf;

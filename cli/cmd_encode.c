@@ -104,33 +104,6 @@ static nd_status write_flow(void *ctx, const nd_flow *f, nd_err *err)
     return st;
 }
 
-/* Expands files and directories (one level, sorted) into a list. */
-static int collect(const char *path, char ***list, int *n, int *cap)
-{
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        struct dirent **ents;
-        int k = scandir(path, &ents, NULL, alphasort);
-        if (k < 0)
-            return -1;
-        for (int i = 0; i < k; i++) {
-            if (ents[i]->d_name[0] != '.') {
-                char sub[4096];
-                snprintf(sub, sizeof sub, "%s/%s", path, ents[i]->d_name);
-                collect(sub, list, n, cap);
-            }
-            free(ents[i]);
-        }
-        free(ents);
-        return 0;
-    }
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 16;
-        *list = realloc(*list, (size_t)*cap * sizeof **list);
-    }
-    (*list)[(*n)++] = strdup(path);
-    return 0;
-}
 
 static int run(int argc, char **argv)
 {
@@ -321,7 +294,7 @@ static int run(int argc, char **argv)
     char **files = NULL;
     int nf = 0, capf = 0, failed = 0;
     for (int i = optind; i < argc; i++)
-        if (collect(argv[i], &files, &nf, &capf))
+        if (cli_collect_paths(argv[i], &files, &nf, &capf))
             fprintf(stderr, "netdiff encode: %s: %s\n", argv[i], strerror(errno)), failed++;
     for (int i = 0; i < nf; i++) {
         j.cur_file = files[i];

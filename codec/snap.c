@@ -1,7 +1,9 @@
 /* codec/snap.c - generated pixels back to bits, with a confidence. */
 /* The per-pixel loop is hot (a 1088x1024 image per flow): no errno from
  * sqrtf (its argument is clamped at 0) and full vectorisation. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("O3", "no-math-errno")
+#endif
 #include "codec/codec.h"
 
 #include <math.h>
