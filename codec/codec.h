@@ -240,7 +240,7 @@ int64_t nd_layout_gap_us(const nd_layout *l, uint32_t q);
  * l->packets * 3 bytes, row-major); the rest are blue padding rows. */
 void nd_image_from_rows(const nd_layout *l, const nd_rows *t, uint8_t *rgb);
 /* The inverse for clean (snapped) bits: bits are l->width * l->packets values
- * (1/0/-1 per pixel, e.g. from nd_snap_*). Trailing all-vacant rows end the
+ * (exactly 1, 0 or -1 per pixel, as nd_snap_* writes them). Trailing all-vacant rows end the
  * flow and are not appended. Address columns the layout omits are filled
  * with zeros in a row whose IP block is present, and vacant otherwise. */
 nd_status nd_rows_from_bits(const nd_layout *l, const int8_t *bits, nd_rows *out, nd_err *err);
@@ -262,6 +262,10 @@ void nd_snap_u8(nd_snap_mode m, const uint8_t *rgb, size_t n_pixels, int8_t *bit
                 float *conf /* may be NULL */);
 /* Float pixels in [0, 1] (e.g. a VAE's output mapped from [-1, 1]). */
 void nd_snap_f32(nd_snap_mode m, const float *rgb, size_t n_pixels, int8_t *bits, float *conf);
+/* The same on planar input, the layout a VAE decoder produces ([3][n]: all
+ * red, then all green, then all blue), which vectorises: the fast path. */
+void nd_snap_planar_f32(nd_snap_mode m, const float *planes, size_t n_pixels, int8_t *bits,
+                        float *conf);
 
 /* ----------------------------------------------------------- raw inverse */
 

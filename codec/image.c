@@ -2,6 +2,7 @@
 #include "codec/codec.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 void nd_layout_netdiffusion(nd_layout *l, int packets)
@@ -86,6 +87,44 @@ void nd_image_from_rows(const nd_layout *l, const nd_rows *t, uint8_t *rgb)
     }
 }
 
+/* Image columns come in a few runs that map to consecutive row columns
+ * (NetDiffusion's layout: four), so a row is a handful of memcpys. */
+typedef struct {
+    int n;
+    uint16_t x0[ND_HDR_BITS], c0[ND_HDR_BITS], len[ND_HDR_BITS];
+} col_runs;
+
+static void runs_of(const nd_layout *l, col_runs *r)
+{
+    r->n = 0;
+    for (int x = 0; x < l->n_bit_cols; x++) {
+        if (r->n && l->bit_cols[x] == r->c0[r->n - 1] + r->len[r->n - 1] &&
+            x == r->x0[r->n - 1] + r->len[r->n - 1]) {
+            r->len[r->n - 1]++;
+        } else {
+            r->x0[r->n] = (uint16_t)x;
+            r->c0[r->n] = l->bit_cols[x];
+            r->len[r->n] = 1;
+            r->n++;
+        }
+    }
+}
+
+static bool all_vacant(const int8_t *b, int n)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, b + i, 8);
+        if (v != 0xffffffffffffffffull)
+            return false;
+    }
+    for (; i < n; i++)
+        if (b[i] != ND_VACANT)
+            return false;
+    return true;
+}
+
 nd_status nd_rows_from_bits(const nd_layout *l, const int8_t *bits, nd_rows *out, nd_err *err)
 {
     nd_status st = nd_rows_init(out, 0, l->packets, err);
@@ -100,23 +139,25 @@ nd_status nd_rows_from_bits(const nd_layout *l, const int8_t *bits, nd_rows *out
             addr_shown[k] |= l->bit_cols[x] == nd_fields[addr_field[k]].col;
     /* the flow ends after the last row that has any non-vacant bit */
     int last = -1;
-    for (int y = 0; y < l->packets; y++) {
-        const int8_t *b = bits + (size_t)y * (size_t)l->width;
-        for (int x = 0; x < l->n_bit_cols; x++)
-            if (b[x] != ND_VACANT) {
-                last = y;
-                break;
-            }
+    for (int y = l->packets - 1; y >= 0 && last < 0; y--)
+        if (!all_vacant(bits + (size_t)y * (size_t)l->width, l->n_bit_cols))
+            last = y;
+    col_runs *runs = malloc(sizeof *runs);
+    if (!runs) {
+        nd_rows_free(out);
+        return nd_fail(err, ND_ENOMEM, "out of memory");
     }
+    runs_of(l, runs);
     for (int y = 0; y <= last; y++) {
         const int8_t *b = bits + (size_t)y * (size_t)l->width;
         int8_t *row = nd_rows_push(out, err);
         if (!row) {
+            free(runs);
             nd_rows_free(out);
             return ND_ENOMEM;
         }
-        for (int x = 0; x < l->n_bit_cols; x++)
-            row[l->bit_cols[x]] = b[x] == 1 ? 1 : b[x] == 0 ? 0 : ND_VACANT;
+        for (int k = 0; k < runs->n; k++)
+            memcpy(row + runs->c0[k], b + runs->x0[k], runs->len[k]);
         /* address columns the layout omits: zeros where the block exists */
         bool v4 = false, v6 = false;
         for (int c = ND_COL_IPV4; c < ND_COL_IPV4 + 8; c++)
@@ -139,5 +180,6 @@ nd_status nd_rows_from_bits(const nd_layout *l, const int8_t *bits, nd_rows *out
             out->gap_us[out->n - 1] = any ? nd_layout_gap_us(l, q) : -1;
         }
     }
+    free(runs);
     return ND_OK;
 }

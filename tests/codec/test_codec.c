@@ -158,6 +158,37 @@ static void test_snap_rules(void)
     CHECK(fb[0] == 1 && fb[1] == 0);
 }
 
+/* The planar fast path agrees with the interleaved one, bits and confidence,
+ * on random pixels (including out-of-range values and exact ties). */
+static void test_snap_planar_matches_interleaved(void)
+{
+    rng_state = nd_test_seed() + 3;
+    enum { N = 4099 };
+    float *rgb = malloc(N * 3 * sizeof(float)), *pl = malloc(N * 3 * sizeof(float));
+    int8_t *b1 = malloc(N), *b2 = malloc(N);
+    float *c1 = malloc(N * sizeof(float)), *c2 = malloc(N * sizeof(float));
+    for (int i = 0; i < N; i++)
+        for (int ch = 0; ch < 3; ch++) {
+            float v = (float)(rnd() % 1400) / 1000.0f - 0.2f;
+            if (i % 7 == 0)
+                v = 0.5f; /* a tie of all three */
+            rgb[3 * i + ch] = v;
+            pl[ch * N + i] = v;
+        }
+    for (int mode = 0; mode < 2; mode++) {
+        nd_snap_f32((nd_snap_mode)mode, rgb, N, b1, c1);
+        nd_snap_planar_f32((nd_snap_mode)mode, pl, N, b2, c2);
+        int bad_b = 0, bad_c = 0;
+        for (int i = 0; i < N; i++) {
+            bad_b += b1[i] != b2[i];
+            bad_c += fabsf(c1[i] - c2[i]) > 1e-5f;
+        }
+        CHECK_EQ_INT(bad_b, 0);
+        CHECK_EQ_INT(bad_c, 0);
+    }
+    free(rgb); free(pl); free(b1); free(b2); free(c1); free(c2);
+}
+
 /* Every packet of real captures: row -> bytes gives back its IP + transport
  * header bytes exactly (the raw inverse), when they were fully captured. */
 static void test_raw_inverse_real_headers(void)
@@ -450,7 +481,7 @@ static void test_field_access(void)
 
 ND_TEST_MAIN(ND_TEST(test_field_access), ND_TEST(test_column_names_match_nprint_header),
              ND_TEST(test_image_equals_netdiffusion_png), ND_TEST(test_png_round_trip_random),
-             ND_TEST(test_snap_rules), ND_TEST(test_raw_inverse_real_headers),
+             ND_TEST(test_snap_rules), ND_TEST(test_snap_planar_matches_interleaved), ND_TEST(test_raw_inverse_real_headers),
              ND_TEST(test_link_layers), ND_TEST(test_flows_match_manifest), ND_TEST(test_labels),
              ND_TEST(test_capwriter_round_trip), ND_TEST(test_csv_round_trip),
              ND_TEST(test_csv_errors))
