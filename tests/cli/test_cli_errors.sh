@@ -56,4 +56,16 @@ grep -q "zz_bad.csv:1: unknown column 'what_0'" "$ND_TMP/err" && ok "unknown col
 n=$(capinfos -Mc "$ND_TMP/dec.pcap" 2>/dev/null | awk "/Number of packets/ {print \$NF}"); [ "${n:-0}" -gt 0 ] && ok "the good flows were decoded ($n packets)" || fail "no output: $(ls -la "$ND_TMP"/dec.pcap* 2>&1)"
 expect 1 "decode nothing decodable" $NETDIFF decode "$ND_TMP/dec/zz_bad.csv" -o "$ND_TMP/none.pcap"
 [ ! -e "$ND_TMP/none.pcap" ] && ok "no empty capture left behind" || fail "empty capture left behind"
+
+# class tables: build from labelled captures, list, and bad input
+expect 2 "classes build without -o" $NETDIFF classes build "$T/protocols/ssh"
+expect 1 "classes with a missing table" $NETDIFF classes --classes "$ND_TMP/none.json"
+grep -q "none.json" "$ND_TMP/err" && ok "missing table named" || fail "missing table not named"
+$NETDIFF classes build "$T/protocols/ssh" "$T/protocols/ftp" --labels "$T/flows.csv" --packets 32 \
+    --templates 1 -o "$ND_TMP/ct/classes.json" 2>"$ND_TMP/err"
+first=$($NETDIFF classes --classes "$ND_TMP/ct/classes.json" | cut -f1 | tr '\n' ' ')
+[ "$first" = "ftp ssh " ] && ok "classes lists names first ($first)" || fail "classes list: '$first' $(cat "$ND_TMP/err")"
+printf '{"format":"netdiffd-classes/1","layout":{"packets":16}}' >"$ND_TMP/bad.json"
+expect 1 "classes with a bad table" $NETDIFF classes --classes "$ND_TMP/bad.json"
+grep -q "bad.json: layout" "$ND_TMP/err" && ok "bad table: file and key named" || fail "bad table: $(cat "$ND_TMP/err")"
 nd_done

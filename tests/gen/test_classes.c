@@ -1,0 +1,166 @@
+/* tests/gen/test_classes.c - class tables built from real labelled captures. */
+#include "gen/gen.h"
+#include "tests/harness.h"
+
+#include <unistd.h>
+
+static char buf[4096];
+static const char *td(const char *rel)
+{
+    snprintf(buf, sizeof buf, "%s/%s", nd_testdata(), rel);
+    return buf;
+}
+
+static nd_status build(const char *dir, nd_class_table *t, nd_err *err)
+{
+    nd_class_build_opts o;
+    nd_class_build_opts_init(&o);
+    nd_layout_init(&o.layout, 64, 8, 8, err);
+    o.templates = 2;
+    o.min_flows = 3;
+    nd_class_builder *b;
+    nd_status st = nd_class_builder_new(&o, &b, err);
+    if (st)
+        return st;
+    nd_labeler *lab;
+    nd_labeler_new(&lab, err);
+    st = nd_labeler_load_csv(lab, td("flows.csv"), err);
+    nd_flow_opts fo;
+    nd_flow_opts_init(&fo);
+    fo.labeler = lab;
+    fo.drop_unlabelled = true;
+    const char *caps[] = {"apps/netflix/ndpi_netflix__netflix.pcap", "apps/zoom/ndpi_zoom_p2p__zoom.pcapng",
+                          "protocols/dns/zeek_dns-edns-ecs.pcap", "protocols/ssh/zeek_ssh_sshguess.pcap"};
+    for (size_t i = 0; i < ND_ARRAY_LEN(caps) && !st; i++)
+        st = nd_class_builder_add_capture(b, td(caps[i]), &fo, err);
+    char tpl[4200];
+    snprintf(tpl, sizeof tpl, "%s/templates", dir);
+    char skipped[1024];
+    if (!st)
+        st = nd_class_builder_finish(b, dir, tpl, t, skipped, sizeof skipped, err);
+    nd_class_builder_free(b);
+    nd_labeler_free(lab);
+    return st;
+}
+
+static void test_build_save_load(void)
+{
+    char dir[] = "/tmp/ndtest_classes_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    nd_class_table t;
+    nd_err err = {{0}};
+    CHECK_OK(build(dir, &t, &err), &err);
+    const nd_class *nf = nd_class_table_find(&t, "netflix");
+    const nd_class *zoom = nd_class_table_find(&t, "zoom");
+    const nd_class *dns = nd_class_table_find(&t, "dns");
+    const nd_class *ssh = nd_class_table_find(&t, "ssh");
+    CHECK(nf && zoom && dns && ssh);
+    if (nf && zoom && dns && ssh) {
+        CHECK_EQ_INT(nf->flows, 36);                 /* flows.csv's count */
+        CHECK(nf->transport[0] > 0.75);              /* netflix: TCP      */
+        CHECK(zoom->transport[1] > 0.95);            /* zoom p2p: UDP     */
+        CHECK(dns->port[0] == 53 && dns->port_proto[0] == 17);
+        CHECK(ssh->port[0] == 22 && ssh->port_proto[0] == 6 && ssh->port_share[0] == 1.0);
+        CHECK(!strcmp(nf->prompt, "pixelated network data, type-1")); /* name order: dns, netflix */
+        CHECK(nf->n_templates == 2 && ssh->n_templates == 2);
+        CHECK(nf->stats.packets > 0);
+        /* templates are images of the table's layout */
+        char p[4096];
+        nd_class_template_path(&t, ssh, 0, p, sizeof p);
+        uint8_t *rgb;
+        int w, h;
+        CHECK_OK(nd_png_read(p, &rgb, &w, &h, &err), &err);
+        CHECK_EQ_INT(w, 1088 + 8);
+        CHECK_EQ_INT(h, 64);
+        free(rgb);
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/classes.json", dir);
+    CHECK_OK(nd_class_table_save(&t, path, &err), &err);
+    nd_class_table u;
+    CHECK_OK(nd_class_table_load(path, &u, &err), &err);
+    CHECK_EQ_INT(u.n, t.n);
+    CHECK_EQ_INT(u.layout.width, t.layout.width);
+    for (int i = 0; i < t.n && i < u.n; i++) {
+        const nd_class *a = &t.v[i], *b = &u.v[i];
+        CHECK(!strcmp(a->name, b->name) && !strcmp(a->prompt, b->prompt));
+        CHECK(a->flows == b->flows && a->packets == b->packets && a->n_ports == b->n_ports);
+        CHECK(memcmp(&a->stats, &b->stats, sizeof a->stats) == 0);
+        CHECK(fabs(a->transport[0] - b->transport[0]) < 1e-9);
+        CHECK(a->n_templates == b->n_templates && !strcmp(a->templates[0], b->templates[0]));
+    }
+    nd_class_table_free(&u);
+    nd_class_table_free(&t);
+    /* the same inputs give the same file */
+    nd_class_table t2;
+    char path2[4200];
+    snprintf(path2, sizeof path2, "%s/classes2.json", dir);
+    CHECK_OK(build(dir, &t2, &err), &err);
+    CHECK_OK(nd_class_table_save(&t2, path2, &err), &err);
+    nd_class_table_free(&t2);
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd, "cmp -s %s %s", path, path2);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
+static void test_strict_parsing(void)
+{
+    const char *good_class =
+        "{\"name\":\"x\",\"prompt\":\"p\",\"flows\":1,\"packets\":2,\"mean_packets\":2,"
+        "\"transport\":{\"tcp\":1,\"udp\":0,\"icmp\":0},\"ipv6_share\":0,\"ports\":[],"
+        "\"templates\":[],\"stats\":{\"flows\":1,\"packets\":2,"
+        "\"gap_same_direction\":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"
+        "\"gap_direction_change\":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"
+        "\"ttl_initiator\":{\"64\":2},\"ttl_responder\":{}}}";
+    const char *head = "{\"format\":\"netdiffd-classes/1\",\"layout\":{\"packets\":16,\"columns\":"
+                       "\"netdiffusion\",\"timing_cols\":0,\"timing_scale\":8},\"classes\":[";
+    char j[4096];
+    nd_class_table t;
+    nd_err err = {{0}};
+    snprintf(j, sizeof j, "%s%s]}", head, good_class);
+    CHECK_OK(nd_class_table_parse(j, strlen(j), ".", &t, &err), &err);
+    CHECK_EQ_INT(t.n, 1);
+    if (t.n == 1)
+        CHECK_EQ_INT(t.v[0].stats.ttl_hist[0][64], 2);
+    nd_class_table_free(&t);
+    struct { const char *json; const char *msg; } bad[] = {
+        {"{\"format\":\"other\"}", "not netdiffd-classes/1"},
+        {"[1,2]", "not an object"},
+        {"{\"format\":\"netdiffd-classes/1\",\"layout\":{},\"classes\":[]}", "layout.packets"},
+        {"{\"format\":\"netdiffd-classes/1\",\"extra\":1}", "unknown key 'extra'"},
+        {"{\"format\":\"netdiffd-classes/1\",\"format\":\"x\"}", "duplicate"},
+        {"[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]", "nested deeper"},
+        {"{\"format\":", "line 1"},
+    };
+    for (size_t i = 0; i < ND_ARRAY_LEN(bad); i++) {
+        nd_status st = nd_class_table_parse(bad[i].json, strlen(bad[i].json), ".", &t, &err);
+        CHECKF(st == ND_EFORMAT && strstr(err.msg, bad[i].msg), "case %zu: %d '%s'", i, (int)st,
+               err.msg);
+    }
+    /* one class field at a time made wrong */
+    struct { const char *from, *to, *msg; } edits[] = {
+        {"\"flows\":1,", "\"flows\":-1,", "classes[0].flows"},
+        {"\"tcp\":1", "\"tcp\":1.5", "transport.tcp"},
+        {"\"name\":\"x\"", "\"name\":\"a b\"", "name must be"},
+        {"\"ports\":[]", "\"ports\":[{\"port\":70000,\"proto\":\"tcp\",\"share\":1}]", "port"},
+        {"\"64\":2", "\"300\":2", "keys must be 0..255"},
+        {"\"ipv6_share\":0,", "\"ipv6_share\":0,\"colour\":1,", "unknown key 'colour'"},
+    };
+    for (size_t i = 0; i < ND_ARRAY_LEN(edits); i++) {
+        char cls[2048];
+        const char *at = strstr(good_class, edits[i].from);
+        snprintf(cls, sizeof cls, "%.*s%s%s", (int)(at - good_class), good_class, edits[i].to,
+                 at + strlen(edits[i].from));
+        snprintf(j, sizeof j, "%s%s]}", head, cls);
+        nd_status st = nd_class_table_parse(j, strlen(j), ".", &t, &err);
+        CHECKF(st == ND_EFORMAT && strstr(err.msg, edits[i].msg), "edit %zu: %d '%s'", i, (int)st,
+               err.msg);
+    }
+    snprintf(j, sizeof j, "%s%s,%s]}", head, good_class, good_class);
+    CHECK(nd_class_table_parse(j, strlen(j), ".", &t, &err) == ND_EFORMAT &&
+          strstr(err.msg, "appears twice"));
+}
+
+ND_TEST_MAIN(ND_TEST(test_build_save_load), ND_TEST(test_strict_parsing))
