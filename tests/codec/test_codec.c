@@ -136,6 +136,36 @@ static void test_png_round_trip_random(void)
     free(rgb2);
 }
 
+/* Our PNG writer copies the compressed form of trailing identical rows:
+ * libpng must read back exactly the pixels written, for padding runs
+ * around the copy sizes, no padding, and an image of identical rows. */
+static void test_png_padding_runs(void)
+{
+    rng_state = nd_test_seed() + 4;
+    const int w = 37, heights[] = {1, 2, 63, 64, 65, 129, 200};
+    const int data_rows[] = {0, 1, 5, 63, 64, 65, 128, 199, 200};
+    nd_err err;
+    char png[] = "/tmp/ndtest_pad_XXXXXX";
+    int fd = mkstemp(png);
+    close(fd);
+    for (size_t a = 0; a < ND_ARRAY_LEN(heights); a++)
+        for (size_t b = 0; b < ND_ARRAY_LEN(data_rows); b++) {
+            int h = heights[a], d = data_rows[b] < h ? data_rows[b] : h;
+            uint8_t *rgb = malloc((size_t)w * h * 3), *back;
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w * 3; x++)
+                    rgb[(size_t)y * w * 3 + x] = y < d ? (uint8_t)rnd() : (uint8_t)(x % 3 == 2 ? 255 : 0);
+            int rw, rh;
+            CHECK_OK(nd_png_write(png, rgb, w, h, &err), &err);
+            CHECK_OK(nd_png_read(png, &back, &rw, &rh, &err), &err);
+            CHECKF(rw == w && rh == h && !memcmp(rgb, back, (size_t)w * h * 3),
+                   "h %d, %d data rows: pixels differ", h, d);
+            free(rgb);
+            free(back);
+        }
+    unlink(png);
+}
+
 static void test_snap_rules(void)
 {
     const uint8_t px[] = {255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 150, 90, 0, 0, 0,
@@ -480,7 +510,7 @@ static void test_field_access(void)
 }
 
 ND_TEST_MAIN(ND_TEST(test_field_access), ND_TEST(test_column_names_match_nprint_header),
-             ND_TEST(test_image_equals_netdiffusion_png), ND_TEST(test_png_round_trip_random),
+             ND_TEST(test_image_equals_netdiffusion_png), ND_TEST(test_png_round_trip_random), ND_TEST(test_png_padding_runs),
              ND_TEST(test_snap_rules), ND_TEST(test_snap_planar_matches_interleaved), ND_TEST(test_raw_inverse_real_headers),
              ND_TEST(test_link_layers), ND_TEST(test_flows_match_manifest), ND_TEST(test_labels),
              ND_TEST(test_capwriter_round_trip), ND_TEST(test_csv_round_trip),
