@@ -98,4 +98,103 @@ nd_status nd_class_builder_finish(nd_class_builder *b, const char *table_dir,
                                   char *skipped, size_t skipped_n, nd_err *err);
 void nd_class_builder_free(nd_class_builder *b);
 
+/* ========================================================= the generation job
+ *
+ * A job asks for flows of some classes; gen/ turns it into batched draws of a
+ * drawer (the model pipeline, or anything that makes layout images), snaps
+ * each image to bits, repairs the bits into packets with the class's
+ * statistics, and hands every finished flow to the sinks at once. Flow k of a
+ * job has seed nd_gen_flow_seed(job seed, k): the same job gives the same
+ * flows whatever the batch size. cli/ and server/ only parse requests and
+ * call this. */
+
+#define ND_GEN_MAX_ITEMS 64
+
+typedef struct nd_draw_req {
+    const nd_class *cls;        /* what to draw                                 */
+    uint64_t flow_index;        /* position in the job                           */
+    uint64_t seed;              /* nd_gen_flow_seed(job seed, flow_index)        */
+    int template_index;         /* which of the class's templates guides it (-1 none) */
+} nd_draw_req;
+
+/* What draws images. draw() fills planar f32 images in [0, 1] (the VAE's
+ * output layout: [n][3][packets][width] of `layout`), one per request;
+ * requests in one call are at most max_batch. */
+typedef struct nd_drawer {
+    void *ctx;
+    int max_batch;
+    nd_layout layout;
+    nd_status (*draw)(void *ctx, const nd_draw_req *req, int n, float *planar, nd_err *err);
+} nd_drawer;
+
+/* One finished flow, valid during the sink call. */
+typedef struct nd_gen_flow {
+    uint64_t index;             /* position in the job                           */
+    const nd_class *cls;
+    uint64_t seed;
+    const nd_repair_out *out;   /* the packets                                   */
+    const nd_repair_counts *counts; /* what repair changed in this flow          */
+    uint64_t bytes;             /* sum of packet lengths                         */
+} nd_gen_flow;
+
+typedef struct nd_gen_sink {
+    void *ctx;
+    nd_status (*flow)(void *ctx, const nd_gen_flow *f, nd_err *err);
+} nd_gen_sink;
+
+typedef struct nd_gen_item {
+    char cls[ND_CLASS_NAME_MAX];
+    uint64_t count;
+} nd_gen_item;
+
+typedef struct nd_gen_job {
+    int n_items;
+    nd_gen_item items[ND_GEN_MAX_ITEMS];
+    uint64_t seed;
+    int linktype;               /* ND_LINKTYPE_ETHERNET (default) or ND_LINKTYPE_RAW */
+    int64_t start_us;           /* time of the first flow (repair's default if 0)   */
+    uint64_t max_flows;         /* a job asking for more is refused (1e6)           */
+} nd_gen_job;
+void nd_gen_job_init(nd_gen_job *j);
+
+/* Parses "NAME" (with count n) or "NAME=COUNT,NAME=COUNT,..." into the job,
+ * checking every name against the table (an unknown class lists the known
+ * ones) and the total against j->max_flows. */
+nd_status nd_gen_job_parse(nd_gen_job *j, const char *spec, uint64_t n, const nd_class_table *t,
+                           nd_err *err);
+uint64_t nd_gen_job_total(const nd_gen_job *j);
+/* The seed of flow k of a job with seed s (splitmix64 of both). */
+uint64_t nd_gen_flow_seed(uint64_t s, uint64_t k);
+
+typedef struct nd_gen_stats {
+    uint64_t flows, packets, bytes;
+    double seconds_draw, seconds_post; /* drawing vs snap + repair + sinks      */
+    nd_repair_counts counts;           /* summed over the job                   */
+} nd_gen_stats;
+
+/* Called after every finished flow (done of total); may be NULL. */
+typedef void (*nd_gen_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+/* Runs a job. cancel (may be NULL) is polled between draws: when it becomes
+ * non-zero the job stops with ND_ECANCELLED after the flows already handed
+ * over. A sink's error stops the job with that error. */
+nd_status nd_gen_run(const nd_gen_job *job, const nd_class_table *t, const nd_drawer *d,
+                     const nd_gen_sink *sinks, int n_sinks, nd_gen_progress_fn progress,
+                     void *progress_ctx, volatile const int *cancel, nd_gen_stats *stats,
+                     nd_err *err);
+
+/* Sinks that cli/ and server/ share. */
+/* A capture (pcap or pcapng; pcapng packets carry "FLOWINDEX,CLASS"). */
+typedef struct nd_capture_sink nd_capture_sink;
+nd_status nd_capture_sink_new(nd_capfmt fmt, int linktype, nd_write_fn fn, void *fn_ctx,
+                              nd_capture_sink **out, nd_gen_sink *sink, nd_err *err);
+void nd_capture_sink_free(nd_capture_sink *s);
+/* The manifest: a JSON array, one object per flow (class, index, seed,
+ * packets, bytes, first/last timestamp, fields repair changed). */
+typedef struct nd_manifest_sink nd_manifest_sink;
+nd_status nd_manifest_sink_new(FILE *f, nd_manifest_sink **out, nd_gen_sink *sink, nd_err *err);
+/* Closes the array; the FILE stays the caller's. */
+nd_status nd_manifest_sink_finish(nd_manifest_sink *s, nd_err *err);
+void nd_manifest_sink_free(nd_manifest_sink *s);
+
 #endif
