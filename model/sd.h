@@ -119,4 +119,43 @@ nd_status nd_vae_encode(nd_vae *v, const nd_tensor *img, nd_arena *a, nd_tensor 
 nd_status nd_vae_measure(nd_vae *v, bool encode, int batch, int h, int w, size_t *arena_bytes,
                          size_t *ws_bytes, nd_err *err); /* h, w: latent size */
 
+/* ---- batched denoiser: the pipeline's model call ---- */
+/* One guided eps prediction for N samples at once, each with its own latent,
+ * timestep, prompt embeddings, hint, guidance and ControlNet scale. With CFG
+ * the UNet (and ControlNet) run once on the doubled batch [uncond x N, cond x N]
+ * and eps = eps_u + g (eps_c - eps_u) per sample. All activations come from
+ * one arena allocated at nd_denoiser_new (sized by the measuring pass for
+ * max_batch); nothing allocates per step. Latents and eps are host f32 arrays
+ * (CPU backends; device backends need a host copy op, not there yet). */
+typedef struct nd_denoiser nd_denoiser;
+typedef struct {
+    int max_batch;      /* N samples per call (1) */
+    int height, width;  /* latent size (64x64) */
+    int n_ctx;          /* tokens per context (77) */
+    bool cfg;           /* classifier-free guidance: doubled batch (true) */
+} nd_denoiser_params;
+void nd_denoiser_params_init(nd_denoiser_params *p);
+/* cn may be NULL. Fails with ND_ENOMEM when the backend's workspace is
+ * smaller than the ops need (the message says how much). */
+nd_status nd_denoiser_new(nd_unet *u, nd_controlnet *cn, const nd_denoiser_params *p,
+                          nd_denoiser **out, nd_err *err);
+void nd_denoiser_free(nd_denoiser *d);
+size_t nd_denoiser_arena_bytes(const nd_denoiser *d);
+/* Workspace the ops need for these params (also without a denoiser: the
+ * backend must be opened with at least this much). */
+nd_status nd_denoiser_measure(nd_unet *u, nd_controlnet *cn, const nd_denoiser_params *p,
+                              size_t *arena_bytes, size_t *ws_bytes, nd_err *err);
+typedef struct {
+    const float *x;              /* [in_channels,h,w] model input (already c_in-scaled) */
+    float t;                     /* timestep (fractional ok) */
+    const nd_tensor *ctx_cond;   /* [1,n_ctx,dim] (a cached prompt embedding) */
+    const nd_tensor *ctx_uncond; /* [1,n_ctx,dim]; unused without CFG */
+    const nd_tensor *hint;       /* [1,3,h*f,w*f] in [0,1], or NULL: no ControlNet */
+    float guidance;              /* CFG scale g */
+    float control_scale;         /* ControlNet conditioning scale */
+} nd_denoise_sample;
+/* eps[n*out_channels*h*w] for samples s[0..n), n <= max_batch. */
+nd_status nd_denoiser_eps(nd_denoiser *d, const nd_denoise_sample *s, int n, float *eps,
+                          nd_err *err);
+
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "model/graph.h"
+#include "model/internal.h"
 #include "model/sd.h"
 
 #define MAX_SKIPS (1 + ND_W_MAXBLOCKS * 8)
@@ -444,3 +445,6 @@ nd_status nd_controlnet_measure(nd_controlnet *cn, int batch, int h, int w, int 
         *arena_bytes = a.peak;
     return st;
 }
+
+nd_backend *nd_unet_backend_(const nd_unet *u) { return u->n.be; }
+nd_backend *nd_controlnet_backend_(const nd_controlnet *cn) { return cn->n.be; }

@@ -132,10 +132,10 @@ int main(void)
     nd_controlnet *cn = NULL;
     nd_err e = {{0}};
     double t0 = now();
-    if (make_file(MAN "sd15_ldm.json", "model.diffusion_model.", up) ||
+    if (make_file(MAN "sd15_ldm.json", "", up) ||
         (control && make_file(MAN "controlnet_canny_ldm.json", "control_model.", cp)))
         DIE("could not write the random weights");
-    printf("random SD1.5 UNet%s (f16 files from the manifests) written in %.1f s\n",
+    printf("random SD1.5 (UNet, VAE, CLIP)%s (f16 files from the manifests) written in %.1f s\n",
            control ? " + ControlNet" : "", now() - t0);
     nd_weights_params p;
     nd_weights_params_init(&p);
