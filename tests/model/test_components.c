@@ -305,6 +305,76 @@ static void test_f16_weights(void)
     tol = TOL;
 }
 
+/* The batched denoiser: two samples in one doubled CFG batch. Sample 0 has
+ * uncond == cond (so any g gives diffusers' unet.out), sample 1 has a
+ * different uncond and g = 1 with the hint at scale 0.7 (so eps = the
+ * fixture's unet.out_control). Both run at once on every backend. */
+static void test_denoiser(void)
+{
+    nd_err e = {{0}};
+    fixture f;
+    nd_tensor x, t, ctx, want, want_c, hint;
+    if (!fixture_open(&f, FX "tiny_diffusers", &e) || !ref(&f, "unet.sample", &x) ||
+        !ref(&f, "unet.timestep", &t) || !ref(&f, "te.last_hidden_state", &ctx) ||
+        !ref(&f, "unet.out", &want) || !ref(&f, "unet.out_control", &want_c) ||
+        !ref(&f, "controlnet.hint", &hint))
+        goto out;
+    for (size_t b = 0; b < ND_ARRAY_LEN(backends); b++) {
+        nd_backend *be = open_be(backends[b], 0, &e);
+        nd_unet *u = NULL;
+        nd_controlnet *cn = NULL;
+        nd_denoiser *d = NULL;
+        CHECK_OK(nd_unet_new(f.w, be, &u, &e), &e);
+        CHECK_OK(nd_controlnet_new(f.w, be, &cn, &e), &e);
+        nd_denoiser_params p;
+        nd_denoiser_params_init(&p);
+        p.max_batch = 2;
+        p.height = (int)x.shape[2];
+        p.width = (int)x.shape[3];
+        p.n_ctx = (int)ctx.shape[1];
+        if (u && cn)
+            CHECK_OK(nd_denoiser_new(u, cn, &p, &d, &e), &e);
+        if (!d)
+            goto next;
+        /* a different unconditional context: half the context (a permutation of
+         * tokens would not do: cross-attention does not see the order) */
+        static float other[77 * 64];
+        int64_t T = ctx.shape[1], C = ctx.shape[2];
+        CHECK(T * C <= (int64_t)ND_ARRAY_LEN(other));
+        for (int64_t i = 0; i < T * C && T * C <= (int64_t)ND_ARRAY_LEN(other); i++)
+            other[i] = 0.5f * ((const float *)ctx.data)[i];
+        nd_tensor unc = nd_tensor_make(other, ND_F32, ND_DEV_CPU, 3, ctx.shape);
+        float t0 = ((const float *)t.data)[0];
+        nd_denoise_sample s[2] = {
+            {.x = x.data, .t = t0, .ctx_cond = &ctx, .ctx_uncond = &ctx, .guidance = 7.5f},
+            {.x = x.data, .t = t0, .ctx_cond = &ctx, .ctx_uncond = &unc, .hint = &hint,
+             .guidance = 1.0f, .control_scale = 0.7f},
+        };
+        int64_t per = nd_tensor_numel(&want);
+        float *eps = calloc((size_t)per * 2, sizeof *eps);
+        CHECK_OK(nd_denoiser_eps(d, s, 2, eps, &e), &e);
+        nd_tensor e0 = nd_tensor_make(eps, ND_F32, ND_DEV_CPU, 4, want.shape);
+        nd_tensor e1 = nd_tensor_make(eps + per, ND_F32, ND_DEV_CPU, 4, want.shape);
+        report("denoiser cfg sample 0", backends[b], rel_err(&e0, &want),
+               nd_denoiser_arena_bytes(d));
+        report("denoiser cfg+control 1", backends[b], rel_err(&e1, &want_c),
+               nd_denoiser_arena_bytes(d));
+        /* guidance matters: sample 1 with g = 3 is no longer the cond output */
+        s[1].guidance = 3.0f;
+        CHECK_OK(nd_denoiser_eps(d, &s[1], 1, eps, &e), &e);
+        CHECK(rel_err(&e0, &want_c) > 1e-3);
+        CHECK(nd_denoiser_eps(d, s, 3, eps, &e) == ND_EINVAL);
+        free(eps);
+    next:
+        nd_denoiser_free(d);
+        nd_controlnet_free(cn);
+        nd_unet_free(u);
+        nd_backend_close(be);
+    }
+out:
+    fixture_close(&f);
+}
+
 /* Wrong shapes are refused with ND_EINVAL before anything runs. */
 static void test_bad_shapes(void)
 {
@@ -348,5 +418,5 @@ out:
 
 ND_TEST_MAIN(ND_TEST(test_text_encoder), ND_TEST(test_text_encoder_ldm), ND_TEST(test_unet),
              ND_TEST(test_unet_ldm), ND_TEST(test_unet_controlnet),
-             ND_TEST(test_unet_controlnet_ldm), ND_TEST(test_f16_weights), ND_TEST(test_vae),
+             ND_TEST(test_unet_controlnet_ldm), ND_TEST(test_f16_weights), ND_TEST(test_vae), ND_TEST(test_denoiser),
              ND_TEST(test_bad_shapes))
