@@ -119,7 +119,7 @@ typedef enum {
     ND_OP_GELU,         /* exact (erf) GELU, in place ok                                  */
     ND_OP_QUICK_GELU,   /* x * sigmoid(1.702 x), in place ok                              */
     ND_OP_SILU,         /* x * sigmoid(x), in place ok                                    */
-    ND_OP_ADD,          /* a + b, b broadcast to a (right-aligned, dims 1 or equal)      */
+    ND_OP_ADD,          /* a + b, b broadcast (right-aligned); in place ok (dst == a)   */
     ND_OP_MUL,          /* a * b, same broadcast; in place ok (dst == a)                  */
     ND_OP_SCALE,        /* dst = x * scale + bias (scalars), in place ok                  */
     ND_OP_CONCAT,       /* a[B,Ca,...], b[B,Cb,...] -> dst[B,Ca+Cb,...] (dim 1)           */

@@ -24,4 +24,138 @@
 
 /* ==== 2. components and the pipeline ===================================== */
 
+/* Every component is created from loaded weights (nd_weights_load) and an
+ * open backend (nd_backend_open), borrows both (they must outlive it), takes
+ * every shape from the weights' configuration and holds no activations.
+ * A run gets its activations from the caller's arena: temporaries are taken
+ * after a mark and released before it returns; outputs are tensors the
+ * caller has allocated (f32, on the backend's device) with the documented
+ * shape. Given a measuring arena (nd_arena_init_measure) a run computes
+ * nothing and only counts, so one pass sizes the arena that later runs it;
+ * the *_measure functions do that for one call and also say how much backend
+ * workspace (nd_backend_config.workspace_bytes) the ops need. */
+typedef struct nd_tensor nd_tensor;
+typedef struct nd_arena nd_arena;
+typedef struct nd_backend nd_backend;
+typedef struct nd_weights nd_weights;
+
+/* ---- CLIP text encoder: ids -> last_hidden_state ---- */
+typedef struct nd_text_encoder nd_text_encoder;
+typedef struct {
+    int clip_skip; /* diffusers' clip_skip: 0 = all layers (SD1.5), 1 = penultimate */
+} nd_text_encoder_params;
+void nd_text_encoder_params_init(nd_text_encoder_params *p);
+nd_status nd_text_encoder_new(const nd_weights *w, nd_backend *be, const nd_text_encoder_params *p,
+                              nd_text_encoder **out, nd_err *err); /* p may be NULL */
+void nd_text_encoder_free(nd_text_encoder *te);
+int nd_text_encoder_dim(const nd_text_encoder *te);        /* hidden size: 768 */
+int nd_text_encoder_max_tokens(const nd_text_encoder *te); /* 77 */
+/* ids[batch*n_tokens] (framed and padded by the tokenizer) -> out[batch,n_tokens,dim].
+ * ids may be NULL only with a measuring arena. */
+nd_status nd_text_encoder_run(nd_text_encoder *te, const int32_t *ids, int batch, int n_tokens,
+                              nd_arena *a, nd_tensor *out, nd_err *err);
+nd_status nd_text_encoder_measure(nd_text_encoder *te, int batch, int n_tokens,
+                                  size_t *arena_bytes, size_t *ws_bytes, nd_err *err);
+
+/* ---- UNet2DConditionModel: eps prediction ---- */
+typedef struct nd_unet nd_unet;
+nd_status nd_unet_new(const nd_weights *w, nd_backend *be, nd_unet **out, nd_err *err);
+void nd_unet_free(nd_unet *u);
+int nd_unet_in_channels(const nd_unet *u);  /* 4 */
+int nd_unet_out_channels(const nd_unet *u); /* 4 */
+int nd_unet_context_dim(const nd_unet *u);  /* 768 */
+/* Number of skip tensors (ControlNet down residuals): 12 for SD1.5. */
+int nd_unet_n_skips(const nd_unet *u);
+typedef struct {
+    const nd_tensor *x;   /* [B,in,H,W] latent (H, W multiples of 2^(levels-1)) */
+    const nd_tensor *t;   /* [B] f32 timesteps (fractional ok) */
+    const nd_tensor *ctx; /* [B,T,context_dim] */
+    /* Optional ControlNet residuals (already scaled): down_res[i] is added to
+     * skip i, mid_res to the mid block's output; NULL for none. */
+    const nd_tensor *const *down_res; /* n_skips tensors */
+    const nd_tensor *mid_res;
+} nd_unet_input;
+nd_status nd_unet_run(nd_unet *u, const nd_unet_input *in, nd_arena *a, nd_tensor *out,
+                      nd_err *err); /* out [B,out,H,W] */
+nd_status nd_unet_measure(nd_unet *u, int batch, int h, int w, int n_ctx, bool control,
+                          size_t *arena_bytes, size_t *ws_bytes, nd_err *err);
+
+/* ---- ControlNet: residuals for the UNet ---- */
+typedef struct nd_controlnet nd_controlnet;
+/* Uses the "controlnet." tensors of w (nd_weights_params.controlnet). */
+nd_status nd_controlnet_new(const nd_weights *w, nd_backend *be, nd_controlnet **out, nd_err *err);
+void nd_controlnet_free(nd_controlnet *cn);
+int nd_controlnet_n_down(const nd_controlnet *cn); /* = nd_unet_n_skips: 12 */
+int nd_controlnet_hint_factor(const nd_controlnet *cn); /* hint pixels per latent: 8 */
+typedef struct {
+    const nd_tensor *x, *t, *ctx; /* as nd_unet_input */
+    const nd_tensor *hint;        /* [B,3,H*f,W*f], values in [0,1] */
+    float scale;                  /* conditioning scale, multiplies every residual */
+} nd_controlnet_input;
+/* Shape of down residual i (i == n_down: the mid residual) for a latent HxW. */
+void nd_controlnet_res_shape(const nd_controlnet *cn, int i, int batch, int h, int w,
+                             int64_t shape[4]);
+/* down[n_down] and mid must be allocated with nd_controlnet_res_shape's shapes. */
+nd_status nd_controlnet_run(nd_controlnet *cn, const nd_controlnet_input *in, nd_arena *a,
+                            nd_tensor *down, nd_tensor *mid, nd_err *err);
+nd_status nd_controlnet_measure(nd_controlnet *cn, int batch, int h, int w, int n_ctx,
+                                size_t *arena_bytes, size_t *ws_bytes, nd_err *err);
+
+/* ---- AutoencoderKL ---- */
+typedef struct nd_vae nd_vae;
+nd_status nd_vae_new(const nd_weights *w, nd_backend *be, nd_vae **out, nd_err *err);
+void nd_vae_free(nd_vae *v);
+float nd_vae_scaling_factor(const nd_vae *v); /* 0.18215 */
+int nd_vae_factor(const nd_vae *v);           /* pixels per latent side: 8 */
+int nd_vae_latent_channels(const nd_vae *v);  /* 4 */
+/* diffusers vae.decode: z [B,4,h,w] is the *unscaled* latent (the pipeline
+ * divides by the scaling factor) -> img [B,3,h*f,w*f] in about [-1,1]. */
+nd_status nd_vae_decode(nd_vae *v, const nd_tensor *z, nd_arena *a, nd_tensor *img, nd_err *err);
+/* diffusers vae.encode: img [B,3,H,W] in [-1,1] -> moments [B,2*latent,H/f,W/f]:
+ * channels [0,latent) the mean (the latent_dist mode), then the log-variance
+ * (before diffusers' clamp to [-30,20]); unscaled. */
+nd_status nd_vae_encode(nd_vae *v, const nd_tensor *img, nd_arena *a, nd_tensor *moments,
+                        nd_err *err);
+nd_status nd_vae_measure(nd_vae *v, bool encode, int batch, int h, int w, size_t *arena_bytes,
+                         size_t *ws_bytes, nd_err *err); /* h, w: latent size */
+
+/* ---- batched denoiser: the pipeline's model call ---- */
+/* One guided eps prediction for N samples at once, each with its own latent,
+ * timestep, prompt embeddings, hint, guidance and ControlNet scale. With CFG
+ * the UNet (and ControlNet) run once on the doubled batch [uncond x N, cond x N]
+ * and eps = eps_u + g (eps_c - eps_u) per sample. All activations come from
+ * one arena allocated at nd_denoiser_new (sized by the measuring pass for
+ * max_batch); nothing allocates per step. Latents and eps are host f32 arrays
+ * (CPU backends; device backends need a host copy op, not there yet). */
+typedef struct nd_denoiser nd_denoiser;
+typedef struct {
+    int max_batch;      /* N samples per call (1) */
+    int height, width;  /* latent size (64x64) */
+    int n_ctx;          /* tokens per context (77) */
+    bool cfg;           /* classifier-free guidance: doubled batch (true) */
+} nd_denoiser_params;
+void nd_denoiser_params_init(nd_denoiser_params *p);
+/* cn may be NULL. Fails with ND_ENOMEM when the backend's workspace is
+ * smaller than the ops need (the message says how much). */
+nd_status nd_denoiser_new(nd_unet *u, nd_controlnet *cn, const nd_denoiser_params *p,
+                          nd_denoiser **out, nd_err *err);
+void nd_denoiser_free(nd_denoiser *d);
+size_t nd_denoiser_arena_bytes(const nd_denoiser *d);
+/* Workspace the ops need for these params (also without a denoiser: the
+ * backend must be opened with at least this much). */
+nd_status nd_denoiser_measure(nd_unet *u, nd_controlnet *cn, const nd_denoiser_params *p,
+                              size_t *arena_bytes, size_t *ws_bytes, nd_err *err);
+typedef struct {
+    const float *x;              /* [in_channels,h,w] model input (already c_in-scaled) */
+    float t;                     /* timestep (fractional ok) */
+    const nd_tensor *ctx_cond;   /* [1,n_ctx,dim] (a cached prompt embedding) */
+    const nd_tensor *ctx_uncond; /* [1,n_ctx,dim]; unused without CFG */
+    const nd_tensor *hint;       /* [1,3,h*f,w*f] in [0,1], or NULL: no ControlNet */
+    float guidance;              /* CFG scale g */
+    float control_scale;         /* ControlNet conditioning scale */
+} nd_denoise_sample;
+/* eps[n*out_channels*h*w] for samples s[0..n), n <= max_batch. */
+nd_status nd_denoiser_eps(nd_denoiser *d, const nd_denoise_sample *s, int n, float *eps,
+                          nd_err *err);
+
 #endif

@@ -16,7 +16,8 @@ configs (no download), saved in every format netdiffd loads:
   outputs.safetensors             each component's output on fixed inputs (for model/)
   manifests/*.json                full-size key names + shapes, no values
 
-Usage: /work/venv/bin/python train/make_fixtures.py [OUTDIR]
+Usage: /work/venv/bin/python train/make_fixtures.py [--outputs-only] [OUTDIR]
+  --outputs-only  rewrite only outputs.safetensors from the committed models
 """
 import json
 import os
@@ -31,7 +32,9 @@ from diffusers import (AutoencoderKL, ControlNetModel, PNDMScheduler,
 from diffusers.loaders import single_file_utils as sfu
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+ONLY_OUTPUTS = "--outputs-only" in sys.argv
+ARGS = [a for a in sys.argv[1:] if a != "--outputs-only"]
+OUT = ARGS[0] if ARGS else os.path.join(
     os.path.dirname(__file__), "..", "tests", "fixtures", "weights")
 torch.manual_seed(1234)
 
@@ -426,23 +429,7 @@ def main():
     print("peft: %d merged tensors" % len(expect_p))
     save_file(expect_p, os.path.join(OUT, "merged_peft.safetensors"))
 
-    # component outputs on fixed inputs (for the model issue)
-    g = torch.Generator().manual_seed(42)
-    with torch.no_grad():
-        ids = torch.tensor([[nvocab - 2, 10, 20, 30] + [nvocab - 1] * 73])
-        ctx = te(ids).last_hidden_state
-        x = torch.randn(1, 4, 8, 8, generator=g)
-        t = torch.tensor([500.0])
-        eps = unet(x, t, encoder_hidden_states=ctx).sample
-        img = vae.decode(x).sample
-        hint = torch.rand(1, 3, 64, 64, generator=g)
-        down, mid = cn(x, t, encoder_hidden_states=ctx, controlnet_cond=hint, return_dict=False)
-    outs = {"te.input_ids": ids.to(torch.int32), "te.last_hidden_state": ctx,
-            "unet.sample": x, "unet.timestep": t, "unet.out": eps, "vae.latent": x.clone(),
-            "vae.decode": img, "controlnet.hint": hint, "controlnet.mid": mid}
-    for i, d in enumerate(down):
-        outs["controlnet.down.%d" % i] = d
-    save_file({k: v.contiguous() for k, v in outs.items()}, os.path.join(OUT, "outputs.safetensors"))
+    write_outputs(te, unet, vae, cn, nvocab)
 
     # full-size manifests (meta device: shapes only)
     with torch.device("meta"):
@@ -471,10 +458,54 @@ def main():
     print("fixtures: %.2f MB in %s" % (total / 1e6, OUT))
 
 
+def write_outputs(te, unet, vae, cn, nvocab):
+    """Each component's output on fixed inputs (for model/). The draws from g
+    keep their order: new inputs are drawn after the old ones, so the old keys
+    keep their values."""
+    g = torch.Generator().manual_seed(42)
+    with torch.no_grad():
+        ids = torch.tensor([[nvocab - 2, 10, 20, 30] + [nvocab - 1] * 73])
+        ctx = te(ids).last_hidden_state
+        x = torch.randn(1, 4, 8, 8, generator=g)
+        t = torch.tensor([500.0])
+        eps = unet(x, t, encoder_hidden_states=ctx).sample
+        img = vae.decode(x).sample
+        hint = torch.rand(1, 3, 64, 64, generator=g)
+        down, mid = cn(x, t, encoder_hidden_states=ctx, controlnet_cond=hint, return_dict=False)
+        # added for the model components: the UNet fed the ControlNet's residuals
+        # (conditioning scale 0.7) and the VAE encoder's moments (mean, logvar)
+        down7, mid7 = cn(x, t, encoder_hidden_states=ctx, controlnet_cond=hint,
+                         conditioning_scale=0.7, return_dict=False)
+        eps_c = unet(x, t, encoder_hidden_states=ctx, down_block_additional_residuals=down7,
+                     mid_block_additional_residual=mid7).sample
+        image = torch.rand(1, 3, 16, 16, generator=g) * 2 - 1
+        h = vae.quant_conv(vae.encoder(image))
+    outs = {"te.input_ids": ids.to(torch.int32), "te.last_hidden_state": ctx,
+            "unet.sample": x, "unet.timestep": t, "unet.out": eps, "vae.latent": x.clone(),
+            "vae.decode": img, "controlnet.hint": hint, "controlnet.mid": mid,
+            "unet.out_control": eps_c, "vae.image": image, "vae.encode_moments": h}
+    for i, d in enumerate(down):
+        outs["controlnet.down.%d" % i] = d
+    save_file({k: v.contiguous() for k, v in outs.items()}, os.path.join(OUT, "outputs.safetensors"))
+
+
+def outputs_only():
+    """Rewrites only outputs.safetensors from the committed model files (their
+    values are f16-exact, so loading them gives the models main() made)."""
+    folder = os.path.join(OUT, "tiny_diffusers")
+    pipe = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None,
+                                                   requires_safety_checker=False,
+                                                   torch_dtype=torch.float32)
+    cn = ControlNetModel.from_pretrained(os.path.join(OUT, "tiny_controlnet_diffusers"),
+                                         torch_dtype=torch.float32).eval()
+    te, unet, vae = pipe.text_encoder.eval(), pipe.unet.eval(), pipe.vae.eval()
+    write_outputs(te, unet, vae, cn, te.config.vocab_size)
+
+
 def build_pipe_from(folder):
     return StableDiffusionPipeline.from_pretrained(folder, safety_checker=None,
                                                    requires_safety_checker=False)
 
 
 if __name__ == "__main__":
-    main()
+    outputs_only() if ONLY_OUTPUTS else main()

@@ -1,0 +1,334 @@
+/* model/graph.c - the graph-building layer of the components (see graph.h). */
+#include "model/graph.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void ndg_init(ndg *g, nd_backend *be, const nd_weights *w, const char *prefix, nd_arena *a,
+              nd_err *err)
+{
+    memset(g, 0, sizeof *g);
+    g->be = be;
+    g->w = w;
+    g->a = a;
+    g->err = err;
+    g->prefix = prefix;
+    g->dry = a->measuring;
+}
+
+nd_status ndg_wtensor(const nd_weights *w, const char *name, nd_tensor *out, nd_err *err)
+{
+    const nd_wtensor *t = nd_weights_get(w, name);
+    if (!t)
+        return nd_fail(err, ND_ENOTFOUND, "weight %s is missing", name);
+    if (t->ndim < 1 || t->ndim > ND_MAX_DIMS || (t->dtype != ND_WDT_F32 && t->dtype != ND_WDT_F16))
+        return nd_fail(err, ND_EUNSUPPORTED, "weight %s: %d dims of %s", name, t->ndim,
+                       nd_wdtype_name(t->dtype));
+    *out = nd_tensor_make((void *)t->data, t->dtype == ND_WDT_F16 ? ND_F16 : ND_F32, ND_DEV_CPU,
+                          t->ndim, t->shape);
+    return ND_OK;
+}
+
+static void wname(const ndg *g, char *buf, size_t n, const char *fmt, va_list ap)
+{
+    size_t k = (size_t)snprintf(buf, n, "%s", g->prefix);
+    if (k < n)
+        vsnprintf(buf + k, n - k, fmt, ap);
+}
+
+nd_status ndg_w(ndg *g, nd_tensor *out, const char *fmt, ...)
+{
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    wname(g, name, sizeof name, fmt, ap);
+    va_end(ap);
+    return ndg_wtensor(g->w, name, out, g->err);
+}
+
+bool ndg_has(const ndg *g, const char *fmt, ...)
+{
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    wname(g, name, sizeof name, fmt, ap);
+    va_end(ap);
+    return nd_weights_get(g->w, name) != NULL;
+}
+
+nd_status ndg_new(ndg *g, nd_tensor *out, int ndim, int64_t d0, int64_t d1, int64_t d2,
+                  int64_t d3)
+{
+    int64_t sh[4] = {d0, d1, d2, d3};
+    return nd_arena_tensor(g->a, ND_F32, ndim, sh, out, g->err);
+}
+
+nd_tensor ndg_view(const nd_tensor *t, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
+{
+    int64_t sh[4] = {d0, d1, d2, d3};
+    nd_tensor v = *t;
+    v.ndim = ndim;
+    for (int i = 0; i < ND_MAX_DIMS; i++)
+        v.shape[i] = i < ndim ? sh[i] : 1;
+    return v;
+}
+
+nd_status ndg_run(ndg *g, nd_op_call *c)
+{
+    size_t ws = nd_op_workspace_bytes(g->be, c);
+    if (ws > g->ws_need)
+        g->ws_need = ws;
+    if (g->dry)
+        return ND_OK;
+    return nd_op_run(g->be, c, g->err);
+}
+
+static nd_status alloc_like(ndg *g, nd_tensor *y, int ndim, const int64_t *sh)
+{
+    if (y->ndim)
+        return ND_OK;
+    return nd_arena_tensor(g->a, ND_F32, ndim, sh, y, g->err);
+}
+
+nd_status ndg_linear(ndg *g, const nd_tensor *x, const char *name, nd_tensor *y)
+{
+    nd_tensor w, b;
+    NDG_TRY(ndg_w(g, &w, "%s.weight", name));
+    bool hb = ndg_has(g, "%s.bias", name);
+    if (hb)
+        NDG_TRY(ndg_w(g, &b, "%s.bias", name));
+    if (w.ndim == 4 && w.shape[2] == 1 && w.shape[3] == 1) /* 1x1 conv as a linear */
+        w = ndg_view(&w, 2, w.shape[0], w.shape[1], 0, 0);
+    if (w.ndim != 2)
+        return nd_fail(g->err, ND_EFORMAT, "%s%s.weight is not a linear weight", g->prefix, name);
+    int64_t sh[ND_MAX_DIMS];
+    memcpy(sh, x->shape, sizeof sh);
+    sh[x->ndim - 1] = w.shape[0];
+    NDG_TRY(alloc_like(g, y, x->ndim, sh));
+    nd_op_call c = {.op = ND_OP_LINEAR, .src = {x, &w, hb ? &b : NULL}, .dst = y};
+    return ndg_run(g, &c);
+}
+
+static int64_t conv_out(int64_t n, int64_t k, int s, int p0, int p1)
+{
+    return (n + p0 + p1 - k) / s + 1;
+}
+
+nd_status ndg_conv(ndg *g, const nd_tensor *x, const char *name, int stride, int pt, int pb,
+                   int pl, int pr, nd_tensor *y)
+{
+    nd_tensor w, b;
+    NDG_TRY(ndg_w(g, &w, "%s.weight", name));
+    bool hb = ndg_has(g, "%s.bias", name);
+    if (hb)
+        NDG_TRY(ndg_w(g, &b, "%s.bias", name));
+    if (w.ndim != 4 || x->ndim != 4)
+        return nd_fail(g->err, ND_EFORMAT, "%s%s: conv wants 4-d weight and input", g->prefix,
+                       name);
+    int64_t sh[4] = {x->shape[0], w.shape[0], conv_out(x->shape[2], w.shape[2], stride, pt, pb),
+                     conv_out(x->shape[3], w.shape[3], stride, pl, pr)};
+    NDG_TRY(alloc_like(g, y, 4, sh));
+    nd_op_call c = {.op = ND_OP_CONV2D, .src = {x, &w, hb ? &b : NULL}, .dst = y,
+                    .p.conv = {stride, pt, pb, pl, pr}};
+    return ndg_run(g, &c);
+}
+
+nd_status ndg_gn(ndg *g, const nd_tensor *x, const char *name, int groups, float eps, bool silu,
+                 nd_tensor *y)
+{
+    nd_tensor w, b;
+    NDG_TRY(ndg_w(g, &w, "%s.weight", name));
+    NDG_TRY(ndg_w(g, &b, "%s.bias", name));
+    NDG_TRY(alloc_like(g, y, x->ndim, x->shape));
+    nd_op_call c = {.op = ND_OP_GROUP_NORM, .src = {x, &w, &b}, .dst = y,
+                    .p.norm = {groups, eps, silu}};
+    return ndg_run(g, &c);
+}
+
+nd_status ndg_ln(ndg *g, const nd_tensor *x, const char *name, float eps, nd_tensor *y)
+{
+    nd_tensor w, b;
+    NDG_TRY(ndg_w(g, &w, "%s.weight", name));
+    NDG_TRY(ndg_w(g, &b, "%s.bias", name));
+    NDG_TRY(alloc_like(g, y, x->ndim, x->shape));
+    nd_op_call c = {.op = ND_OP_LAYER_NORM, .src = {x, &w, &b}, .dst = y, .p.norm = {0, eps, false}};
+    return ndg_run(g, &c);
+}
+
+nd_status ndg_attn(ndg *g, const nd_tensor *q, const nd_tensor *k, const nd_tensor *v,
+                   int heads, bool causal, nd_tensor *y)
+{
+    NDG_TRY(alloc_like(g, y, q->ndim, q->shape));
+    nd_op_call c = {.op = ND_OP_ATTENTION, .src = {q, k, v}, .dst = y,
+                    .p.attn = {heads, 0.0f, causal}};
+    return ndg_run(g, &c);
+}
+
+nd_status ndg_unary(ndg *g, nd_op op, const nd_tensor *x, nd_tensor *y)
+{
+    int64_t sh[ND_MAX_DIMS];
+    memcpy(sh, x->shape, sizeof sh);
+    if (op == ND_OP_GEGLU)
+        sh[x->ndim - 1] /= 2;
+    else if (op == ND_OP_UPSAMPLE2X)
+        sh[2] *= 2, sh[3] *= 2;
+    else if (op == ND_OP_TRANSPOSE)
+        sh[1] = x->shape[2], sh[2] = x->shape[1];
+    NDG_TRY(alloc_like(g, y, x->ndim, sh));
+    nd_op_call c = {.op = op, .src = {x}, .dst = y};
+    return ndg_run(g, &c);
+}
+
+nd_status ndg_binary(ndg *g, nd_op op, const nd_tensor *a, const nd_tensor *b, nd_tensor *y)
+{
+    int64_t sh[ND_MAX_DIMS];
+    memcpy(sh, a->shape, sizeof sh);
+    if (op == ND_OP_CONCAT)
+        sh[1] += b->shape[1];
+    NDG_TRY(alloc_like(g, y, a->ndim, sh));
+    nd_op_call c = {.op = op, .src = {a, b}, .dst = y};
+    return ndg_run(g, &c);
+}
+
+nd_status ndg_scale(ndg *g, const nd_tensor *x, float s, float b, nd_tensor *y)
+{
+    NDG_TRY(alloc_like(g, y, x->ndim, x->shape));
+    nd_op_call c = {.op = ND_OP_SCALE, .src = {x}, .dst = y, .p.scale = {s, b}};
+    return ndg_run(g, &c);
+}
+
+nd_status ndg_tsemb(ndg *g, const nd_tensor *t, int dim, nd_tensor *y)
+{
+    int64_t sh[2] = {t->shape[0], dim};
+    NDG_TRY(alloc_like(g, y, 2, sh));
+    nd_op_call c = {.op = ND_OP_TIMESTEP_EMB, .src = {t}, .dst = y,
+                    .p.ts = {dim, 10000.0f, true, 0.0f}};
+    return ndg_run(g, &c);
+}
+
+nd_status ndg_to_tokens(ndg *g, const nd_tensor *x, nd_tensor *y)
+{
+    nd_tensor v = ndg_view(x, 3, x->shape[0], x->shape[1], x->shape[2] * x->shape[3], 0);
+    return ndg_unary(g, ND_OP_TRANSPOSE, &v, y);
+}
+
+nd_status ndg_to_image(ndg *g, const nd_tensor *x, int64_t h, int64_t w, nd_tensor *y)
+{
+    if (y->ndim) {
+        nd_tensor yv = ndg_view(y, 3, y->shape[0], y->shape[1], y->shape[2] * y->shape[3], 0);
+        return ndg_unary(g, ND_OP_TRANSPOSE, x, &yv);
+    }
+    NDG_TRY(ndg_new(g, y, 4, x->shape[0], x->shape[2], h, w));
+    nd_tensor yv = ndg_view(y, 3, x->shape[0], x->shape[2], h * w, 0);
+    return ndg_unary(g, ND_OP_TRANSPOSE, x, &yv);
+}
+
+/* ---- shared blocks ---------------------------------------------------------------- */
+
+const char *ndg_fmt(char *buf, size_t n, const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(buf, n, f, ap);
+    va_end(ap);
+    return buf;
+}
+
+static const char *sub(char *buf, size_t n, const char *name, const char *what)
+{
+    return ndg_fmt(buf, n, "%s.%s", name, what);
+}
+
+nd_status ndg_resnet(ndg *g, const nd_tensor *x, const nd_tensor *temb_act, const char *name,
+                     int groups, float eps, nd_tensor *y)
+{
+    char b[256];
+    nd_tensor w1;
+    NDG_TRY(ndg_w(g, &w1, "%s.conv1.weight", name));
+    int64_t co = w1.shape[0];
+    int64_t sh[4] = {x->shape[0], co, x->shape[2], x->shape[3]};
+    NDG_TRY(alloc_like(g, y, 4, sh));
+    size_t mark = nd_arena_mark(g->a);
+    nd_tensor h = {0}, h2 = {0};
+    NDG_TRY(ndg_gn(g, x, sub(b, sizeof b, name, "norm1"), groups, eps, true, &h));
+    NDG_TRY(ndg_conv(g, &h, sub(b, sizeof b, name, "conv1"), 1, 1, 1, 1, 1, &h2));
+    if (temb_act) {
+        nd_tensor tp = {0};
+        NDG_TRY(ndg_linear(g, temb_act, sub(b, sizeof b, name, "time_emb_proj"), &tp));
+        nd_tensor tv = ndg_view(&tp, 4, tp.shape[0], tp.shape[1], 1, 1);
+        NDG_TRY(ndg_binary(g, ND_OP_ADD, &h2, &tv, &h2));
+    }
+    nd_tensor h3 = {0};
+    NDG_TRY(ndg_gn(g, &h2, sub(b, sizeof b, name, "norm2"), groups, eps, true, &h3));
+    nd_tensor h4 = h2; /* conv2 writes into h2's memory */
+    NDG_TRY(ndg_conv(g, &h3, sub(b, sizeof b, name, "conv2"), 1, 1, 1, 1, 1, &h4));
+    if (ndg_has(g, "%s.conv_shortcut.weight", name)) {
+        nd_tensor s = h3; /* h3 is dead: reuse it for the shortcut */
+        s.shape[1] = co;
+        NDG_TRY(ndg_conv(g, x, sub(b, sizeof b, name, "conv_shortcut"), 1, 0, 0, 0, 0, &s));
+        NDG_TRY(ndg_binary(g, ND_OP_ADD, &s, &h4, y));
+    } else {
+        NDG_TRY(ndg_binary(g, ND_OP_ADD, x, &h4, y));
+    }
+    nd_arena_reset(g->a, mark);
+    return ND_OK;
+}
+
+static nd_status attention_block(ndg *g, nd_tensor *h, const nd_tensor *ctx, const char *name,
+                                 const char *norm, const char *attn, int heads)
+{
+    char b[256];
+    size_t mark = nd_arena_mark(g->a);
+    nd_tensor n = {0}, q = {0}, k = {0}, v = {0}, o = {0};
+    NDG_TRY(ndg_ln(g, h, sub(b, sizeof b, name, norm), 1e-5f, &n));
+    const nd_tensor *kv = ctx ? ctx : &n;
+    ndg_fmt(b, sizeof b, "%s.%s.to_q", name, attn);
+    NDG_TRY(ndg_linear(g, &n, b, &q));
+    ndg_fmt(b, sizeof b, "%s.%s.to_k", name, attn);
+    NDG_TRY(ndg_linear(g, kv, b, &k));
+    ndg_fmt(b, sizeof b, "%s.%s.to_v", name, attn);
+    NDG_TRY(ndg_linear(g, kv, b, &v));
+    NDG_TRY(ndg_attn(g, &q, &k, &v, heads, false, &o));
+    ndg_fmt(b, sizeof b, "%s.%s.to_out.0", name, attn);
+    NDG_TRY(ndg_linear(g, &o, b, &q)); /* q is dead: reuse */
+    NDG_TRY(ndg_binary(g, ND_OP_ADD, h, &q, h));
+    nd_arena_reset(g->a, mark);
+    return ND_OK;
+}
+
+nd_status ndg_transformer(ndg *g, const nd_tensor *x, const nd_tensor *ctx, const char *name,
+                          int groups, int heads, nd_tensor *y)
+{
+    char b[256];
+    NDG_TRY(alloc_like(g, y, 4, x->shape));
+    size_t mark = nd_arena_mark(g->a);
+    int64_t B = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    nd_tensor n = {0}, t = {0}, h = {0};
+    NDG_TRY(ndg_gn(g, x, sub(b, sizeof b, name, "norm"), groups, 1e-6f, false, &n));
+    NDG_TRY(ndg_to_tokens(g, &n, &t));
+    NDG_TRY(ndg_linear(g, &t, sub(b, sizeof b, name, "proj_in"), &h));
+    for (int i = 0; ndg_has(g, "%s.transformer_blocks.%d.norm1.weight", name, i); i++) {
+        char tb[256];
+        ndg_fmt(tb, sizeof tb, "%s.transformer_blocks.%d", name, i);
+        NDG_TRY(attention_block(g, &h, NULL, tb, "norm1", "attn1", heads));
+        NDG_TRY(attention_block(g, &h, ctx, tb, "norm2", "attn2", heads));
+        size_t m2 = nd_arena_mark(g->a);
+        nd_tensor ln = {0}, f = {0}, gg = {0}, o = {0};
+        NDG_TRY(ndg_ln(g, &h, sub(b, sizeof b, tb, "norm3"), 1e-5f, &ln));
+        NDG_TRY(ndg_linear(g, &ln, sub(b, sizeof b, tb, "ff.net.0.proj"), &f));
+        NDG_TRY(ndg_unary(g, ND_OP_GEGLU, &f, &gg));
+        NDG_TRY(ndg_linear(g, &gg, sub(b, sizeof b, tb, "ff.net.2"), &o));
+        NDG_TRY(ndg_binary(g, ND_OP_ADD, &h, &o, &h));
+        nd_arena_reset(g->a, m2);
+    }
+    nd_tensor p = t; /* t is dead: proj_out into it */
+    NDG_TRY(ndg_linear(g, &h, sub(b, sizeof b, name, "proj_out"), &p));
+    nd_tensor img = n; /* n is dead: the image layout goes there */
+    NDG_TRY(ndg_to_image(g, &p, H, W, &img));
+    (void)B;
+    (void)C;
+    NDG_TRY(ndg_binary(g, ND_OP_ADD, x, &img, y)); /* y may be x: in place */
+    nd_arena_reset(g->a, mark);
+    return ND_OK;
+}

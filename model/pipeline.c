@@ -1,0 +1,251 @@
+/* model/pipeline.c - the batched denoiser: N samples, CFG as one doubled
+ * batch, optional ControlNet with per-sample hint and scale, one arena. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/ops.h"
+#include "model/internal.h"
+#include "model/sd.h"
+
+struct nd_denoiser {
+    nd_unet *u;
+    nd_controlnet *cn;
+    nd_backend *be;
+    nd_denoiser_params p;
+    nd_arena a;
+};
+
+void nd_denoiser_params_init(nd_denoiser_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->max_batch = 1;
+    p->height = p->width = 64;
+    p->n_ctx = 77;
+    p->cfg = true;
+}
+
+#define TRY(x)                                                                \
+    do {                                                                      \
+        nd_status st_ = (x);                                                  \
+        if (st_)                                                              \
+            return st_;                                                       \
+    } while (0)
+
+/* Sample i of a batch tensor (contiguous, outermost dim). */
+static nd_tensor slice(const nd_tensor *t, int64_t i)
+{
+    nd_tensor s = *t;
+    size_t per = nd_tensor_bytes(t) / (size_t)t->shape[0];
+    s.shape[0] = 1;
+    s.data = t->data ? (char *)t->data + (size_t)i * per : NULL;
+    return s;
+}
+
+static bool ctx_ok(const nd_tensor *c, int n_ctx, int dim)
+{
+    return c && c->ndim == 3 && c->shape[0] == 1 && c->shape[1] == n_ctx && c->shape[2] == dim &&
+           c->device == ND_DEV_CPU;
+}
+
+/* The whole call; with a measuring arena (s == NULL) it only sizes. */
+static nd_status step(nd_denoiser *d, nd_arena *a, const nd_denoise_sample *s, int n, float *eps,
+                      nd_err *err)
+{
+    const nd_denoiser_params *p = &d->p;
+    bool dry = a->measuring;
+    int M = p->cfg ? 2 * n : n, cin = nd_unet_in_channels(d->u), cout = nd_unet_out_channels(d->u);
+    int dim = nd_unet_context_dim(d->u);
+    int64_t H = p->height, W = p->width;
+    bool control = d->cn != NULL;
+    if (!dry && control) {
+        control = false;
+        for (int i = 0; i < n; i++)
+            control |= s[i].hint != NULL;
+    }
+    nd_tensor x, t, ctx, out, hint, res[64];
+    const nd_tensor *rp[64];
+    int64_t sx[4] = {M, cin, H, W}, st[1] = {M}, sc[3] = {M, p->n_ctx, dim},
+            so[4] = {M, cout, H, W};
+    TRY(nd_arena_tensor(a, ND_F32, 4, sx, &x, err));
+    TRY(nd_arena_tensor(a, ND_F32, 1, st, &t, err));
+    TRY(nd_arena_tensor(a, ND_F32, 3, sc, &ctx, err));
+    TRY(nd_arena_tensor(a, ND_F32, 4, so, &out, err));
+    if (!dry) {
+        size_t per = (size_t)(cin * H * W);
+        for (int j = 0; j < M; j++) {
+            const nd_denoise_sample *sj = &s[j % n];
+            bool uncond = p->cfg && j < n;
+            memcpy((float *)x.data + j * per, sj->x, per * sizeof(float));
+            ((float *)t.data)[j] = sj->t;
+            nd_tensor dst = slice(&ctx, j);
+            TRY(nd_copy(d->be, uncond ? sj->ctx_uncond : sj->ctx_cond, &dst, err));
+        }
+    }
+    nd_unet_input in = {.x = &x, .t = &t, .ctx = &ctx};
+    if (control) {
+        int f = nd_controlnet_hint_factor(d->cn), nd = nd_controlnet_n_down(d->cn);
+        if (nd + 1 > (int)ND_ARRAY_LEN(res))
+            return nd_fail(err, ND_EUNSUPPORTED, "denoiser: %d ControlNet residuals", nd);
+        int64_t sh[4] = {M, 3, H * f, W * f};
+        TRY(nd_arena_tensor(a, ND_F32, 4, sh, &hint, err));
+        for (int i = 0; i <= nd; i++) {
+            int64_t s4[4];
+            nd_controlnet_res_shape(d->cn, i, M, (int)H, (int)W, s4);
+            TRY(nd_arena_tensor(a, ND_F32, 4, s4, &res[i], err));
+            rp[i] = &res[i];
+        }
+        if (!dry) {
+            for (int j = 0; j < M; j++) {
+                const nd_denoise_sample *sj = &s[j % n];
+                nd_tensor dst = slice(&hint, j);
+                if (sj->hint)
+                    TRY(nd_copy(d->be, sj->hint, &dst, err));
+                else
+                    memset(dst.data, 0, nd_tensor_bytes(&dst));
+            }
+        }
+        nd_controlnet_input ci = {.x = &x, .t = &t, .ctx = &ctx, .hint = &hint, .scale = 1.0f};
+        TRY(nd_controlnet_run(d->cn, &ci, a, res, &res[nd], err));
+        /* per-sample conditioning scale (0 for samples without a hint) */
+        for (int j = 0; j < M && !dry; j++) {
+            const nd_denoise_sample *sj = &s[j % n];
+            float sc1 = sj->hint ? sj->control_scale : 0.0f;
+            if (sc1 == 1.0f)
+                continue;
+            for (int i = 0; i <= nd; i++) {
+                nd_tensor r = slice(&res[i], j);
+                TRY(nd_scale(d->be, &r, sc1, 0.0f, &r, err));
+            }
+        }
+        in.down_res = rp;
+        in.mid_res = &res[nd];
+    }
+    TRY(nd_unet_run(d->u, &in, a, &out, err));
+    if (dry)
+        return ND_OK;
+    size_t per = (size_t)(cout * H * W);
+    const float *o = out.data;
+    for (int i = 0; i < n; i++) {
+        float *e = eps + i * per;
+        if (!p->cfg) {
+            memcpy(e, o + i * per, per * sizeof(float));
+            continue;
+        }
+        const float *eu = o + i * per, *ec = o + (n + i) * per;
+        float g = s[i].guidance;
+        for (size_t k = 0; k < per; k++)
+            e[k] = eu[k] + g * (ec[k] - eu[k]);
+    }
+    return ND_OK;
+}
+
+static nd_status check_params(const nd_unet *u, const nd_denoiser_params *p, nd_err *err)
+{
+    if (!u || p->max_batch < 1 || p->height < 1 || p->width < 1 || p->n_ctx < 1)
+        return nd_fail(err, ND_EINVAL, "denoiser: bad parameters");
+    if (nd_unet_backend_(u)->device != ND_DEV_CPU)
+        return nd_fail(err, ND_EUNSUPPORTED, "denoiser: host latents need a CPU backend");
+    return ND_OK;
+}
+
+nd_status nd_denoiser_measure(nd_unet *u, nd_controlnet *cn, const nd_denoiser_params *p,
+                              size_t *arena_bytes, size_t *ws_bytes, nd_err *err)
+{
+    nd_denoiser_params def;
+    if (!p) {
+        nd_denoiser_params_init(&def);
+        p = &def;
+    }
+    TRY(check_params(u, p, err));
+    nd_denoiser d = {.u = u, .cn = cn, .be = nd_unet_backend_(u), .p = *p};
+    nd_arena a;
+    nd_arena_init_measure(&a);
+    TRY(step(&d, &a, NULL, p->max_batch, NULL, err));
+    if (arena_bytes)
+        *arena_bytes = a.peak;
+    if (ws_bytes) {
+        int M = p->cfg ? 2 * p->max_batch : p->max_batch;
+        size_t uw = 0, cw = 0;
+        TRY(nd_unet_measure(u, M, p->height, p->width, p->n_ctx, cn != NULL, NULL, &uw, err));
+        if (cn)
+            TRY(nd_controlnet_measure(cn, M, p->height, p->width, p->n_ctx, NULL, &cw, err));
+        *ws_bytes = uw > cw ? uw : cw;
+    }
+    return ND_OK;
+}
+
+nd_status nd_denoiser_new(nd_unet *u, nd_controlnet *cn, const nd_denoiser_params *p,
+                          nd_denoiser **out, nd_err *err)
+{
+    nd_denoiser_params def;
+    if (!p) {
+        nd_denoiser_params_init(&def);
+        p = &def;
+    }
+    *out = NULL;
+    if (cn && nd_controlnet_backend_(cn) != nd_unet_backend_(u))
+        return nd_fail(err, ND_EINVAL, "denoiser: the UNet and ControlNet use different backends");
+    size_t bytes = 0, ws = 0;
+    TRY(nd_denoiser_measure(u, cn, p, &bytes, &ws, err));
+    nd_backend *be = nd_unet_backend_(u);
+    if (ws > be->ws.cap)
+        return nd_fail(err, ND_ENOMEM,
+                       "denoiser: backend %s has %zu workspace bytes, the ops need %zu",
+                       be->name, be->ws.cap, ws);
+    nd_denoiser *d = calloc(1, sizeof *d);
+    if (!d)
+        return nd_fail(err, ND_ENOMEM, "denoiser: out of memory");
+    d->u = u;
+    d->cn = cn;
+    d->be = be;
+    d->p = *p;
+    nd_status st = nd_arena_init(&d->a, bytes, err);
+    if (st) {
+        free(d);
+        return st;
+    }
+    *out = d;
+    return ND_OK;
+}
+
+void nd_denoiser_free(nd_denoiser *d)
+{
+    if (!d)
+        return;
+    nd_arena_free(&d->a);
+    free(d);
+}
+
+size_t nd_denoiser_arena_bytes(const nd_denoiser *d)
+{
+    return d->a.cap;
+}
+
+nd_status nd_denoiser_eps(nd_denoiser *d, const nd_denoise_sample *s, int n, float *eps,
+                          nd_err *err)
+{
+    const nd_denoiser_params *p = &d->p;
+    if (n < 1 || n > p->max_batch || !s || !eps)
+        return nd_fail(err, ND_EINVAL, "denoiser: %d samples (1..%d)", n, p->max_batch);
+    int dim = nd_unet_context_dim(d->u);
+    for (int i = 0; i < n; i++) {
+        if (!s[i].x || !ctx_ok(s[i].ctx_cond, p->n_ctx, dim) ||
+            (p->cfg && !ctx_ok(s[i].ctx_uncond, p->n_ctx, dim)))
+            return nd_fail(err, ND_EINVAL, "denoiser: sample %d needs x and [1,%d,%d] contexts",
+                           i, p->n_ctx, dim);
+        if (s[i].hint && !d->cn)
+            return nd_fail(err, ND_EINVAL, "denoiser: sample %d has a hint but no ControlNet", i);
+        if (s[i].hint) {
+            int f = nd_controlnet_hint_factor(d->cn);
+            const nd_tensor *h = s[i].hint;
+            if (h->ndim != 4 || h->shape[0] != 1 || h->shape[1] != 3 ||
+                h->shape[2] != (int64_t)p->height * f || h->shape[3] != (int64_t)p->width * f)
+                return nd_fail(err, ND_EINVAL, "denoiser: sample %d hint must be [1,3,%d,%d]", i,
+                               p->height * f, p->width * f);
+        }
+    }
+    nd_arena_reset(&d->a, 0);
+    nd_status st = step(d, &d->a, s, n, eps, err);
+    nd_arena_reset(&d->a, 0);
+    return st;
+}
