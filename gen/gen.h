@@ -163,7 +163,8 @@ void nd_gen_job_init(nd_gen_job *j);
 nd_status nd_gen_job_parse(nd_gen_job *j, const char *spec, uint64_t n, const nd_class_table *t,
                            nd_err *err);
 uint64_t nd_gen_job_total(const nd_gen_job *j);
-/* The seed of flow k of a job with seed s (splitmix64 of both). */
+/* The seed of flow k of a job with seed s (splitmix64 of both, 53 bits so
+ * that JSON readers using doubles keep it exact). */
 uint64_t nd_gen_flow_seed(uint64_t s, uint64_t k);
 
 typedef struct nd_gen_stats {

@@ -25,7 +25,8 @@ uint64_t nd_gen_flow_seed(uint64_t s, uint64_t k)
     uint64_t z = s ^ (k * 0x9e3779b97f4a7c15ull) ^ 0x6e65746469666664ull; /* "netdiffd" */
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    /* 53 bits: a flow's seed survives JSON readers that use doubles */
+    return (z ^ (z >> 31)) & ((1ull << 53) - 1);
 }
 
 static void known_classes(const nd_class_table *t, char *buf, size_t n)
