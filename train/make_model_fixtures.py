@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Writes the fixtures of model/ section 1 under tests/fixtures/model/
+(committed; make never runs this):
+
+  tokenizer.json  prompts and the ids transformers.CLIPTokenizer gives them
+                  (unframed ids, and the 77 SD1.5 ids: truncation, pad 49407);
+                  the tokenizer is built from the same open_clip merges file
+                  that model/data/ ships
+  samplers.json   SD1.5 schedule (float32 alphas_cumprod) and, per sampler, the
+                  diffusers scheduler's timesteps, sigmas and final latent for a
+                  fake model (see fake_eps), 20 steps; Euler a gets its noise
+                  from the fixture
+  canny/*.pgm,*.ppm  real flow images (netdiff encode --images) cropped, and
+                  cv2.Canny(img, 100, 200) of them (RGB and grey)
+
+Usage: /work/venv/bin/python train/make_model_fixtures.py [tokenizer|samplers|canny ...]
+"""
+import gzip
+import json
+import math
+import os
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..")
+OUT = os.path.join(ROOT, "tests", "fixtures", "model")
+VOCAB_GZ = os.path.join(ROOT, "model", "data", "bpe_simple_vocab_16e6.txt.gz")
+
+
+def bytes_to_unicode():
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs]))
+
+
+def hf_tokenizer():
+    from transformers import CLIPTokenizer
+    merges = gzip.open(VOCAB_GZ).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    merges = [tuple(m.split()) for m in merges]
+    vocab = list(bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab]
+    vocab += ["".join(m) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    assert len(vocab) == 49408
+    d = tempfile.mkdtemp()
+    with open(os.path.join(d, "vocab.json"), "w") as f:
+        json.dump({v: i for i, v in enumerate(vocab)}, f)
+    with open(os.path.join(d, "merges.txt"), "w") as f:
+        f.write("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+    return CLIPTokenizer(os.path.join(d, "vocab.json"), os.path.join(d, "merges.txt"))
+
+
+PROMPTS = (
+    ["pixelated network data, type-%d" % i for i in range(30)] + [
+        "", " ", "   \t\n  ", "a lovely cat", "a photograph of an astronaut riding a horse",
+        "Hello   World!! 123", "  leading and trailing  ", "tab\tnew\nline\r\ncr",
+        "it's they're we've I'm you'll he'd don't", "''s 'S ''' '''s x'", "rock'n'roll",
+        "it’s curly ’s", "a,b;c:d.e!f?g", "(((masterpiece))), [best quality], {x}",
+        "<lora:netflix:0.8>", "$100 @home #tag %50 ^_^ &amp; *star* ~tilde~ `code` |pipe|",
+        "C:\\path\\to\\file.pcap", "http://example.com/a?b=c&d=e", "e-mail: foo@bar.org",
+        "1234567890", "3.14159 2,718 1e-5 0x1F", "v1.5 sd15 x264 h.265 802.11ac",
+        "Ⅻ ½ ² ³ ① ٣ ४ 〇", "naïve café résumé", "nai\u0308ve cafe\u0301 re\u0301sume\u0301",
+        "Å Å Å", "ḱ ḱ ǩ", "\u1100\u1161\u11a8 한국어", "日本語のテキスト", "中文提示词，逗号。",
+        "Ελληνικά ΟΔΟΣ σς Σ", "Русский ТЕКСТ", "İstanbul ıi IİŞ", "STRASSE straße ẞ", "ǅ ǆ Ǆ",
+        "emoji 😀🚀 👍🏽 👨‍👩‍👧", "zero\u200bwidth joiner\u200d", "nbsp\u00a0here\u2003em\u3000ideo",
+        "\u0085nel\u2028ls\u2029ps", "mixed漢字and英語123abc", "العربية نص", "עברית", "हिन्दी पाठ",
+        "ไทย", "Ａｂｃ ＦＵＬＬ", "ﬁ ligature ﬂ", "x\u0301\u0327 q\u0327\u0301", "\u0301leading mark",
+        "<|startoftext|>a photo<|endoftext|>", "<|endoftext|><|endoftext|>", "<|ENDOFTEXT|> x",
+        "a<|endoftext|>b", "!<|startoftext|>", "<|startoftext", "<| endoftext |>",
+        "type-0, type-1, type-2", "NETWORK-DATA, pixelated; TYPE_29", "____----====....",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "supercalifragilisticexpialidocious antidisestablishmentarianism",
+        "\x01\x02 control \x7f chars",
+    ] + [
+        " ".join("pixelated network data, type-%d" % (i % 30) for i in range(12)),
+        "a " * 80, "word " * 74 + "end", "1" * 100, "!" * 200,
+        "a photograph of an astronaut riding a horse on the moon, highly detailed, 8k, "
+        "trending on artstation, by greg rutkowski and alphonse mucha, cinematic lighting, "
+        "volumetric fog, sharp focus, octane render, unreal engine 5, concept art, digital "
+        "painting, intricate, elegant, smooth, illustration, masterpiece, best quality",
+    ])
+
+
+def make_tokenizer():
+    tok = hf_tokenizer()
+    # sanity: the ids sd15.md quotes
+    assert tok("a lovely cat")["input_ids"] == [49406, 320, 2165, 2368, 49407]
+    rows = []
+    for p in PROMPTS:
+        raw = tok(p, add_special_tokens=False)["input_ids"]
+        framed = tok(p, padding="max_length", max_length=77, truncation=True)["input_ids"]
+        assert len(framed) == 77
+        rows.append({"prompt": p, "ids": raw, "framed": framed})
+    with open(os.path.join(OUT, "tokenizer.json"), "w") as f:
+        json.dump({"source": "transformers %s CLIPTokenizer from model/data/bpe_simple_vocab_16e6.txt.gz"
+                   % __import__("transformers").__version__, "prompts": rows}, f, ensure_ascii=True, indent=0)
+    print("tokenizer.json: %d prompts" % len(rows))
+
+
+if __name__ == "__main__":
+    os.makedirs(OUT, exist_ok=True)
+    what = sys.argv[1:] or ["tokenizer", "samplers", "canny"]
+    for w in what:
+        globals()["make_" + w]()
