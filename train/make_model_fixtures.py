@@ -105,6 +105,90 @@ def make_tokenizer():
     print("tokenizer.json: %d prompts" % len(rows))
 
 
+# ---- samplers ------------------------------------------------------------------
+SHAPE = (1, 4, 8, 8)
+
+
+def fake_eps(x_in, t):
+    """The fake UNet: eps_j = 0.1 * x_in_j + 0.05 * sin(0.01 t + 0.1 j), in float64
+    then float32 (tests/model/test_sampler.c computes the same)."""
+    import numpy as np
+    import torch
+    xi = x_in.detach().double().numpy().reshape(-1)
+    j = np.arange(xi.size, dtype=np.float64)
+    e = 0.1 * xi + 0.05 * np.sin(0.01 * float(t) + 0.1 * j)
+    return torch.from_numpy(e.astype(np.float32).reshape(x_in.shape))
+
+
+def make_samplers():
+    import numpy as np
+    import torch
+    from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler,
+                           EulerAncestralDiscreteScheduler, EulerDiscreteScheduler)
+    from diffusers.schedulers import scheduling_euler_ancestral_discrete as ea_mod
+    common = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                  beta_schedule="scaled_linear", prediction_type="epsilon",
+                  timestep_spacing="leading", steps_offset=1)
+    makers = {
+        "ddim": lambda: DDIMScheduler(clip_sample=False, set_alpha_to_one=False, **common),
+        "euler": lambda: EulerDiscreteScheduler(**common),
+        "euler_a": lambda: EulerAncestralDiscreteScheduler(**common),
+        "dpmpp_2m_karras": lambda: DPMSolverMultistepScheduler(
+            algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=True, **common),
+    }
+    g = torch.Generator().manual_seed(1234)
+    z0 = torch.randn(SHAPE, generator=g)
+    runs = []
+    for steps in (20, 7):
+        noise = torch.randn((steps,) + SHAPE, generator=g)
+        for name, mk in makers.items():
+            sch = mk()
+            sch.set_timesteps(steps)
+            x = z0 * sch.init_noise_sigma
+            calls = [0]
+
+            def fake_randn(shape, **kw):
+                k = calls[0]
+                calls[0] += 1
+                return noise[k].reshape(shape).clone()
+            ea_mod.randn_tensor = fake_randn
+            for t in sch.timesteps:
+                x_in = sch.scale_model_input(x, t)
+                eps = fake_eps(x_in, t)
+                x = sch.step(eps, t, x).prev_sample
+            if name == "ddim":
+                sig = [float(v) for v in ((1 - sch.alphas_cumprod[sch.timesteps.long()]) /
+                                          sch.alphas_cumprod[sch.timesteps.long()]) ** 0.5] + [0.0]
+            else:
+                sig = [float(v) for v in sch.sigmas]
+            runs.append({
+                "sampler": name, "steps": steps,
+                "timesteps": [float(t) for t in sch.timesteps],
+                "sigmas": sig,
+                "init_noise_sigma": float(sch.init_noise_sigma),
+                "noise_calls": calls[0],
+                "final": [float(v) for v in x.reshape(-1)],
+            })
+            print("%s %d: t %s.. final[0] %.6f" % (name, steps, runs[-1]["timesteps"][:3], runs[-1]["final"][0]))
+    ref = DDIMScheduler(clip_sample=False, set_alpha_to_one=False, **common)
+    out = {
+        "source": "diffusers %s schedulers, fake model eps = 0.1 x_in + 0.05 sin(0.01 t + 0.1 j)"
+                  % __import__("diffusers").__version__,
+        "shape": list(SHAPE),
+        "alphas_cumprod": [float(v) for v in ref.alphas_cumprod],
+        "z0": [float(v) for v in z0.reshape(-1)],
+        "runs": runs,
+    }
+    # the same draws the runs used, for Euler a's injected noise
+    g2 = torch.Generator().manual_seed(1234)
+    torch.randn(SHAPE, generator=g2)
+    out["noise"] = {str(steps): [float(v) for v in torch.randn((steps,) + SHAPE, generator=g2).reshape(-1)]
+                    for steps in (20, 7)}
+    with open(os.path.join(OUT, "samplers.json"), "w") as f:
+        json.dump(out, f)
+    print("samplers.json: %d runs" % len(runs))
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     what = sys.argv[1:] or ["tokenizer", "samplers", "canny"]
