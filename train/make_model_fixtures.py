@@ -189,6 +189,56 @@ def make_samplers():
     print("samplers.json: %d runs" % len(runs))
 
 
+# ---- canny ---------------------------------------------------------------------
+# Real flow images: build/netdiff encode /work/shared/testdata/apps/{netflix,discord}
+#   --images DIR --packets 128 (1088x128 RGB PNG), picked by name.
+CANNY_FLOWS = os.environ.get("ND_FLOW_DIR", "/tmp/flows")
+CANNY_PICK = ["netflix_000032.png", "discord_%s.png", "netflix_000003.png"]
+
+
+def make_canny():
+    import cv2
+    import numpy as np
+    out = os.path.join(OUT, "canny")
+    os.makedirs(out, exist_ok=True)
+    names = sorted(os.listdir(CANNY_FLOWS))
+    biggest_discord = max((n for n in names if n.startswith("discord_")),
+                          key=lambda n: os.path.getsize(os.path.join(CANNY_FLOWS, n)))
+    picks = [CANNY_PICK[0], biggest_discord, CANNY_PICK[2]]
+    cases = []
+    for i, n in enumerate(picks):
+        bgr = cv2.imread(os.path.join(CANNY_FLOWS, n), cv2.IMREAD_COLOR)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        cases.append(("flow%d" % i, rgb, n))
+    # a synthetic image with every gradient direction, soft edges and noise
+    rs = np.random.RandomState(7)
+    h, w = 80, 96
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.zeros((h, w, 3))
+    img[..., 0] = 128 + 100 * np.sin(xx / 7.0) * np.cos(yy / 5.0)
+    img[..., 1] = np.where((xx - 48) ** 2 + (yy - 40) ** 2 < 600, 220, 30) + 20 * rs.randn(h, w)
+    img[..., 2] = (xx * 2.5 + yy * 1.3) % 256
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    cases.append(("synth", img, "synthetic"))
+    for name, rgb, src in cases:
+        cv2.imwrite(os.path.join(out, name + ".png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        # what the ControlNet annotators run: cv2.Canny on the RGB array
+        for lo, hi in ((100, 200), (50, 120)):
+            e = cv2.Canny(rgb, lo, hi)
+            cv2.imwrite(os.path.join(out, "%s_rgb_%d_%d.png" % (name, lo, hi)), e)
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        cv2.imwrite(os.path.join(out, name + "_grey.png"), grey)
+        cv2.imwrite(os.path.join(out, "%s_grey_100_200.png" % name), cv2.Canny(grey, 100, 200))
+        print("canny %s (%s) %dx%d edges %d" % (name, src, rgb.shape[1], rgb.shape[0],
+                                               int((cv2.Canny(rgb, 100, 200) > 0).sum())))
+    with open(os.path.join(out, "README.md"), "w") as f:
+        f.write("Made by train/make_model_fixtures.py canny (OpenCV %s).\n\n" % cv2.__version__)
+        f.write("NAME.png: RGB input; NAME_rgb_LO_HI.png: cv2.Canny(rgb, LO, HI);\n")
+        f.write("NAME_grey.png: cv2.cvtColor(rgb, RGB2GRAY); NAME_grey_100_200.png: its canny.\n\n")
+        for name, rgb, src in cases:
+            f.write("- %s: %s\n" % (name, src))
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     what = sys.argv[1:] or ["tokenizer", "samplers", "canny"]
