@@ -184,6 +184,39 @@ nd_status nd_gen_run(const nd_gen_job *job, const nd_class_table *t, const nd_dr
                      void *progress_ctx, volatile const int *cancel, nd_gen_stats *stats,
                      nd_err *err);
 
+/* ======================================================= the model drawer
+ *
+ * The SD pipeline (model/sd.h) as a drawer: per request the class prompt
+ * (embedding cached per class), the canny hint of one of the class's template
+ * flows, initial noise from the flow's seed (so a flow does not depend on
+ * the batch it was drawn in), the sampler loop over a batched CFG denoiser,
+ * VAE decode, and the image in [0, 1]. */
+#define ND_MODEL_MAX_LORAS 8
+typedef struct nd_model_params {
+    const char *model;          /* LDM single file or diffusers folder          */
+    const char *controlnet;     /* NULL: no ControlNet                           */
+    int n_loras;
+    struct { const char *path; float scale; } loras[ND_MODEL_MAX_LORAS];
+    const char *backend;        /* "cpu" (default), "cpu_ref"                    */
+    int threads;                /* 0: every core                                 */
+    int batch;                  /* flows drawn at once (1)                       */
+    int steps;                  /* sampler steps (20)                            */
+    int sampler;                /* sd_sampler_kind (DDIM)                        */
+    float cfg;                  /* guidance scale (7.5)                          */
+    float control_scale;        /* ControlNet conditioning scale (1.0)           */
+    const char *negative;       /* negative prompt ("")                          */
+} nd_model_params;
+void nd_model_params_init(nd_model_params *p);
+
+typedef struct nd_model_drawer nd_model_drawer;
+/* Loads the model for the class table t (its layout is the image size); the
+ * table must outlive the drawer. *d is ready to pass to nd_gen_run. */
+nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
+                              nd_model_drawer **out, nd_drawer *d, nd_err *err);
+void nd_model_drawer_free(nd_model_drawer *m);
+/* Seconds spent per stage so far (text encoder, UNet steps, VAE). */
+void nd_model_drawer_times(const nd_model_drawer *m, double *text, double *steps, double *vae);
+
 /* Sinks that cli/ and server/ share. */
 /* A capture (pcap or pcapng; pcapng packets carry "FLOWINDEX,CLASS"). */
 typedef struct nd_capture_sink nd_capture_sink;

@@ -1,0 +1,376 @@
+/* gen/model_drawer.c - the SD pipeline behind the drawer interface. */
+#include "gen/gen.h"
+#include "kernels/ops.h"
+#include "model/sd.h"
+#include "weights/weights.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void nd_model_params_init(nd_model_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->backend = "cpu";
+    p->batch = 1;
+    p->steps = 20;
+    p->sampler = SD_SAMPLER_DDIM;
+    p->cfg = 7.5f;
+    p->control_scale = 1.0f;
+    p->negative = "";
+}
+
+struct nd_model_drawer {
+    nd_model_params p;
+    const nd_class_table *t;
+    nd_weights *w;
+    nd_backend *be;
+    sd_tokenizer *tok;
+    nd_text_encoder *te;
+    nd_unet *unet;
+    nd_controlnet *cn;
+    nd_vae *vae;
+    nd_denoiser *den;
+    nd_arena arena;            /* text encoder and VAE activations            */
+    int lat_c, lat_h, lat_w, factor, n_ctx, dim;
+    /* prompt embeddings: [n_classes + 1][n_ctx][dim]; the last is the negative */
+    float *emb;
+    uint8_t *emb_ready;
+    nd_tensor *emb_t;
+    /* per batch slot */
+    float *hints;              /* [batch][3][H][W] */
+    int *hint_of;              /* which (class, template) a slot's hint is, -1 */
+    nd_tensor *hint_t;         /* [batch] views of hints */
+    float *x, *eps, *xin;      /* [batch][lat] */
+    double t_text, t_steps, t_vae;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void nd_model_drawer_times(const nd_model_drawer *m, double *text, double *steps, double *vae)
+{
+    *text = m->t_text;
+    *steps = m->t_steps;
+    *vae = m->t_vae;
+}
+
+void nd_model_drawer_free(nd_model_drawer *m)
+{
+    if (!m)
+        return;
+    nd_denoiser_free(m->den);
+    nd_vae_free(m->vae);
+    nd_controlnet_free(m->cn);
+    nd_unet_free(m->unet);
+    nd_text_encoder_free(m->te);
+    sd_tokenizer_free(m->tok);
+    nd_arena_free(&m->arena);
+    nd_backend_close(m->be);
+    nd_weights_free(m->w);
+    free(m->emb);
+    free(m->emb_ready);
+    free(m->emb_t);
+    free(m->hints);
+    free(m->hint_of);
+    free(m->hint_t);
+    free(m->x);
+    free(m->eps);
+    free(m->xin);
+    free(m);
+}
+
+/* The embedding of prompt slot k (a class, or n for the negative prompt). */
+static nd_status embedding(nd_model_drawer *m, int k, const char *prompt, nd_err *err)
+{
+    if (m->emb_ready[k])
+        return ND_OK;
+    int32_t ids[SD_TOKENS];
+    nd_status st = sd_tokenize(m->tok, prompt, ids, NULL, err);
+    if (st)
+        return st;
+    double t0 = now_s();
+    size_t mark = nd_arena_mark(&m->arena);
+    int64_t sh[3] = {1, m->n_ctx, m->dim};
+    nd_tensor out;
+    if (!(st = nd_arena_tensor(&m->arena, ND_F32, 3, sh, &out, err)) &&
+        !(st = nd_text_encoder_run(m->te, ids, 1, m->n_ctx, &m->arena, &out, err))) {
+        float *dst = m->emb + (size_t)k * (size_t)m->n_ctx * (size_t)m->dim;
+        memcpy(dst, out.data, (size_t)m->n_ctx * (size_t)m->dim * sizeof(float));
+        m->emb_t[k] = nd_tensor_make(dst, ND_F32, ND_DEV_CPU, 3, sh);
+        m->emb_ready[k] = 1;
+    }
+    nd_arena_reset(&m->arena, mark);
+    m->t_text += now_s() - t0;
+    return st;
+}
+
+/* The canny hint of a class template into slot b (cached while unchanged). */
+static nd_status hint(nd_model_drawer *m, int b, const nd_class *c, int tpl, nd_err *err)
+{
+    int key = tpl < 0 ? -1 : (int)(c - m->t->v) * ND_CLASS_MAX_TEMPLATES + tpl;
+    if (m->hint_of[b] == key && key >= 0)
+        return ND_OK;
+    const nd_layout *l = &m->t->layout;
+    size_t npx = (size_t)l->width * (size_t)l->packets;
+    float *h = m->hints + (size_t)b * npx * 3;
+    if (tpl < 0) {
+        memset(h, 0, npx * 3 * sizeof *h);  /* no template: an empty hint */
+        m->hint_of[b] = -1;
+        return ND_OK;
+    }
+    char path[4096];
+    nd_class_template_path(m->t, c, tpl, path, sizeof path);
+    uint8_t *rgb;
+    int w, hh;
+    nd_status st = nd_png_read(path, &rgb, &w, &hh, err);
+    if (st)
+        return st;
+    if (w != l->width || hh != l->packets) {
+        free(rgb);
+        return nd_fail(err, ND_EFORMAT, "%s: template is %dx%d, the layout %dx%d", path, w, hh,
+                       l->width, l->packets);
+    }
+    uint8_t *edges = malloc(npx);
+    if (!edges) {
+        free(rgb);
+        return nd_fail(err, ND_ENOMEM, "out of memory");
+    }
+    st = sd_canny(rgb, w, hh, 3, (size_t)w * 3, SD_CANNY_LOW, SD_CANNY_HIGH, edges, err);
+    if (!st) {
+        sd_canny_hint(edges, w, hh, h);
+        m->hint_of[b] = key;
+    }
+    free(edges);
+    free(rgb);
+    return st;
+}
+
+typedef struct {
+    const nd_draw_req *req;
+    size_t per;                /* floats per sample latent */
+} noise_ctx;
+
+/* Ancestral noise per flow: stream SD_NOISE_STEP(step) of the flow's seed. */
+static void step_noise(void *ctx, int step, float *z, size_t n)
+{
+    noise_ctx *nc = ctx;
+    size_t b = n / nc->per;
+    for (size_t i = 0; i < b; i++)
+        sd_noise_fill(nc->req[i].seed, 0, SD_NOISE_STEP(step), 0, z + i * nc->per, nc->per);
+}
+
+static nd_status draw(void *ctx, const nd_draw_req *req, int n, float *planar, nd_err *err)
+{
+    nd_model_drawer *m = ctx;
+    const nd_layout *l = &m->t->layout;
+    size_t per = (size_t)m->lat_c * (size_t)m->lat_h * (size_t)m->lat_w;
+    size_t npx = (size_t)l->width * (size_t)l->packets;
+    nd_status st;
+    int neg = m->t->n;
+    if ((st = embedding(m, neg, m->p.negative, err)))
+        return st;
+    for (int i = 0; i < n; i++) {
+        int k = (int)(req[i].cls - m->t->v);
+        if ((st = embedding(m, k, req[i].cls->prompt, err)))
+            return st;
+        if (m->cn && (st = hint(m, i, req[i].cls, req[i].template_index, err)))
+            return st;
+    }
+    sd_sampler *smp;
+    if ((st = sd_sampler_new(&smp, (sd_sampler_kind)m->p.sampler, m->p.steps, per * (size_t)n, err)))
+        return st;
+    float sigma0 = sd_sampler_init_noise_sigma(smp);
+    for (int i = 0; i < n; i++) {
+        sd_noise_fill(req[i].seed, 0, SD_NOISE_INIT, 0, m->x + (size_t)i * per, per);
+        for (size_t j = 0; j < per; j++)
+            m->x[(size_t)i * per + j] *= sigma0;
+    }
+    nd_denoise_sample s[64];
+    noise_ctx nc = {req, per};
+    double t0 = now_s();
+    for (int step = 0; step < m->p.steps && !st; step++) {
+        float sc = sd_sampler_input_scale(smp, step);
+        for (size_t j = 0; j < per * (size_t)n; j++)
+            m->xin[j] = m->x[j] * sc;
+        float t = sd_sampler_timestep(smp, step);
+        for (int i = 0; i < n; i++) {
+            int64_t hs[4] = {1, 3, l->packets, l->width};
+            s[i] = (nd_denoise_sample){
+                .x = m->xin + (size_t)i * per,
+                .t = t,
+                .ctx_cond = &m->emb_t[req[i].cls - m->t->v],
+                .ctx_uncond = &m->emb_t[neg],
+                .hint = NULL,
+                .guidance = m->p.cfg,
+                .control_scale = m->p.control_scale,
+            };
+            if (m->cn) {
+                m->hint_t[i] = nd_tensor_make(m->hints + (size_t)i * npx * 3, ND_F32, ND_DEV_CPU,
+                                              4, hs);
+                s[i].hint = &m->hint_t[i];
+            }
+        }
+        if ((st = nd_denoiser_eps(m->den, s, n, m->eps, err)))
+            break;
+        st = sd_sampler_step(smp, step, m->x, m->eps, step_noise, &nc, err);
+    }
+    sd_sampler_free(smp);
+    m->t_steps += now_s() - t0;
+    if (st)
+        return st;
+    /* VAE decode, one flow at a time (the arena is sized for one) */
+    t0 = now_s();
+    float inv = 1.0f / nd_vae_scaling_factor(m->vae);
+    for (int i = 0; i < n && !st; i++) {
+        size_t mark = nd_arena_mark(&m->arena);
+        int64_t zs[4] = {1, m->lat_c, m->lat_h, m->lat_w}, is[4] = {1, 3, l->packets, l->width};
+        nd_tensor z, img;
+        if (!(st = nd_arena_tensor(&m->arena, ND_F32, 4, zs, &z, err)) &&
+            !(st = nd_arena_tensor(&m->arena, ND_F32, 4, is, &img, err))) {
+            float *zd = z.data;
+            for (size_t j = 0; j < per; j++)
+                zd[j] = m->x[(size_t)i * per + j] * inv;
+            if (!(st = nd_vae_decode(m->vae, &z, &m->arena, &img, err))) {
+                const float *src = img.data;
+                float *dst = planar + (size_t)i * npx * 3;
+                for (size_t j = 0; j < npx * 3; j++) {
+                    float v = src[j] * 0.5f + 0.5f;
+                    dst[j] = v < 0 ? 0 : v > 1 ? 1 : v;
+                }
+            }
+        }
+        nd_arena_reset(&m->arena, mark);
+    }
+    m->t_vae += now_s() - t0;
+    return st;
+}
+
+nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
+                              nd_model_drawer **out, nd_drawer *d, nd_err *err)
+{
+    *out = NULL;
+    if (p->batch < 1 || p->batch > 64 || p->steps < 1 || p->steps > 1000 || !p->model)
+        return nd_fail(err, ND_EINVAL, "bad model parameters (batch 1..64, steps 1..1000, a model)");
+    if (p->n_loras < 0 || p->n_loras > ND_MODEL_MAX_LORAS)
+        return nd_fail(err, ND_EINVAL, "at most %d LoRAs", ND_MODEL_MAX_LORAS);
+    nd_model_drawer *m = calloc(1, sizeof *m);
+    if (!m)
+        return nd_fail(err, ND_ENOMEM, "out of memory");
+    m->p = *p;
+    m->t = t;
+    nd_status st;
+    nd_weights_params wp;
+    nd_weights_params_init(&wp);
+    wp.controlnet = p->controlnet;
+    for (int i = 0; i < p->n_loras; i++) {
+        wp.loras[i].path = p->loras[i].path;
+        wp.loras[i].scale = p->loras[i].scale;
+    }
+    wp.n_loras = p->n_loras;
+    if ((st = nd_weights_load(p->model, &wp, &m->w, err)))
+        goto fail;
+    if ((st = sd_tokenizer_new(&m->tok, err)))
+        goto fail;
+    const nd_layout *l = &t->layout;
+    /* open the backend once the workspace the ops need is known: measure
+     * with a throwaway backend first */
+    nd_backend_config bc = {.n_threads = p->threads, .workspace_bytes = 0};
+    if ((st = nd_backend_open(p->backend, &bc, &m->be, err)))
+        goto fail;
+    if ((st = nd_text_encoder_new(m->w, m->be, NULL, &m->te, err)) ||
+        (st = nd_unet_new(m->w, m->be, &m->unet, err)) ||
+        (st = nd_vae_new(m->w, m->be, &m->vae, err)))
+        goto fail;
+    if (p->controlnet && (st = nd_controlnet_new(m->w, m->be, &m->cn, err)))
+        goto fail;
+    m->factor = nd_vae_factor(m->vae);
+    if (l->width % m->factor || l->packets % m->factor) {
+        st = nd_fail(err, ND_EINVAL, "image %dx%d is not a multiple of the VAE's factor %d",
+                     l->width, l->packets, m->factor);
+        goto fail;
+    }
+    m->lat_c = nd_vae_latent_channels(m->vae);
+    m->lat_h = l->packets / m->factor;
+    m->lat_w = l->width / m->factor;
+    m->n_ctx = nd_text_encoder_max_tokens(m->te);
+    m->dim = nd_text_encoder_dim(m->te);
+    if (m->dim != nd_unet_context_dim(m->unet) || m->lat_c != nd_unet_in_channels(m->unet)) {
+        st = nd_fail(err, ND_EFORMAT, "%s: text encoder width %d / latent channels %d do not "
+                     "fit the UNet (%d / %d)", p->model, m->dim, m->lat_c,
+                     nd_unet_context_dim(m->unet), nd_unet_in_channels(m->unet));
+        goto fail;
+    }
+    nd_denoiser_params dp;
+    nd_denoiser_params_init(&dp);
+    dp.max_batch = p->batch;
+    dp.height = m->lat_h;
+    dp.width = m->lat_w;
+    dp.n_ctx = m->n_ctx;
+    dp.cfg = true;
+    size_t den_arena, ws_need = 0, a1, w1, a2, w2, ws;
+    if ((st = nd_denoiser_measure(m->unet, m->cn, &dp, &den_arena, &ws, err)))
+        goto fail;
+    ws_need = ws;
+    if ((st = nd_text_encoder_measure(m->te, 1, m->n_ctx, &a1, &w1, err)) ||
+        (st = nd_vae_measure(m->vae, false, 1, m->lat_h, m->lat_w, &a2, &w2, err)))
+        goto fail;
+    if (w1 > ws_need)
+        ws_need = w1;
+    if (w2 > ws_need)
+        ws_need = w2;
+    if (ws_need > (64u << 20)) {
+        /* reopen with the workspace the largest op needs */
+        nd_denoiser_free(m->den);
+        m->den = NULL;
+        nd_text_encoder_free(m->te);
+        nd_unet_free(m->unet);
+        nd_vae_free(m->vae);
+        nd_controlnet_free(m->cn);
+        m->te = NULL, m->unet = NULL, m->vae = NULL, m->cn = NULL;
+        nd_backend_close(m->be);
+        bc.workspace_bytes = ws_need;
+        if ((st = nd_backend_open(p->backend, &bc, &m->be, err)) ||
+            (st = nd_text_encoder_new(m->w, m->be, NULL, &m->te, err)) ||
+            (st = nd_unet_new(m->w, m->be, &m->unet, err)) ||
+            (st = nd_vae_new(m->w, m->be, &m->vae, err)) ||
+            (p->controlnet && (st = nd_controlnet_new(m->w, m->be, &m->cn, err))))
+            goto fail;
+    }
+    if ((st = nd_denoiser_new(m->unet, m->cn, &dp, &m->den, err)))
+        goto fail;
+    /* one arena for the text encoder and the VAE: they never run together */
+    if ((st = nd_arena_init(&m->arena, (a1 > a2 ? a1 : a2) + (64u << 10), err)))
+        goto fail;
+    size_t per = (size_t)m->lat_c * (size_t)m->lat_h * (size_t)m->lat_w;
+    size_t npx = (size_t)l->width * (size_t)l->packets;
+    m->emb = calloc((size_t)(t->n + 1) * (size_t)m->n_ctx * (size_t)m->dim, sizeof(float));
+    m->emb_ready = calloc((size_t)t->n + 1, 1);
+    m->emb_t = calloc((size_t)t->n + 1, sizeof *m->emb_t);
+    m->hints = m->cn ? calloc((size_t)p->batch * npx * 3, sizeof(float)) : NULL;
+    m->hint_of = malloc((size_t)p->batch * sizeof *m->hint_of);
+    m->hint_t = calloc((size_t)p->batch, sizeof *m->hint_t);
+    m->x = malloc((size_t)p->batch * per * sizeof(float));
+    m->eps = malloc((size_t)p->batch * per * sizeof(float));
+    m->xin = malloc((size_t)p->batch * per * sizeof(float));
+    if (!m->emb || !m->emb_ready || !m->emb_t || (m->cn && !m->hints) || !m->hint_of || !m->hint_t || !m->x ||
+        !m->eps || !m->xin) {
+        st = nd_fail(err, ND_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < p->batch; i++)
+        m->hint_of[i] = -2;
+    d->ctx = m;
+    d->max_batch = p->batch;
+    d->layout = *l;
+    d->draw = draw;
+    *out = m;
+    return ND_OK;
+fail:
+    nd_model_drawer_free(m);
+    return st;
+}
