@@ -1,6 +1,6 @@
 /* kernels/cuda/backend.cu - the "cuda" backend (nvcc) and the "emu" backend
  * (the same file through the host compiler and kernels/emu/): the op table
- * on top of the kernels in kernels/cuda/*.cu and cuBLAS.
+ * on top of the kernels in kernels/cuda/ and cuBLAS.
  *
  * Tensors are device memory for "cuda" (ND_DEV_CUDA) and host memory for
  * "emu" (ND_DEV_CPU: emulated device memory is host memory). Both compute

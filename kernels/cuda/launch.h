@@ -1,5 +1,5 @@
 /* kernels/cuda/launch.h - host-side entry points of the kernels in
- * kernels/cuda/*.cu (compiled by nvcc for the "cuda" backend and by the host
+ * kernels/cuda/ (compiled by nvcc for the "cuda" backend and by the host
  * compiler for "emu"). Each enqueues its kernels on `st` and returns the
  * launch status (cudaGetLastError after the launch). */
 #ifndef ND_KERNELS_CUDA_LAUNCH_H

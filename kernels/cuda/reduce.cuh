@@ -19,7 +19,7 @@ static __device__ __forceinline__ float warp_max(float v)
 
 /* Sum (or max) over the block; every thread gets the result. blockDim.x is a
  * multiple of 32, at most 1024; `red` is 33 floats of shared memory. */
-static __device__ float block_reduce(float v, float *red, bool is_max)
+static __device__ __forceinline__ float block_reduce(float v, float *red, bool is_max)
 {
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
     v = is_max ? warp_max(v) : warp_sum(v);
