@@ -21,9 +21,17 @@ uint16_t nd_f32_to_f16(float f);
 }
 #define LAUNCH(k, g, b, s, st, ...) EMU_LAUNCH(k, g, b, s, st, __VA_ARGS__)
 #define DYN_SMEM(type, name) type *name = (type *)emu_dynamic_smem()
-static __forceinline__ float h2f(uint16_t h)
+static __forceinline__ float h2f(uint16_t h) /* exact, subnormals included */
 {
-    return nd_f16_to_f32(h);
+    uint32_t sgn = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, bits;
+    if (e == 0) {
+        float f = (float)m * 5.9604644775390625e-8f; /* m * 2^-24 */
+        return sgn ? -f : f;
+    }
+    bits = e == 31 ? sgn | 0x7f800000u | (m << 13) : sgn | ((e + 112) << 23) | (m << 13);
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
 }
 static __forceinline__ uint16_t f2h(float f)
 {
@@ -88,8 +96,10 @@ static __device__ __forceinline__ uint32_t pack_h2(uint16_t lo, uint16_t hi)
 }
 
 #ifdef ND_EMU
-/* Lane-exact emulation: the warp exchanges its fragments, then every lane
- * rebuilds A and B and computes its own four outputs. */
+/* Lane-exact emulation: the warp exchanges its fragments; each lane then
+ * decodes the two rows of A and the two columns of B it owns in D (from the
+ * lanes that hold them in the documented layout) and computes its four
+ * outputs. */
 static inline void mma_16816(FragC &d, const FragA &a, const FragB &b, const FragC &c)
 {
     struct {
@@ -100,29 +110,31 @@ static inline void mma_16816(FragC &d, const FragA &a, const FragB &b, const Fra
     const unsigned char(*s)[EMU_SLOT] = emu_warp_collective(0xffffffffu, &mine, sizeof mine, &got);
     if (got != 0xffffffffu)
         emu_fatal("mma_16816 needs all 32 lanes (got 0x%08x)", got);
-    float A[16][16], B[16][8];
-    for (int l = 0; l < 32; l++) {
+    int lane = (int)emu_cur_thread->lane, g = lane / 4, t = lane % 4;
+    float Ar[2][16], Bc[2][16]; /* rows g, g+8 of A; columns 2t, 2t+1 of B */
+    for (int tp = 0; tp < 4; tp++) {
         FragA fa;
-        FragB fb;
-        memcpy(&fa, s[l], sizeof fa);
-        memcpy(&fb, s[l] + sizeof(FragA), sizeof fb);
-        int g = l / 4, t = l % 4;
-        for (int i = 0; i < 8; i++) {
-            uint16_t h = (uint16_t)(fa.r[i / 2] >> (16 * (i % 2)));
-            A[g + 8 * ((i / 2) % 2)][2 * t + (i % 2) + 8 * (i / 4)] = h2f(h);
+        memcpy(&fa, s[g * 4 + tp], sizeof fa);
+        for (int e = 0; e < 2; e++) {
+            Ar[0][2 * tp + e] = h2f((uint16_t)(fa.r[0] >> (16 * e)));
+            Ar[1][2 * tp + e] = h2f((uint16_t)(fa.r[1] >> (16 * e)));
+            Ar[0][2 * tp + 8 + e] = h2f((uint16_t)(fa.r[2] >> (16 * e)));
+            Ar[1][2 * tp + 8 + e] = h2f((uint16_t)(fa.r[3] >> (16 * e)));
         }
-        for (int i = 0; i < 4; i++) {
-            uint16_t h = (uint16_t)(fb.r[i / 2] >> (16 * (i % 2)));
-            B[2 * t + (i % 2) + 8 * (i / 2)][g] = h2f(h);
+        for (int cc = 0; cc < 2; cc++) {
+            FragB fb;
+            memcpy(&fb, s[(2 * t + cc) * 4 + tp] + sizeof(FragA), sizeof fb);
+            for (int e = 0; e < 2; e++) {
+                Bc[cc][2 * tp + e] = h2f((uint16_t)(fb.r[0] >> (16 * e)));
+                Bc[cc][2 * tp + 8 + e] = h2f((uint16_t)(fb.r[1] >> (16 * e)));
+            }
         }
     }
-    int lane = (int)emu_cur_thread->lane, g = lane / 4, t = lane % 4;
     FragC r;
     for (int i = 0; i < 4; i++) {
-        int row = g + 8 * (i / 2), col = 2 * t + (i % 2);
         float acc = c.c[i];
         for (int k = 0; k < 16; k++)
-            acc += A[row][k] * B[k][col]; /* products of halves are exact in fp32 */
+            acc += Ar[i / 2][k] * Bc[i % 2][k]; /* products of halves are exact in fp32 */
         r.c[i] = acc;
     }
     d = r;
