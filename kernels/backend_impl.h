@@ -7,6 +7,12 @@
 
 nd_status nd_cpu_ref_open(const nd_backend_config *cfg, nd_backend **out, nd_err *err);
 nd_status nd_cpu_open(const nd_backend_config *cfg, nd_backend **out, nd_err *err);
+/* kernels/cuda/backend.cu through nvcc ("cuda") or the SIMT emulation ("emu");
+ * weak: present only in binaries that link those objects (make cuda / emu). */
+nd_status nd_cuda_open(const nd_backend_config *cfg, nd_backend **out, nd_err *err)
+    __attribute__((weak));
+nd_status nd_emu_open(const nd_backend_config *cfg, nd_backend **out, nd_err *err)
+    __attribute__((weak));
 
 /* The reference computation of any validated f32 call (cpu_ref's compute);
  * the fast backend uses it for the ops too small to be worth a fast path. */

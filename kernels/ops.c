@@ -45,13 +45,20 @@ static const struct {
 } registry[] = {
     {"cpu_ref", nd_cpu_ref_open},
     {"cpu", nd_cpu_open},
+    {"emu", nd_emu_open},   /* weak: NULL unless linked */
+    {"cuda", nd_cuda_open}, /* weak: NULL unless linked */
 };
-static const char *const registry_names[] = {"cpu_ref", "cpu", NULL};
-_Static_assert(ND_ARRAY_LEN(registry) + 1 == ND_ARRAY_LEN(registry_names), "registry names");
 
+/* The backends linked into this binary, in registry order. */
 const char *const *nd_backend_names(void)
 {
-    return registry_names;
+    static const char *names[ND_ARRAY_LEN(registry) + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < ND_ARRAY_LEN(registry); i++)
+        if (registry[i].open)
+            names[n++] = registry[i].name;
+    names[n] = NULL;
+    return names;
 }
 
 nd_status nd_backend_open(const char *name, const nd_backend_config *cfg, nd_backend **out,
@@ -60,10 +67,14 @@ nd_status nd_backend_open(const char *name, const nd_backend_config *cfg, nd_bac
     static const nd_backend_config defaults = {0, 0};
     *out = NULL;
     for (size_t i = 0; i < ND_ARRAY_LEN(registry); i++)
-        if (name && !strcmp(name, registry[i].name))
+        if (name && !strcmp(name, registry[i].name) && registry[i].open)
             return registry[i].open(cfg ? cfg : &defaults, out, err);
-    return nd_fail(err, ND_ENOTFOUND, "no backend named '%s' (have: cpu_ref, cpu)",
-                   name ? name : "(null)");
+    char have[96] = "";
+    const char *const *names = nd_backend_names();
+    for (size_t i = 0; names[i]; i++)
+        snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", i ? ", " : "", names[i]);
+    return nd_fail(err, ND_ENOTFOUND, "no backend named '%s' (have: %s)",
+                   name ? name : "(null)", have);
 }
 
 void nd_backend_close(nd_backend *be)
