@@ -71,7 +71,7 @@ void sd_noise_fill(uint64_t seed, uint32_t sample, uint32_t stream, uint64_t fir
                    float *out, size_t n);
 
 /* ---- schedule and samplers (model/sampler.c) ---- */
-#define SD_TRAIN_STEPS 1000
+#define SD_TRAIN_STEPS 1000   /* sd_sampler_new takes 1..999 steps */
 
 /* SD1.5's training schedule: scaled-linear betas 0.00085..0.012, computed in
  * float32 as diffusers does; sigmas[t] = sqrt((1 - abar_t) / abar_t). */
