@@ -245,6 +245,9 @@ def make_canny():
         for lo, hi in ((100, 200), (50, 120)):
             e = cv2.Canny(rgb, lo, hi)
             cv2.imwrite(os.path.join(out, "%s_rgb_%d_%d.png" % (name, lo, hi)), e)
+        blur = cv2.GaussianBlur(rgb, (5, 5), 1.4)
+        cv2.imwrite(os.path.join(out, name + "_blur.png"), cv2.cvtColor(blur, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(os.path.join(out, "%s_blur_100_200.png" % name), cv2.Canny(blur, 100, 200))
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         cv2.imwrite(os.path.join(out, name + "_grey.png"), grey)
         cv2.imwrite(os.path.join(out, "%s_grey_100_200.png" % name), cv2.Canny(grey, 100, 200))
@@ -253,7 +256,8 @@ def make_canny():
     with open(os.path.join(out, "README.md"), "w") as f:
         f.write("Made by train/make_model_fixtures.py canny (OpenCV %s).\n\n" % cv2.__version__)
         f.write("NAME.png: RGB input; NAME_rgb_LO_HI.png: cv2.Canny(rgb, LO, HI);\n")
-        f.write("NAME_grey.png: cv2.cvtColor(rgb, RGB2GRAY); NAME_grey_100_200.png: its canny.\n\n")
+        f.write("NAME_grey.png: cv2.cvtColor(rgb, RGB2GRAY); NAME_grey_100_200.png: its canny.\n")
+        f.write("NAME_blur.png: cv2.GaussianBlur(rgb, (5, 5), 1.4); NAME_blur_100_200.png: its canny.\n\n")
         for name, rgb, src in cases:
             f.write("- %s: %s\n" % (name, src))
 
