@@ -9,6 +9,7 @@
  *   asymmetric > / >= tests), magnitudes outside the image count as 0
  *   hysteresis: a pixel passing NMS with m > low is an edge when 8-connected
  *   through such pixels to one with m > high. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,4 +127,63 @@ void sd_canny_hint(const uint8_t *edges, int w, int h, float *hint)
         float v = (float)edges[i] / 255.0f;
         hint[i] = hint[n + i] = hint[2 * n + i] = v;
     }
+}
+
+/* OpenCV's BORDER_REFLECT_101 index */
+static int reflect101(int i, int n)
+{
+    if (n == 1)
+        return 0;
+    while (i < 0 || i >= n) {
+        if (i < 0)
+            i = -i;
+        if (i >= n)
+            i = 2 * n - 2 - i;
+    }
+    return i;
+}
+
+nd_status sd_gaussian_blur5(const uint8_t *img, int w, int h, int channels, size_t stride,
+                            double sigma, uint8_t *out, nd_err *err)
+{
+    if (!img || !out || w < 1 || h < 1 || channels < 1 || channels > 4 || !(sigma > 0) ||
+        stride < (size_t)w * (size_t)channels || (size_t)w > 65536 || (size_t)h > 65536)
+        return nd_fail(err, ND_EINVAL, "blur: bad arguments");
+    /* cv2.GaussianBlur's bit-exact 8-bit path: the kernel in Q8 summing to
+     * exactly 256 (the centre takes the remainder), a horizontal pass in Q8,
+     * a vertical one in Q16, rounded half up */
+    double g[3], sum = 0;
+    for (int i = 0; i < 3; i++) {
+        double x = i - 2;
+        g[i] = exp(-x * x / (2 * sigma * sigma));
+        sum += g[i] * (i < 2 ? 2 : 1);
+    }
+    uint32_t k[5];
+    k[0] = k[4] = (uint32_t)lround(g[0] / sum * 256);
+    k[1] = k[3] = (uint32_t)lround(g[1] / sum * 256);
+    k[2] = 256 - 2 * (k[0] + k[1]);
+    const size_t rowlen = (size_t)w * (size_t)channels;
+    uint32_t *hrow = malloc(rowlen * (size_t)h * sizeof *hrow);
+    if (!hrow)
+        return nd_fail(err, ND_ENOMEM, "blur: out of memory");
+    for (int y = 0; y < h; y++) {
+        const uint8_t *r = img + (size_t)y * stride;
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < channels; c++) {
+                uint32_t acc = 0;
+                for (int t = 0; t < 5; t++)
+                    acc += k[t] * r[(size_t)reflect101(x + t - 2, w) * (size_t)channels + (size_t)c];
+                hrow[(size_t)y * rowlen + (size_t)x * (size_t)channels + (size_t)c] = acc;
+            }
+    }
+    for (int y = 0; y < h; y++)
+        for (size_t j = 0; j < rowlen; j++) {
+            uint64_t acc = 0;
+            for (int t = 0; t < 5; t++)
+                acc += (uint64_t)k[t] * hrow[(size_t)reflect101(y + t - 2, h) * rowlen + j];
+            uint64_t v = (acc + 0x8000) >> 16;
+            out[(size_t)y * rowlen + j] = (uint8_t)(v > 255 ? 255 : v);
+        }
+    free(hrow);
+    return ND_OK;
 }

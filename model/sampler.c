@@ -96,8 +96,10 @@ nd_status sd_sampler_new(sd_sampler **out, sd_sampler_kind kind, int steps, size
     *out = NULL;
     if ((unsigned)kind >= SD_SAMPLER_COUNT)
         return nd_fail(err, ND_EINVAL, "sampler: unknown kind %d", (int)kind);
-    if (steps < 1 || steps > SD_TRAIN_STEPS)
-        return nd_fail(err, ND_EINVAL, "sampler: %d steps (1..%d)", steps, SD_TRAIN_STEPS);
+    /* leading + offset 1: the first timestep (steps-1)*(1000//steps)+1 must
+     * exist, which rules out exactly 1000 steps */
+    if (steps < 1 || steps >= SD_TRAIN_STEPS)
+        return nd_fail(err, ND_EINVAL, "sampler: %d steps (1..%d)", steps, SD_TRAIN_STEPS - 1);
     if (!n)
         return nd_fail(err, ND_EINVAL, "sampler: empty latent");
     sd_sampler *s = calloc(1, sizeof *s);

@@ -71,7 +71,7 @@ void sd_noise_fill(uint64_t seed, uint32_t sample, uint32_t stream, uint64_t fir
                    float *out, size_t n);
 
 /* ---- schedule and samplers (model/sampler.c) ---- */
-#define SD_TRAIN_STEPS 1000
+#define SD_TRAIN_STEPS 1000   /* sd_sampler_new takes 1..999 steps */
 
 /* SD1.5's training schedule: scaled-linear betas 0.00085..0.012, computed in
  * float32 as diffusers does; sigmas[t] = sqrt((1 - abar_t) / abar_t). */
@@ -149,6 +149,12 @@ void sd_cfg_combine(const float *eps2, size_t n, float g, float *out);
 #define SD_CANNY_HIGH 200
 nd_status sd_canny(const uint8_t *img, int w, int h, int channels, size_t stride,
                    int low, int high, uint8_t *edges, nd_err *err);
+/* Optional pre-blur (the textbook canny; the ControlNet annotators do NOT
+ * blur): cv2.GaussianBlur(img, (5, 5), sigma) bit-exact for 8-bit images
+ * (OpenCV's fixed-point path, BORDER_REFLECT_101), e.g. sigma 1.4. out has
+ * the layout of img with stride w * channels; channels 1..4. */
+nd_status sd_gaussian_blur5(const uint8_t *img, int w, int h, int channels, size_t stride,
+                            double sigma, uint8_t *out, nd_err *err);
 /* The ControlNet hint: hint[c*h*w + i] = edges[i] / 255 for c = 0..2 ([3,h,w]). */
 void sd_canny_hint(const uint8_t *edges, int w, int h, float *hint);
 

@@ -89,12 +89,31 @@ PROMPTS = (
     ])
 
 
+def random_prompts(n=300, seed=5):
+    """Random strings over a pool that exercises NFC (combining marks, Hangul
+    jamo), lowercase, letters/numbers of many scripts, whitespace, specials."""
+    import random
+    rnd = random.Random(seed)
+    pool = (list("abcXYZ019 .,!?'-_<|>") + ["'s", "'LL", "<|endoftext|>", "<|startoftext|>", "  ", "\t", "\n"] +
+            [chr(c) for c in (0x300, 0x301, 0x308, 0x327, 0x323, 0x345, 0x1100, 0x1161, 0x11A8, 0xAC00,
+                              0xD55C, 0xC5, 0x212B, 0x130, 0x131, 0x3A3, 0x3C2, 0x1E9E, 0xDF, 0x1C5,
+                              0x2160, 0xBD, 0x663, 0x96A, 0x3007, 0xFF21, 0xFB01, 0x200B, 0xA0, 0x3000,
+                              0x2028, 0x85, 0x1F600, 0x1F3FD, 0x200D, 0x4E2D, 0x65E5, 0x5D0, 0x627,
+                              0x928, 0x94D, 0xE44, 0x10400, 0x1D400, 0x2CF, 0x1D7CE, 0xE9, 0x65, 0x387,
+                              0x344, 0x95C, 0x1F80, 0x1E0A, 0x1E0C, 0x2126, 0x41, 0x30A, 0x3099, 0x304B,
+                              0x1D15E, 0x0F73, 0x2ADC, 0x7F, 0x1, 0xFFFD, 0x10FFFD, 0xE000)])
+    out = []
+    for _ in range(n):
+        out.append("".join(rnd.choice(pool) for _ in range(rnd.randint(1, 24))))
+    return out
+
+
 def make_tokenizer():
     tok = hf_tokenizer()
     # sanity: the ids sd15.md quotes
     assert tok("a lovely cat")["input_ids"] == [49406, 320, 2165, 2368, 49407]
     rows = []
-    for p in PROMPTS:
+    for p in PROMPTS + random_prompts():
         raw = tok(p, add_special_tokens=False)["input_ids"]
         framed = tok(p, padding="max_length", max_length=77, truncation=True)["input_ids"]
         assert len(framed) == 77
@@ -226,6 +245,9 @@ def make_canny():
         for lo, hi in ((100, 200), (50, 120)):
             e = cv2.Canny(rgb, lo, hi)
             cv2.imwrite(os.path.join(out, "%s_rgb_%d_%d.png" % (name, lo, hi)), e)
+        blur = cv2.GaussianBlur(rgb, (5, 5), 1.4)
+        cv2.imwrite(os.path.join(out, name + "_blur.png"), cv2.cvtColor(blur, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(os.path.join(out, "%s_blur_100_200.png" % name), cv2.Canny(blur, 100, 200))
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         cv2.imwrite(os.path.join(out, name + "_grey.png"), grey)
         cv2.imwrite(os.path.join(out, "%s_grey_100_200.png" % name), cv2.Canny(grey, 100, 200))
@@ -234,7 +256,8 @@ def make_canny():
     with open(os.path.join(out, "README.md"), "w") as f:
         f.write("Made by train/make_model_fixtures.py canny (OpenCV %s).\n\n" % cv2.__version__)
         f.write("NAME.png: RGB input; NAME_rgb_LO_HI.png: cv2.Canny(rgb, LO, HI);\n")
-        f.write("NAME_grey.png: cv2.cvtColor(rgb, RGB2GRAY); NAME_grey_100_200.png: its canny.\n\n")
+        f.write("NAME_grey.png: cv2.cvtColor(rgb, RGB2GRAY); NAME_grey_100_200.png: its canny.\n")
+        f.write("NAME_blur.png: cv2.GaussianBlur(rgb, (5, 5), 1.4); NAME_blur_100_200.png: its canny.\n\n")
         for name, rgb, src in cases:
             f.write("- %s: %s\n" % (name, src))
 

@@ -71,6 +71,48 @@ static void test_vs_opencv(void)
     }
 }
 
+static void test_blur(void)
+{
+    const char *names[] = {"flow0", "flow1", "flow2", "synth"};
+    for (size_t k = 0; k < ND_ARRAY_LEN(names); k++) {
+        char nb[64];
+        int w, h, bw, bh, ew, eh;
+        snprintf(nb, sizeof nb, "%s_blur", names[k]);
+        uint8_t *in = load(names[k], &w, &h), *want = load(nb, &bw, &bh);
+        snprintf(nb, sizeof nb, "%s_blur_100_200", names[k]);
+        uint8_t *want_e = load(nb, &ew, &eh);
+        if (in && want && want_e && w == bw && h == bh && w == ew && h == eh) {
+            size_t n = (size_t)w * h;
+            uint8_t *b = malloc(3 * n), *e = malloc(n);
+            nd_err err;
+            CHECK_OK(sd_gaussian_blur5(in, w, h, 3, 3 * (size_t)w, 1.4, b, &err), &err);
+            long diff = 0, ediff = 0, changed = 0;
+            for (size_t i = 0; i < 3 * n; i++) {
+                diff += b[i] != want[i];
+                changed += b[i] != in[i];
+            }
+            CHECK_OK(sd_canny(b, w, h, 3, 3 * (size_t)w, 100, 200, e, &err), &err);
+            for (size_t i = 0; i < n; i++)
+                ediff += e[i] != want_e[3 * i];
+            printf("    %-6s blur: %ld of %zu bytes differ from cv2.GaussianBlur (%ld changed), "
+                   "canny %ld differ\n", names[k], diff, 3 * n, changed, ediff);
+            CHECK(changed > 0);
+            CHECK_EQ_INT(diff, 0);
+            CHECK_EQ_INT(ediff, 0);
+            free(b);
+            free(e);
+        }
+        free(in);
+        free(want);
+        free(want_e);
+    }
+    nd_err err;
+    uint8_t one = 9, o = 0;
+    CHECK_OK(sd_gaussian_blur5(&one, 1, 1, 1, 1, 1.4, &o, &err), &err);
+    CHECK_EQ_INT(o, 9);
+    CHECK_EQ_INT(sd_gaussian_blur5(&one, 1, 1, 1, 1, 0.0, &o, &err), ND_EINVAL);
+}
+
 static void test_small_cases(void)
 {
     nd_err err;
@@ -101,4 +143,4 @@ static void test_small_cases(void)
     CHECK(hint[0] == 0 && hint[1] == 1 && hint[5] == 1 && hint[10] == 1 && hint[11] == 0);
 }
 
-ND_TEST_MAIN(ND_TEST(test_vs_opencv), ND_TEST(test_small_cases))
+ND_TEST_MAIN(ND_TEST(test_vs_opencv), ND_TEST(test_blur), ND_TEST(test_small_cases))

@@ -74,7 +74,27 @@ static void test_reference_spacing(void)
     CHECK(sd_sampler_input_scale(s, 0) == 1.0f && sd_sampler_init_noise_sigma(s) == 1.0f);
     sd_sampler_free(s);
     CHECK_EQ_INT(sd_sampler_new(&s, SD_SAMPLER_DDIM, 0, 4, &err), ND_EINVAL);
-    CHECK_EQ_INT(sd_sampler_new(&s, SD_SAMPLER_DDIM, 1001, 4, &err), ND_EINVAL);
+    CHECK_EQ_INT(sd_sampler_new(&s, SD_SAMPLER_DDIM, 1000, 4, &err), ND_EINVAL);
+    /* every allowed count: timesteps inside the table, decreasing, last 1 */
+    for (int k = 0; k < SD_SAMPLER_COUNT; k++)
+        for (int st = 1; st < SD_TRAIN_STEPS; st += (st < 60 ? 1 : 37)) {
+            if (sd_sampler_new(&s, (sd_sampler_kind)k, st, 1, &err) != ND_OK) {
+                CHECKF(0, "%d steps: %s", st, err.msg);
+                continue;
+            }
+            float prev = 1e9f;
+            for (int i = 0; i < st; i++) {
+                float t = sd_sampler_timestep(s, i);
+                CHECKF(t >= 0 && t <= 999 && t <= prev, "%s %d steps: t[%d] = %g",
+                       sd_sampler_name((sd_sampler_kind)k), st, i, t);
+                prev = t;
+            }
+            CHECK(sd_sampler_sigma(s, st) == 0.0f && sd_sampler_sigma(s, 0) > 0.0f);
+            sd_sampler_free(s);
+        }
+    CHECK_OK(sd_sampler_new(&s, SD_SAMPLER_DDIM, 999, 1, &err), &err);
+    CHECK(sd_sampler_timestep(s, 0) == 999.0f && sd_sampler_timestep(s, 998) == 1.0f);
+    sd_sampler_free(s);
     CHECK_EQ_INT(sd_sampler_new(&s, SD_SAMPLER_COUNT, 20, 4, &err), ND_EINVAL);
     sd_sampler_kind k;
     CHECK_OK(sd_sampler_parse("euler_a", &k, &err), &err);
