@@ -206,8 +206,8 @@ static int run(int argc, char **argv)
                 return cli_usage_error("generate", "--seed takes an unsigned integer, got '%s'", optarg);
             break;
         case O_STEPS:
-            if (cli_parse_long(optarg, 1, 1000, &v))
-                return cli_usage_error("generate", "--steps takes 1..1000");
+            if (cli_parse_long(optarg, 1, 999, &v))
+                return cli_usage_error("generate", "--steps takes 1..999");
             mp.steps = (int)v;
             break;
         case O_SAMPLER:

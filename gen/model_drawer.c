@@ -254,8 +254,8 @@ nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
                               nd_model_drawer **out, nd_drawer *d, nd_err *err)
 {
     *out = NULL;
-    if (p->batch < 1 || p->batch > 64 || p->steps < 1 || p->steps > 1000 || !p->model)
-        return nd_fail(err, ND_EINVAL, "bad model parameters (batch 1..64, steps 1..1000, a model)");
+    if (p->batch < 1 || p->batch > 64 || p->steps < 1 || p->steps > 999 || !p->model)
+        return nd_fail(err, ND_EINVAL, "bad model parameters (batch 1..64, steps 1..999, a model)");
     if (p->n_loras < 0 || p->n_loras > ND_MODEL_MAX_LORAS)
         return nd_fail(err, ND_EINVAL, "at most %d LoRAs", ND_MODEL_MAX_LORAS);
     nd_model_drawer *m = calloc(1, sizeof *m);
