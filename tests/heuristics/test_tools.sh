@@ -24,55 +24,6 @@ check "sample has packets" [ "$npk" -gt 100 ]
 ND_TESTDATA="$ND_TESTDATA" "$SAMPLE" "$ND_TMP/s2.pcap" "$FLOWS" "$SEED" >/dev/null
 check "same seed, same bytes" cmp -s "$P" "$ND_TMP/s2.pcap"
 
-T="tshark -n -r $P -o ip.check_checksum:TRUE -o tcp.check_checksum:TRUE -o udp.check_checksum:TRUE"
-seen=$($T 2>/dev/null | wc -l)
-check "tshark reads every packet ($seen)" [ "$seen" -eq "$npk" ]
-bad=$($T -Y 'ip.checksum.status==0 || tcp.checksum.status==0 || udp.checksum.status==0 || icmp.checksum.status==0 || icmpv6.checksum.status==0' 2>/dev/null | wc -l)
-check "tshark: zero bad checksums ($bad)" [ "$bad" -eq 0 ]
-$T -Y _ws.malformed -T fields -e frame.protocols 2>/dev/null >"$ND_TMP/mal"
-hdr=$(awk -F: '{p=$NF} p=="eth"||p=="ethertype"||p=="ip"||p=="ipv6"||p=="tcp"||p=="udp"||p=="icmp"||p=="icmpv6"||p=="raw"' "$ND_TMP/mal" | wc -l)
-app=$(wc -l <"$ND_TMP/mal")
-echo "  malformed: $hdr in headers, $((app - hdr)) in application dissectors of random payload:"
-sort "$ND_TMP/mal" | uniq -c | sort -rn | head -5
-check "tshark: zero malformed headers ($hdr)" [ "$hdr" -eq 0 ]
-
-if /usr/bin/python3 -c 'import scapy' 2>/dev/null; then
-  /usr/bin/python3 - "$P" "$npk" <<'PY' && ok "scapy parses every packet into the expected layers" || fail "scapy layers"
-import sys, logging
-logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
-from scapy.all import rdpcap, Ether, IP, IPv6, TCP, UDP, ICMP
-from scapy.layers.inet6 import _ICMPv6
-pk = rdpcap(sys.argv[1]); bad = 0
-for i, p in enumerate(pk):
-    ok = Ether in p and ((IP in p) != (IPv6 in p))
-    if IP in p:
-        ok = ok and p[IP].proto in (1, 6, 17) and p[IP].len == len(p) - 14
-        ok = ok and (TCP in p or UDP in p or ICMP in p)
-    if IPv6 in p:
-        ok = ok and p[IPv6].nh in (6, 17, 58) and p[IPv6].plen == len(p) - 54
-        ok = ok and (TCP in p or UDP in p or p[IPv6].nh == 58)
-    if not ok:
-        bad += 1
-        if bad < 5: print("    scapy: packet", i + 1, p.summary())
-print("    scapy: %d packets, %d unexpected" % (len(pk), bad))
-sys.exit(0 if bad == 0 and len(pk) == int(sys.argv[2]) else 1)
-PY
-else
-  skip "scapy not installed"
-fi
-
-if [ "$(id -u)" -eq 0 ] && command -v tcpreplay >/dev/null && ip netns add "ndrep$$" 2>/dev/null; then
-  tcprewrite --pnat=10.0.0.0/8:127.0.0.0/8,198.18.0.0/15:127.2.0.0/15 -i "$P" -o "$ND_TMP/lo.pcap" 2>"$ND_TMP/rw.err"
-  check "tcprewrite into 127.0.0.0/8" [ -s "$ND_TMP/lo.pcap" ]
-  ip netns exec "ndrep$$" ip link set lo up
-  ip netns exec "ndrep$$" tcpreplay -i lo -t "$ND_TMP/lo.pcap" >"$ND_TMP/rp" 2>&1
-  ip netns del "ndrep$$"
-  sent=$(sed -n 's/.*Successful packets: *\([0-9]*\).*/\1/p' "$ND_TMP/rp")
-  failed=$(sed -n 's/.*Failed packets: *\([0-9]*\).*/\1/p' "$ND_TMP/rp")
-  echo "  tcpreplay: sent ${sent:-?}, failed ${failed:-?}"
-  check "tcpreplay: every packet sent" [ "${sent:-0}" -eq "$npk" ]
-  check "tcpreplay: none failed" [ "${failed:-1}" -eq 0 ]
-else
-  skip "tcpreplay in a network namespace (needs root and iproute2)"
-fi
+. tests/tools.sh
+nd_check_capture "$P" "$npk"
 nd_done
