@@ -10,7 +10,8 @@
  *
  * PyTorch is optional: found via $ND_PYTHON, /work/venv/bin/python, or
  * python3, whichever can `import torch`; otherwise the table says
- * "PyTorch: not installed". ND_BENCH_QUICK=1 keeps only the 64x64 rows. */
+ * "PyTorch: not installed". ND_BENCH_QUICK=1 keeps only the 64x64 rows;
+ * ND_BENCH_ONLY=text times only the rows whose label contains it. */
 #include "kernels/ops.h"
 
 #include <math.h>
@@ -385,7 +386,12 @@ int main(void)
         int r0 = n_rows;
         first[l] = r0;
         build_rows(lat[l].h, lat[l].w, l == 1);
+        const char *only = getenv("ND_BENCH_ONLY"); /* rows whose label has it */
         for (int r = r0; r < n_rows; r++) {
+            if (only && !strstr(rows[r].label, only)) {
+                rows[r].ms = rows[r].torch_ms = NAN;
+                continue;
+            }
             time_row(be, &rows[r], r, cp);
             fprintf(stderr, "  %-32s %9.2f ms  torch %9.2f ms\n", rows[r].label, rows[r].ms,
                     rows[r].torch_ms);
