@@ -17,6 +17,7 @@
 
 #define BQ 96
 
+/* keys per tile: 128 or 64 (the AVX-512 GEMM has both strides built in) */
 static int64_t bk_for(int64_t d)
 {
     return d <= 80 ? 128 : d <= 160 ? 128 : 64;
@@ -26,7 +27,7 @@ static size_t per_thread_floats(int64_t d)
 {
     int64_t bk = bk_for(d);
     /* each piece rounded up to 16 floats (64 bytes) */
-    return (size_t)(((BQ * bk + 15) / 16 + (BQ * d + 15) / 16 + 2 * ((BQ + 15) / 16)) * 16);
+    return (size_t)(((BQ * bk + 15) / 16 + 2 * ((BQ * d + 15) / 16) + 2 * ((BQ + 15) / 16)) * 16);
 }
 
 /* K transposed once per call, tile by tile: [B][H][key tile][d][BK], so the
@@ -52,7 +53,7 @@ typedef struct {
     float *o;
     int64_t Nq, Nk, C, H, d, bk, n_qt, n_kt;
     float scale;
-    bool causal, avx2;
+    bool causal, avx2, avx512;
     float *scratch;
     size_t per_thread;
 } attn_ctx;
@@ -160,6 +161,160 @@ ND_AVX2 static void gemm_avx2(int64_t M, int64_t N, int64_t K, const float *A, i
     }
 }
 
+/* ---- AVX-512: 8 rows x up to 48 columns (24 accumulators), masked loads
+ * and stores for every edge, so there are no scalar tails. A is read with
+ * compile-time strides (AR between rows, AK between k) so the 8 broadcasts
+ * come off one pointer: either Q packed per task as [row block][k][8], or the
+ * probability tile with its row stride BK (128 or 64). */
+ND_AVX512 static inline __attribute__((always_inline)) void
+micro5(const int mr, const int nv, const int AR, const int AK, int64_t K, const float *A,
+       const float *B, int64_t ldb, float *C, int64_t ldc, bool acc, __mmask16 m0,
+       __mmask16 m1, __mmask16 m2)
+{
+    __m512 c0[8], c1[8], c2[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++)
+        c0[r] = c1[r] = c2[r] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++, A += AK, B += ldb) {
+        __m512 b0 = _mm512_maskz_loadu_ps(m0, B);
+        __m512 b1 = nv >= 2 ? _mm512_maskz_loadu_ps(m1, B + 16) : _mm512_setzero_ps();
+        __m512 b2 = nv >= 3 ? _mm512_maskz_loadu_ps(m2, B + 32) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+            if (r < mr) {
+                __m512 a = _mm512_set1_ps(A[r * AR]);
+                c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
+                if (nv >= 2)
+                    c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+                if (nv >= 3)
+                    c2[r] = _mm512_fmadd_ps(a, b2, c2[r]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++) {
+        if (r >= mr)
+            break;
+        float *cr = C + r * ldc;
+        if (acc)
+            c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, cr));
+        _mm512_mask_storeu_ps(cr, m0, c0[r]);
+        if (nv >= 2) {
+            if (acc)
+                c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, cr + 16));
+            _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
+        }
+        if (nv >= 3) {
+            if (acc)
+                c2[r] = _mm512_add_ps(c2[r], _mm512_maskz_loadu_ps(m2, cr + 32));
+            _mm512_mask_storeu_ps(cr + 32, m2, c2[r]);
+        }
+    }
+}
+
+static inline __mmask16 lanes(int64_t n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+/* A layouts */
+enum { A_PACKED8, A_ROW128, A_ROW64 };
+
+#define M5(MR, NV, AR, AK) micro5(MR, NV, AR, AK, K, a, b, ldb, c, ldc, acc, m0, m1, m2)
+#define M5_MR(NV, AR, AK)                                                                  \
+    switch (mr) {                                                                          \
+    case 8: M5(8, NV, AR, AK); break; case 7: M5(7, NV, AR, AK); break;                    \
+    case 6: M5(6, NV, AR, AK); break; case 5: M5(5, NV, AR, AK); break;                    \
+    case 4: M5(4, NV, AR, AK); break; case 3: M5(3, NV, AR, AK); break;                    \
+    case 2: M5(2, NV, AR, AK); break; default: M5(1, NV, AR, AK); break;                   \
+    }
+#define M5_NV(AR, AK)                                                                      \
+    if (nv == 3) {                                                                         \
+        M5_MR(3, AR, AK)                                                                   \
+    } else if (nv == 2) {                                                                  \
+        M5_MR(2, AR, AK)                                                                   \
+    } else {                                                                               \
+        M5_MR(1, AR, AK)                                                                   \
+    }
+
+/* C[M,N] (+)= A[M,K] B[K,N]; A in one of the layouts above */
+ND_AVX512 static void gemm_avx512(int alay, int64_t M, int64_t N, int64_t K, const float *A,
+                                  const float *B, int64_t ldb, float *C, int64_t ldc, bool acc)
+{
+    for (int64_t j = 0; j < N;) {
+        int64_t rem = N - j, nc = rem < 48 ? rem : 48;
+        int nv = nc > 32 ? 3 : nc > 16 ? 2 : 1;
+        __mmask16 m0 = lanes(nc), m1 = lanes(nc - 16), m2 = lanes(nc - 32);
+        for (int64_t i = 0; i < M; i += 8) {
+            int mr = M - i < 8 ? (int)(M - i) : 8;
+            const float *b = B + j;
+            float *c = C + i * ldc + j;
+            const float *a;
+            if (alay == A_PACKED8) {
+                a = A + i * K;
+                M5_NV(1, 8)
+            } else if (alay == A_ROW128) {
+                a = A + i * 128;
+                M5_NV(128, 1)
+            } else {
+                a = A + i * 64;
+                M5_NV(64, 1)
+            }
+        }
+        j += nc;
+    }
+}
+
+/* softmax_tile_avx2 on 16 lanes, with masked tails and the O rescale
+ * vectorised */
+ND_AVX512 static void softmax_tile_avx512(float *S, int64_t ld, int64_t mq, int64_t nk,
+                                          const int64_t *lim, float scale, float *m, float *l,
+                                          float *O, int64_t d)
+{
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int64_t r = 0; r < mq; r++) {
+        float *s = S + r * ld;
+        int64_t n = lim[r];
+        if (n <= 0) {
+            memset(s, 0, (size_t)nk * 4);
+            continue;
+        }
+        __m512 vmx = _mm512_set1_ps(-INFINITY);
+        for (int64_t j = 0; j < n; j += 16)
+            vmx = _mm512_max_ps(vmx, _mm512_mask_loadu_ps(vmx, lanes(n - j), s + j));
+        float mx = _mm512_reduce_max_ps(vmx) * scale;
+        float mnew = m[r] > mx ? m[r] : mx;
+        __m512 vm = _mm512_set1_ps(mnew), vsum = _mm512_setzero_ps();
+        for (int64_t j = 0; j < nk; j += 16) {
+            __mmask16 mk = lanes(n - j);
+            __m512 p = _mm512_maskz_mov_ps(
+                mk, nd_exp512(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(mk, s + j), vs, vm)));
+            _mm512_mask_storeu_ps(s + j, lanes(nk - j), p);
+            vsum = _mm512_add_ps(vsum, p);
+        }
+        float alpha = expf(m[r] - mnew);
+        l[r] = l[r] * alpha + _mm512_reduce_add_ps(vsum);
+        m[r] = mnew;
+        if (alpha != 1.0f) {
+            float *o = O + r * d;
+            __m512 va = _mm512_set1_ps(alpha);
+            for (int64_t c = 0; c < d; c += 16) {
+                __mmask16 mk = lanes(d - c);
+                _mm512_mask_storeu_ps(o + c, mk, _mm512_mul_ps(va, _mm512_maskz_loadu_ps(mk, o + c)));
+            }
+        }
+    }
+}
+
+/* Q rows [0,mq) (row stride ld) into [row block of 8][k][8], zero-padded */
+static void pack_q8(const float *Q, int64_t ld, int64_t mq, int64_t d, float *P)
+{
+    for (int64_t i0 = 0; i0 < mq; i0 += 8)
+        for (int64_t k = 0; k < d; k++)
+            for (int r = 0; r < 8; r++)
+                *P++ = i0 + r < mq ? Q[(i0 + r) * ld + k] : 0.0f;
+}
+
 /* Online-softmax update of rows [0,mq) of the score tile (see file comment). */
 ND_AVX2 static void softmax_tile_avx2(float *S, int64_t ld, int64_t mq, int64_t nk,
                                       const int64_t *lim, float scale, float *m, float *l,
@@ -244,6 +399,7 @@ static void attn_task(void *vc, int64_t t, int thread)
     float *O = S + (BQ * bk + 15) / 16 * 16;
     float *m = O + (BQ * d + 15) / 16 * 16;
     float *l = m + (BQ + 15) / 16 * 16;
+    float *Qp = l + (BQ + 15) / 16 * 16; /* Q tile packed (AVX-512 path) */
     int64_t lim[BQ];
     memset(O, 0, (size_t)(mq * d) * 4);
     for (int64_t r = 0; r < mq; r++) {
@@ -262,6 +418,14 @@ static void attn_task(void *vc, int64_t t, int thread)
         }
         const float *Vb = a->v + (b * a->Nk + j0) * C + h * d;
 #ifdef ND_HAVE_X86
+        if (a->avx512) {
+            if (j0 == 0)
+                pack_q8(Q, C, mq, d, Qp);
+            gemm_avx512(A_PACKED8, mq, nk, d, Qp, kt, bk, S, bk, false);
+            softmax_tile_avx512(S, bk, mq, nk, lim, a->scale, m, l, O, d);
+            gemm_avx512(bk == 128 ? A_ROW128 : A_ROW64, mq, d, nk, S, Vb, C, O, d, true);
+            continue;
+        }
         if (a->avx2) {
             gemm_avx2(mq, nk, d, Q, C, kt, bk, S, bk, false);
             softmax_tile_avx2(S, bk, mq, nk, lim, a->scale, m, l, O, d);
@@ -311,7 +475,7 @@ nd_status cpu_attention(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_er
         .n_qt = (q->shape[1] + BQ - 1) / BQ,
         .scale = c->p.attn.scale > 0 ? c->p.attn.scale : 1.0f / sqrtf((float)d),
         .causal = c->p.attn.causal, .avx2 = cpu_of(be)->avx2,
-        .per_thread = per_thread_floats(d),
+        .avx512 = cpu_of(be)->avx512, .per_thread = per_thread_floats(d),
     };
     float *kt = nd_arena_alloc(ws, kt_bytes(c), err);
     a.scratch = kt ? nd_arena_alloc(ws, (size_t)be->n_threads * a.per_thread * 4, err) : NULL;

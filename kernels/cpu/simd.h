@@ -16,11 +16,13 @@
 #include <immintrin.h>
 #define ND_HAVE_X86 1
 #define ND_AVX2 __attribute__((target("avx2,fma")))
+#define ND_AVX512 __attribute__((target("avx512f,avx2,fma")))
 #endif
 
 typedef struct {
     nd_pool *pool;
-    bool avx2; /* AVX2+FMA present: take the ND_AVX2 paths */
+    bool avx2;   /* AVX2+FMA present: take the ND_AVX2 paths */
+    bool avx512; /* AVX-512F too (ND_NO_AVX512=1 turns it off): ND_AVX512 paths */
 } cpu_state;
 
 static inline cpu_state *cpu_of(nd_backend *be)
@@ -69,6 +71,26 @@ ND_AVX2 static inline __m256 nd_exp256(__m256 x)
     __m256i n = _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127));
     __m256 p2 = _mm256_castsi256_ps(_mm256_slli_epi32(n, 23));
     return _mm256_andnot_ps(under, _mm256_mul_ps(y, p2));
+}
+
+/* the same exp on 16 lanes: p(r) scaled by 2^n with vscalefps, which also
+ * flushes to 0 below the range (exp(-inf) = 0) */
+ND_AVX512 static inline __m512 nd_exp512(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.3762626647949f)),
+                      _mm512_set1_ps(-103.0f));
+    __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+    __m512 y = _mm512_set1_ps(1.9875691500E-4f);
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507E-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073E-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894E-2f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459E-1f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201E-1f));
+    y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(y, fx);
 }
 
 ND_AVX2 static inline __m256 nd_silu256(__m256 x)

@@ -34,7 +34,7 @@ static float rng_uniform(float lo, float hi)
 
 /* ---- backends under test -------------------------------------------------------- */
 
-#define MAX_BE 4
+#define MAX_BE 6
 static nd_backend *bes[MAX_BE];
 static const char *be_label[MAX_BE];
 static int n_be;
@@ -58,6 +58,11 @@ static void open_backends(void)
     CHECK_OK(nd_backend_open("cpu", &cfg, &bes[n_be], &err), &err);
     unsetenv("ND_NO_AVX2");
     be_label[n_be++] = "cpu(no-avx2)";
+    /* AVX2 at most (the AVX-512 paths off), on a CPU that has AVX-512 */
+    setenv("ND_NO_AVX512", "1", 1);
+    CHECK_OK(nd_backend_open("cpu", &cfg, &bes[n_be], &err), &err);
+    unsetenv("ND_NO_AVX512");
+    be_label[n_be++] = "cpu(no-avx512)";
 }
 
 /* ---- tensors -------------------------------------------------------------------- */
