@@ -8,19 +8,22 @@
  * transposed once per call into the workspace (as big as K). Memory is
  * O(N*d); the N x N score matrix never exists.
  *
- * Both products (S = Q K^T with K packed transposed, O += P V) go through one
- * small register-blocked GEMM (6 rows x 16 columns, AVX2/FMA), with a plain
- * loop fallback for CPUs without AVX2. */
+ * Both products (S = Q K^T with K packed transposed, O += P V) go through a
+ * small register-blocked GEMM: on AVX-512 CPUs 8 rows x up to 48 columns with
+ * masked edges, Q packed once per task and A's strides fixed at compile time
+ * (plus a 16-lane softmax); else 6 x 16 with AVX2/FMA; else a plain loop.
+ * (BQ*d more floats per thread hold the packed Q tile.) */
 #include "kernels/cpu/simd.h"
 
 #include <string.h>
 
 #define BQ 96
 
-/* keys per tile: 128 or 64 (the AVX-512 GEMM has both strides built in) */
+/* keys per tile: 256 or 128 (the AVX-512 GEMM has these strides built in);
+ * 256 for the small heads halves the per-tile softmax and rescale work */
 static int64_t bk_for(int64_t d)
 {
-    return d <= 80 ? 128 : d <= 160 ? 128 : 64;
+    return d <= 80 ? 256 : 128;
 }
 
 static size_t per_thread_floats(int64_t d)
@@ -167,18 +170,27 @@ ND_AVX2 static void gemm_avx2(int64_t M, int64_t N, int64_t K, const float *A, i
  * come off one pointer: either Q packed per task as [row block][k][8], or the
  * probability tile with its row stride BK (128 or 64). */
 ND_AVX512 static inline __attribute__((always_inline)) void
-micro5(const int mr, const int nv, const int AR, const int AK, int64_t K, const float *A,
+micro5(const int mr, const int nv, const bool full, const int AR, const int AK, int64_t K, const float *A,
        const float *B, int64_t ldb, float *C, int64_t ldc, bool acc, __mmask16 m0,
        __mmask16 m1, __mmask16 m2)
 {
     __m512 c0[8], c1[8], c2[8];
+    __m256 h2[8];
+    __m256i hm = nv == 4 ? _mm256_loadu_si256((const __m256i *)(nd_mask_tab + 8 - __builtin_popcount(m2)))
+                         : _mm256_setzero_si256();
 #pragma GCC unroll 8
-    for (int r = 0; r < 8; r++)
+    for (int r = 0; r < 8; r++) {
         c0[r] = c1[r] = c2[r] = _mm512_setzero_ps();
+        h2[r] = _mm256_setzero_ps();
+    }
     for (int64_t k = 0; k < K; k++, A += AK, B += ldb) {
-        __m512 b0 = _mm512_maskz_loadu_ps(m0, B);
-        __m512 b1 = nv >= 2 ? _mm512_maskz_loadu_ps(m1, B + 16) : _mm512_setzero_ps();
-        __m512 b2 = nv >= 3 ? _mm512_maskz_loadu_ps(m2, B + 32) : _mm512_setzero_ps();
+        /* full blocks: plain loads (m0..m2 all ones) */
+        __m512 b0 = full ? _mm512_loadu_ps(B) : _mm512_maskz_loadu_ps(m0, B);
+        __m512 b1 = nv < 2 ? _mm512_setzero_ps()
+                    : full ? _mm512_loadu_ps(B + 16) : _mm512_maskz_loadu_ps(m1, B + 16);
+        __m512 b2 = nv != 3 ? _mm512_setzero_ps()
+                    : full  ? _mm512_loadu_ps(B + 32) : _mm512_maskz_loadu_ps(m2, B + 32);
+        __m256 g2 = nv == 4 ? _mm256_maskload_ps(B + 32, hm) : _mm256_setzero_ps();
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++) {
             if (r < mr) {
@@ -186,8 +198,10 @@ micro5(const int mr, const int nv, const int AR, const int AK, int64_t K, const 
                 c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
                 if (nv >= 2)
                     c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
-                if (nv >= 3)
+                if (nv == 3)
                     c2[r] = _mm512_fmadd_ps(a, b2, c2[r]);
+                if (nv == 4)
+                    h2[r] = _mm256_fmadd_ps(_mm512_castps512_ps256(a), g2, h2[r]);
             }
         }
     }
@@ -204,10 +218,15 @@ micro5(const int mr, const int nv, const int AR, const int AK, int64_t K, const 
                 c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, cr + 16));
             _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
         }
-        if (nv >= 3) {
+        if (nv == 3) {
             if (acc)
                 c2[r] = _mm512_add_ps(c2[r], _mm512_maskz_loadu_ps(m2, cr + 32));
             _mm512_mask_storeu_ps(cr + 32, m2, c2[r]);
+        }
+        if (nv == 4) {
+            if (acc)
+                h2[r] = _mm256_add_ps(h2[r], _mm256_maskload_ps(cr + 32, hm));
+            _mm256_maskstore_ps(cr + 32, hm, h2[r]);
         }
     }
 }
@@ -218,9 +237,10 @@ static inline __mmask16 lanes(int64_t n)
 }
 
 /* A layouts */
-enum { A_PACKED8, A_ROW128, A_ROW64 };
+enum { A_PACKED8, A_ROW256, A_ROW128, A_ROW64 };
 
-#define M5(MR, NV, AR, AK) micro5(MR, NV, AR, AK, K, a, b, ldb, c, ldc, acc, m0, m1, m2)
+#define M5(MR, NV, AR, AK) micro5(MR, NV, false, AR, AK, K, a, b, ldb, c, ldc, acc, m0, m1, m2)
+#define M5F(MR, NV, AR, AK) micro5(MR, NV, true, AR, AK, K, a, b, ldb, c, ldc, acc, m0, m1, m2)
 #define M5_MR(NV, AR, AK)                                                                  \
     switch (mr) {                                                                          \
     case 8: M5(8, NV, AR, AK); break; case 7: M5(7, NV, AR, AK); break;                    \
@@ -229,7 +249,13 @@ enum { A_PACKED8, A_ROW128, A_ROW64 };
     case 2: M5(2, NV, AR, AK); break; default: M5(1, NV, AR, AK); break;                   \
     }
 #define M5_NV(AR, AK)                                                                      \
-    if (nv == 3) {                                                                         \
+    if (nc == 48 && mr == 8) {                                                             \
+        M5F(8, 3, AR, AK);                                                                 \
+    } else if (nc == 32 && mr == 8) {                                                      \
+        M5F(8, 2, AR, AK);                                                                 \
+    } else if (nv == 4) {                                                                  \
+        M5_MR(4, AR, AK)                                                                   \
+    } else if (nv == 3) {                                                                  \
         M5_MR(3, AR, AK)                                                                   \
     } else if (nv == 2) {                                                                  \
         M5_MR(2, AR, AK)                                                                   \
@@ -243,7 +269,8 @@ ND_AVX512 static void gemm_avx512(int alay, int64_t M, int64_t N, int64_t K, con
 {
     for (int64_t j = 0; j < N;) {
         int64_t rem = N - j, nc = rem < 48 ? rem : 48;
-        int nv = nc > 32 ? 3 : nc > 16 ? 2 : 1;
+        /* 33..40 columns: the third vector a ymm (a zmm costs both FMA halves) */
+        int nv = nc > 40 ? 3 : nc > 32 ? 4 : nc > 16 ? 2 : 1;
         __mmask16 m0 = lanes(nc), m1 = lanes(nc - 16), m2 = lanes(nc - 32);
         for (int64_t i = 0; i < M; i += 8) {
             int mr = M - i < 8 ? (int)(M - i) : 8;
@@ -253,6 +280,9 @@ ND_AVX512 static void gemm_avx512(int alay, int64_t M, int64_t N, int64_t K, con
             if (alay == A_PACKED8) {
                 a = A + i * K;
                 M5_NV(1, 8)
+            } else if (alay == A_ROW256) {
+                a = A + i * 256;
+                M5_NV(256, 1)
             } else if (alay == A_ROW128) {
                 a = A + i * 128;
                 M5_NV(128, 1)
@@ -423,7 +453,8 @@ static void attn_task(void *vc, int64_t t, int thread)
                 pack_q8(Q, C, mq, d, Qp);
             gemm_avx512(A_PACKED8, mq, nk, d, Qp, kt, bk, S, bk, false);
             softmax_tile_avx512(S, bk, mq, nk, lim, a->scale, m, l, O, d);
-            gemm_avx512(bk == 128 ? A_ROW128 : A_ROW64, mq, d, nk, S, Vb, C, O, d, true);
+            gemm_avx512(bk == 256 ? A_ROW256 : bk == 128 ? A_ROW128 : A_ROW64, mq, d, nk, S, Vb,
+                        C, O, d, true);
             continue;
         }
         if (a->avx2) {
