@@ -155,7 +155,28 @@ typedef struct {
     const float *x;
     float *y;
     int64_t d0, d1, d2; /* op-specific sizes */
+    bool avx2;
 } shape_ctx;
+
+/* concat: one task = one chunk of one of the two copies of one image */
+typedef struct {
+    const float *a, *b;
+    float *y;
+    int64_t sa, sb, nca, ncb; /* per-image sizes; chunks per copy */
+} cat_ctx;
+
+static void concat_task(void *vc, int64_t t, int thread)
+{
+    (void)thread;
+    const cat_ctx *c = vc;
+    int64_t per = c->nca + c->ncb, n = t / per, k = t % per;
+    bool first = k < c->nca;
+    int64_t s = first ? c->sa : c->sb, j0 = (first ? k : k - c->nca) * CHUNK;
+    int64_t len = s - j0 < CHUNK ? s - j0 : CHUNK;
+    const float *src = (first ? c->a + n * c->sa : c->b + n * c->sb) + j0;
+    float *dst = c->y + n * (c->sa + c->sb) + (first ? 0 : c->sa) + j0;
+    memcpy(dst, src, (size_t)len * 4);
+}
 
 static void upsample_task(void *vc, int64_t t, int thread)
 {
@@ -170,6 +191,50 @@ static void upsample_task(void *vc, int64_t t, int thread)
 }
 
 #define TB 32
+#ifdef ND_HAVE_X86
+/* y[j*ldy + i] = x[i*ldx + j], i, j < 8 */
+ND_AVX2 static void tr8x8(const float *x, int64_t ldx, float *y, int64_t ldy)
+{
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = _mm256_loadu_ps(x + i * ldx);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; i++) {
+        _mm256_storeu_ps(y + i * ldy, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+        _mm256_storeu_ps(y + (i + 4) * ldy, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    }
+}
+
+ND_AVX2 static void transpose_avx2(const float *x, float *y, int64_t M, int64_t N, int64_t m0,
+                                   int64_t m1)
+{
+    for (int64_t n0 = 0; n0 < N; n0 += TB) {
+        int64_t n1 = n0 + TB < N ? n0 + TB : N;
+        int64_t m = m0;
+        for (; m + 8 <= m1; m += 8) {
+            int64_t n = n0;
+            for (; n + 8 <= n1; n += 8)
+                tr8x8(x + m * N + n, N, y + n * M + m, M);
+            for (; n < n1; n++)
+                for (int64_t i = m; i < m + 8; i++)
+                    y[n * M + i] = x[i * N + n];
+        }
+        for (int64_t n = n0; n < n1; n++)
+            for (int64_t i = m; i < m1; i++)
+                y[n * M + i] = x[i * N + n];
+    }
+}
+#endif
+
 static void transpose_task(void *vc, int64_t t, int thread)
 {
     (void)thread;
@@ -178,6 +243,12 @@ static void transpose_task(void *vc, int64_t t, int thread)
     int64_t b = t / nmb, m0 = (t % nmb) * TB, m1 = m0 + TB < M ? m0 + TB : M;
     const float *x = c->x + b * M * N;
     float *y = c->y + b * M * N;
+#ifdef ND_HAVE_X86
+    if (c->avx2) {
+        transpose_avx2(x, y, M, N, m0, m1);
+        return;
+    }
+#endif
     for (int64_t n0 = 0; n0 < N; n0 += TB) {
         int64_t n1 = n0 + TB < N ? n0 + TB : N;
         for (int64_t n = n0; n < n1; n++) /* contiguous writes */
@@ -217,23 +288,20 @@ nd_status cpu_elem(nd_backend *be, const nd_op_call *c, nd_err *err)
         return ND_OK;
     }
     case ND_OP_CONCAT: {
-        /* per image: two memcpys; few and large, so plain loop */
+        /* per image: two copies, in chunks over the pool */
         int64_t N = a->shape[0], sa = nd_tensor_numel(a) / N, sb = nd_tensor_numel(b) / N;
-        const float *A = a->data, *Bv = b->data;
-        float *Y = y->data;
-        for (int64_t n = 0; n < N; n++) {
-            memcpy(Y + n * (sa + sb), A + n * sa, (size_t)sa * 4);
-            memcpy(Y + n * (sa + sb) + sa, Bv + n * sb, (size_t)sb * 4);
-        }
+        cat_ctx cc = {a->data, b->data, y->data, sa, sb, (sa + CHUNK - 1) / CHUNK,
+                      (sb + CHUNK - 1) / CHUNK};
+        nd_pool_run(pool, N * (cc.nca + cc.ncb), concat_task, &cc);
         return ND_OK;
     }
     case ND_OP_UPSAMPLE2X: {
-        shape_ctx s = {a->data, y->data, a->shape[2], a->shape[3], 0};
+        shape_ctx s = {a->data, y->data, a->shape[2], a->shape[3], 0, e.avx2};
         nd_pool_run(pool, a->shape[0] * a->shape[1] * a->shape[2], upsample_task, &s);
         return ND_OK;
     }
     case ND_OP_TRANSPOSE: {
-        shape_ctx s = {a->data, y->data, a->shape[0], a->shape[1], a->shape[2]};
+        shape_ctx s = {a->data, y->data, a->shape[0], a->shape[1], a->shape[2], e.avx2};
         nd_pool_run(pool, a->shape[0] * ((a->shape[1] + TB - 1) / TB), transpose_task, &s);
         return ND_OK;
     }

@@ -132,7 +132,7 @@ static void gn_task(void *vc, int64_t t, int thread)
     }
 }
 
-#define LN_ROWS 16
+#define LN_ROWS 64
 
 static void ln_apply(const float *restrict x, float *restrict y, const float *restrict g,
                      const float *restrict b, int64_t n, float mean, float inv)
@@ -140,6 +140,21 @@ static void ln_apply(const float *restrict x, float *restrict y, const float *re
     for (int64_t i = 0; i < n; i++)
         y[i] = (x[i] - mean) * inv * g[i] + b[i];
 }
+
+#ifdef ND_HAVE_X86
+ND_AVX2 static void ln_apply_avx2(const float *x, float *y, const float *g, const float *b,
+                                  int64_t n, float mean, float inv)
+{
+    __m256 vm = _mm256_set1_ps(mean), vi = _mm256_set1_ps(inv);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vi);
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(v, _mm256_loadu_ps(g + i), _mm256_loadu_ps(b + i)));
+    }
+    for (; i < n; i++)
+        y[i] = (x[i] - mean) * inv * g[i] + b[i];
+}
+#endif
 
 static void ln_task(void *vc, int64_t t, int thread)
 {
@@ -152,6 +167,11 @@ static void ln_task(void *vc, int64_t t, int thread)
         double mean, var;
         stats(c->avx2, x, c->C, &mean, &var);
         float inv = (float)(1.0 / sqrt(var + c->eps)), mf = (float)mean;
+#ifdef ND_HAVE_X86
+        if (c->avx2 && c->g && c->b)
+            ln_apply_avx2(x, y, c->g, c->b, c->C, mf, inv);
+        else
+#endif
         if (c->g && c->b) /* the common case, a loop the compiler vectorises */
             ln_apply(x, y, c->g, c->b, c->C, mf, inv);
         else
