@@ -214,24 +214,34 @@ ND_AVX2 static void tr8x8(const float *x, int64_t ldx, float *y, int64_t ldy)
     }
 }
 
-ND_AVX2 static void transpose_avx2(const float *x, float *y, int64_t M, int64_t N, int64_t m0,
-                                   int64_t m1)
+/* one task's share: output rows [n0,n1) (input columns), every m */
+ND_AVX2 static void transpose_avx2(const float *x, float *y, int64_t M, int64_t N, int64_t n0,
+                                   int64_t n1)
 {
-    for (int64_t n0 = 0; n0 < N; n0 += TB) {
-        int64_t n1 = n0 + TB < N ? n0 + TB : N;
-        int64_t m = m0;
-        for (; m + 8 <= m1; m += 8) {
-            int64_t n = n0;
-            for (; n + 8 <= n1; n += 8)
-                tr8x8(x + m * N + n, N, y + n * M + m, M);
-            for (; n < n1; n++)
-                for (int64_t i = m; i < m + 8; i++)
-                    y[n * M + i] = x[i * N + n];
-        }
-        for (int64_t n = n0; n < n1; n++)
-            for (int64_t i = m; i < m1; i++)
+    int64_t m = 0;
+    for (; m + 8 <= M; m += 8) {
+        int64_t n = n0;
+        for (; n + 8 <= n1; n += 8)
+            tr8x8(x + m * N + n, N, y + n * M + m, M);
+        for (; n < n1; n++)
+            for (int64_t i = m; i < m + 8; i++)
                 y[n * M + i] = x[i * N + n];
     }
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t i = m; i < M; i++)
+            y[n * M + i] = x[i * N + n];
+}
+
+/* AVX2: one task = (b, block of TN output rows): the TN output rows are
+ * written 8 columns at a time and stay in L1 until their lines are full */
+#define TN 64
+static void transpose_task_avx2(void *vc, int64_t t, int thread)
+{
+    (void)thread;
+    const shape_ctx *c = vc;
+    int64_t M = c->d1, N = c->d2, nnb = (N + TN - 1) / TN;
+    int64_t b = t / nnb, n0 = (t % nnb) * TN, n1 = n0 + TN < N ? n0 + TN : N;
+    transpose_avx2(c->x + b * M * N, c->y + b * M * N, M, N, n0, n1);
 }
 #endif
 
@@ -243,12 +253,6 @@ static void transpose_task(void *vc, int64_t t, int thread)
     int64_t b = t / nmb, m0 = (t % nmb) * TB, m1 = m0 + TB < M ? m0 + TB : M;
     const float *x = c->x + b * M * N;
     float *y = c->y + b * M * N;
-#ifdef ND_HAVE_X86
-    if (c->avx2) {
-        transpose_avx2(x, y, M, N, m0, m1);
-        return;
-    }
-#endif
     for (int64_t n0 = 0; n0 < N; n0 += TB) {
         int64_t n1 = n0 + TB < N ? n0 + TB : N;
         for (int64_t n = n0; n < n1; n++) /* contiguous writes */
@@ -302,6 +306,12 @@ nd_status cpu_elem(nd_backend *be, const nd_op_call *c, nd_err *err)
     }
     case ND_OP_TRANSPOSE: {
         shape_ctx s = {a->data, y->data, a->shape[0], a->shape[1], a->shape[2], e.avx2};
+#ifdef ND_HAVE_X86
+        if (e.avx2) {
+            nd_pool_run(pool, a->shape[0] * ((a->shape[2] + TN - 1) / TN), transpose_task_avx2, &s);
+            return ND_OK;
+        }
+#endif
         nd_pool_run(pool, a->shape[0] * ((a->shape[1] + TB - 1) / TB), transpose_task, &s);
         return ND_OK;
     }

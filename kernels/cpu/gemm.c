@@ -13,8 +13,13 @@
  * of 2x2 output tiles V = B^T d B ([16][Ci][tiles]), 16 SGEMMs M_k = U_k V_k
  * and Y = A^T M A + bias. The transforms only add/subtract and halve, so the
  * error stays at a few f32 ulps of the sums (checked against cpu_ref).
- * ND_CONV_WINOGRAD=0 turns it off (1 forces it for any 3x3 stride-1 conv). */
-#include "kernels/cpu/simd.h"
+ * ND_CONV_WINOGRAD=0 turns it off (1 forces it for any 3x3 stride-1 conv).
+ *
+ * Convs with a tiny reduction (K = Ci*kh*kw <= 64: conv_in's 4 channels)
+ * starve SGEMM; on AVX-512 CPUs they run the attention's micro-GEMM on the
+ * pool instead, weights packed once per call, the bias in the accumulators
+ * (so the output is written once). */
+#include "kernels/cpu/gemm512.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -373,6 +378,33 @@ static nd_status conv_winograd(nd_backend *be, const nd_op_call *c, nd_arena *ws
     return ND_OK;
 }
 
+/* ---- small K on the AVX-512 micro-GEMM --------------------------------------- */
+
+static bool conv_is_smallk(const nd_backend *be, const nd_op_call *c)
+{
+    const nd_tensor *w = c->src[1];
+    return cpu_of((nd_backend *)be)->avx512 && w->shape[1] * w->shape[2] * w->shape[3] <= 64 &&
+           w->shape[0] >= 8;
+}
+
+#ifdef ND_HAVE_X86
+#define SK_COLS 192 /* output pixels per task (4 x 48) */
+typedef struct {
+    const float *wp, *cols, *b;
+    float *y;
+    int64_t Co, K, np, P;
+} sk_ctx;
+
+static void sk_task(void *vc, int64_t t, int thread)
+{
+    (void)thread;
+    const sk_ctx *c = vc;
+    int64_t j0 = t * SK_COLS, n = c->np - j0 < SK_COLS ? c->np - j0 : SK_COLS;
+    gemm_avx512(A_PACKED8, c->Co, n, c->K, c->wp, c->cols + j0, c->np, c->y + j0, c->P, false,
+                c->b);
+}
+#endif
+
 size_t cpu_conv2d_ws(const nd_backend *be, const nd_op_call *c)
 {
     (void)be;
@@ -380,6 +412,12 @@ size_t cpu_conv2d_ws(const nd_backend *be, const nd_op_call *c)
         return 0;
     if (conv_is_winograd(c))
         return wg_ws(c);
+    if (conv_is_smallk(be, c)) {
+        const nd_tensor *w = c->src[1];
+        int64_t K = w->shape[1] * w->shape[2] * w->shape[3];
+        return (size_t)(K * conv_band(c) + (w->shape[0] + 7) / 8 * 8 * K) * 4 +
+               2 * ND_ARENA_ALIGN;
+    }
     const nd_tensor *w = c->src[1];
     int64_t K = w->shape[1] * w->shape[2] * w->shape[3];
     return (size_t)(K * conv_band(c)) * 4 + ND_ARENA_ALIGN;
@@ -434,6 +472,27 @@ nd_status cpu_conv2d(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_err *
         return conv_winograd(be, c, ws, err);
     float *Y = y->data;
     const float *X = x->data;
+#ifdef ND_HAVE_X86
+    if (conv_is_smallk(be, c)) {
+        int64_t band = conv_band(c);
+        float *cols = nd_arena_alloc(ws, (size_t)(K * band) * 4, err);
+        float *wp = cols ? nd_arena_alloc(ws, (size_t)((Co + 7) / 8 * 8 * K) * 4, err) : NULL;
+        if (!wp)
+            return nd_wrap(err, ND_ENOMEM, "conv2d: im2col band (workspace needs %zu bytes)",
+                           cpu_conv2d_ws(be, c));
+        pack_a8(w->data, K, Co, K, wp);
+        for (int64_t n = 0; n < B; n++)
+            for (int64_t p0 = 0; p0 < P; p0 += band) {
+                int64_t np = P - p0 < band ? P - p0 : band;
+                im2col_ctx ic = {X + n * Ci * H * W, cols, H, W, Wo, KH, KW, p0, np,
+                                 p->stride, p->pad_top, p->pad_left};
+                nd_pool_run(cpu_of(be)->pool, Ci, im2col_task, &ic);
+                sk_ctx sc = {wp, cols, b ? b->data : NULL, Y + n * Co * P + p0, Co, K, np, P};
+                nd_pool_run(cpu_of(be)->pool, (np + SK_COLS - 1) / SK_COLS, sk_task, &sc);
+            }
+        return ND_OK;
+    }
+#endif
     float beta = 0.0f;
     if (b) { /* every (image, channel) plane starts as its bias; SGEMM adds */
         plane_ctx pc = {Y, b->data, Co, P};

@@ -280,6 +280,9 @@ static void test_conv2d(void)
     begin(ND_OP_CONV2D);
     SRC(0, -1, 1, 1, 64, 24, 20); SRC(1, -1, 1, 48, 64, 3, 3); nosrc(2); DST(1, 48, 22, 18);
     conv("3x3 s1 p0 [1,64,24,20] winograd no bias", 1, 0, 0, 0, 0);
+    begin(ND_OP_CONV2D); /* small K (27), Co not a multiple of 8, stride 2, no bias */
+    SRC(0, -1, 1, 2, 3, 11, 10); SRC(1, -1, 1, 13, 3, 3, 3); nosrc(2); DST(2, 13, 6, 5);
+    conv("3x3 s2 p1 [2,3,11,10]->13 no bias", 2, 1, 1, 1, 1);
     begin(ND_OP_CONV2D); /* 1x1 stride 2: not the plain GEMM path */
     SRC(0, -1, 1, 1, 5, 7, 7); SRC(1, -1, 1, 3, 5, 1, 1); SRC(2, -1, 1, 3); DST(1, 3, 4, 4);
     conv("1x1 s2 [1,5,7,7]", 2, 0, 0, 0, 0);
