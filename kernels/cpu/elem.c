@@ -18,7 +18,7 @@ typedef struct {
     nd_bcast bc;
     int64_t nchunk; /* chunks per row of the broadcast plan */
     float s0, s1;
-    bool avx2;
+    bool avx2, avx512;
 } elem_ctx;
 
 /* ---- unary: y = f(x) -------------------------------------------------------------- */
@@ -91,12 +91,37 @@ ND_AVX2 static void binary_avx2(bool add, const float *a, const float *b, int64_
 }
 #endif
 
+#ifdef ND_HAVE_X86
+/* SiLU or GELU on 16 lanes, masked tail */
+ND_AVX512 static void act_avx512(bool gelu, const float *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        _mm512_mask_storeu_ps(y + i, m, gelu ? nd_gelu512(v) : nd_silu512(v));
+    }
+}
+
+ND_AVX512 static void geglu_avx512(const float *x, float *y, int64_t C)
+{
+    for (int64_t i = 0; i < C; i += 16) {
+        __mmask16 m = C - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (C - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i),
+                                                      nd_gelu512(_mm512_maskz_loadu_ps(m, x + C + i))));
+    }
+}
+#endif
+
 static void unary_task(void *vc, int64_t t, int thread)
 {
     (void)thread;
     const elem_ctx *c = vc;
     int64_t i0 = t * CHUNK, n = c->n - i0 < CHUNK ? c->n - i0 : CHUNK;
 #ifdef ND_HAVE_X86
+    if (c->avx512 && (c->op == ND_OP_SILU || c->op == ND_OP_GELU)) {
+        act_avx512(c->op == ND_OP_GELU, c->a + i0, c->y + i0, n);
+        return;
+    }
     if (c->avx2) {
         unary_avx2(c->op, c->a + i0, c->y + i0, n, c->s0, c->s1);
         return;
@@ -112,6 +137,10 @@ static void geglu_task(void *vc, int64_t r, int thread)
     const float *x = c->a + r * 2 * c->L;
     float *y = c->y + r * c->L;
 #ifdef ND_HAVE_X86
+    if (c->avx512) {
+        geglu_avx512(x, y, c->L);
+        return;
+    }
     if (c->avx2) {
         geglu_avx2(x, y, c->L);
         return;
@@ -267,7 +296,8 @@ nd_status cpu_elem(nd_backend *be, const nd_op_call *c, nd_err *err)
     nd_tensor *y = c->dst;
     nd_pool *pool = cpu_of(be)->pool;
     elem_ctx e = {.op = c->op, .a = a->data, .b = b ? b->data : NULL, .y = y->data,
-                  .n = nd_tensor_numel(a), .avx2 = cpu_of(be)->avx2};
+                  .n = nd_tensor_numel(a), .avx2 = cpu_of(be)->avx2,
+                  .avx512 = cpu_of(be)->avx512};
     switch (c->op) {
     case ND_OP_GELU:
     case ND_OP_QUICK_GELU:

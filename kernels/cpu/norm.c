@@ -78,6 +78,17 @@ ND_AVX2 static void affine_avx2(const float *x, float *y, int64_t n, float a, fl
         y[i] = silu ? nd_silu_f(v) : v;
     }
 }
+
+ND_AVX512 static void affine_avx512(const float *x, float *y, int64_t n, float a, float b,
+                                    bool silu)
+{
+    __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), va, vb);
+        _mm512_mask_storeu_ps(y + i, m, silu ? nd_silu512(v) : v);
+    }
+}
 #endif
 
 static void stats(bool avx2, const float *x, int64_t n, double *mean, double *var)
@@ -92,15 +103,21 @@ static void stats(bool avx2, const float *x, int64_t n, double *mean, double *va
     stats_plain(x, n, mean, var);
 }
 
-static void affine(bool avx2, const float *x, float *y, int64_t n, float a, float b, bool silu)
+static void affine(bool avx2, bool avx512, const float *x, float *y, int64_t n, float a, float b,
+                   bool silu)
 {
 #ifdef ND_HAVE_X86
+    if (avx512) {
+        affine_avx512(x, y, n, a, b, silu);
+        return;
+    }
     if (avx2) {
         affine_avx2(x, y, n, a, b, silu);
         return;
     }
 #endif
     (void)avx2;
+    (void)avx512;
     for (int64_t i = 0; i < n; i++) {
         float v = x[i] * a + b;
         y[i] = silu ? nd_silu_f(v) : v;
@@ -112,7 +129,7 @@ typedef struct {
     float *y;
     int64_t C, S, groups, rows;
     float eps;
-    bool silu, avx2;
+    bool silu, avx2, avx512;
 } norm_ctx;
 
 static void gn_task(void *vc, int64_t t, int thread)
@@ -128,7 +145,7 @@ static void gn_task(void *vc, int64_t t, int thread)
         double a = inv * (c->g ? c->g[ch] : 1.0);
         double b = (c->b ? c->b[ch] : 0.0) - mean * a;
         int64_t o = (n * c->C + ch) * c->S;
-        affine(c->avx2, c->x + o, c->y + o, c->S, (float)a, (float)b, c->silu);
+        affine(c->avx2, c->avx512, c->x + o, c->y + o, c->S, (float)a, (float)b, c->silu);
     }
 }
 
@@ -242,6 +259,7 @@ nd_status cpu_norm(nd_backend *be, const nd_op_call *c, nd_err *err)
     norm_ctx n = {
         .x = x->data, .g = g ? g->data : NULL, .b = b ? b->data : NULL, .y = c->dst->data,
         .eps = c->p.norm.eps, .silu = c->p.norm.silu, .avx2 = cpu_of(be)->avx2,
+        .avx512 = cpu_of(be)->avx512,
     };
     nd_pool *pool = cpu_of(be)->pool;
     if (c->op == ND_OP_GROUP_NORM) {
