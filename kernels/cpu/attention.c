@@ -8,25 +8,29 @@
  * transposed once per call into the workspace (as big as K). Memory is
  * O(N*d); the N x N score matrix never exists.
  *
- * Both products (S = Q K^T with K packed transposed, O += P V) go through one
- * small register-blocked GEMM (6 rows x 16 columns, AVX2/FMA), with a plain
- * loop fallback for CPUs without AVX2. */
-#include "kernels/cpu/simd.h"
+ * Both products (S = Q K^T with K packed transposed, O += P V) go through a
+ * small register-blocked GEMM: on AVX-512 CPUs 8 rows x up to 48 columns with
+ * masked edges, Q packed once per task and A's strides fixed at compile time
+ * (plus a 16-lane softmax); else 6 x 16 with AVX2/FMA; else a plain loop.
+ * (BQ*d more floats per thread hold the packed Q tile.) */
+#include "kernels/cpu/gemm512.h"
 
 #include <string.h>
 
 #define BQ 96
 
+/* keys per tile: 256 or 128 (the AVX-512 GEMM has these strides built in);
+ * 256 for the small heads halves the per-tile softmax and rescale work */
 static int64_t bk_for(int64_t d)
 {
-    return d <= 80 ? 128 : d <= 160 ? 128 : 64;
+    return d <= 80 ? 256 : 128;
 }
 
 static size_t per_thread_floats(int64_t d)
 {
     int64_t bk = bk_for(d);
     /* each piece rounded up to 16 floats (64 bytes) */
-    return (size_t)(((BQ * bk + 15) / 16 + (BQ * d + 15) / 16 + 2 * ((BQ + 15) / 16)) * 16);
+    return (size_t)(((BQ * bk + 15) / 16 + 2 * ((BQ * d + 15) / 16) + 2 * ((BQ + 15) / 16)) * 16);
 }
 
 /* K transposed once per call, tile by tile: [B][H][key tile][d][BK], so the
@@ -52,7 +56,7 @@ typedef struct {
     float *o;
     int64_t Nq, Nk, C, H, d, bk, n_qt, n_kt;
     float scale;
-    bool causal, avx2;
+    bool causal, avx2, avx512;
     float *scratch;
     size_t per_thread;
 } attn_ctx;
@@ -160,6 +164,56 @@ ND_AVX2 static void gemm_avx2(int64_t M, int64_t N, int64_t K, const float *A, i
     }
 }
 
+/* softmax_tile_avx2 on 16 lanes, with masked tails and the O rescale
+ * vectorised */
+ND_AVX512 static void softmax_tile_avx512(float *S, int64_t ld, int64_t mq, int64_t nk,
+                                          const int64_t *lim, float scale, float *m, float *l,
+                                          float *O, int64_t d)
+{
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int64_t r = 0; r < mq; r++) {
+        float *s = S + r * ld;
+        int64_t n = lim[r];
+        if (n <= 0) {
+            memset(s, 0, (size_t)nk * 4);
+            continue;
+        }
+        __m512 vmx = _mm512_set1_ps(-INFINITY);
+        for (int64_t j = 0; j < n; j += 16)
+            vmx = _mm512_max_ps(vmx, _mm512_mask_loadu_ps(vmx, lanes(n - j), s + j));
+        float mx = _mm512_reduce_max_ps(vmx) * scale;
+        float mnew = m[r] > mx ? m[r] : mx;
+        __m512 vm = _mm512_set1_ps(mnew), vsum = _mm512_setzero_ps();
+        for (int64_t j = 0; j < nk; j += 16) {
+            __mmask16 mk = lanes(n - j);
+            __m512 p = _mm512_maskz_mov_ps(
+                mk, nd_exp512(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(mk, s + j), vs, vm)));
+            _mm512_mask_storeu_ps(s + j, lanes(nk - j), p);
+            vsum = _mm512_add_ps(vsum, p);
+        }
+        float alpha = expf(m[r] - mnew);
+        l[r] = l[r] * alpha + _mm512_reduce_add_ps(vsum);
+        m[r] = mnew;
+        if (alpha != 1.0f) {
+            float *o = O + r * d;
+            __m512 va = _mm512_set1_ps(alpha);
+            for (int64_t c = 0; c < d; c += 16) {
+                __mmask16 mk = lanes(d - c);
+                _mm512_mask_storeu_ps(o + c, mk, _mm512_mul_ps(va, _mm512_maskz_loadu_ps(mk, o + c)));
+            }
+        }
+    }
+}
+
+/* Q rows [0,mq) (row stride ld) into [row block of 8][k][8], zero-padded */
+static void pack_q8(const float *Q, int64_t ld, int64_t mq, int64_t d, float *P)
+{
+    for (int64_t i0 = 0; i0 < mq; i0 += 8)
+        for (int64_t k = 0; k < d; k++)
+            for (int r = 0; r < 8; r++)
+                *P++ = i0 + r < mq ? Q[(i0 + r) * ld + k] : 0.0f;
+}
+
 /* Online-softmax update of rows [0,mq) of the score tile (see file comment). */
 ND_AVX2 static void softmax_tile_avx2(float *S, int64_t ld, int64_t mq, int64_t nk,
                                       const int64_t *lim, float scale, float *m, float *l,
@@ -244,6 +298,7 @@ static void attn_task(void *vc, int64_t t, int thread)
     float *O = S + (BQ * bk + 15) / 16 * 16;
     float *m = O + (BQ * d + 15) / 16 * 16;
     float *l = m + (BQ + 15) / 16 * 16;
+    float *Qp = l + (BQ + 15) / 16 * 16; /* Q tile packed (AVX-512 path) */
     int64_t lim[BQ];
     memset(O, 0, (size_t)(mq * d) * 4);
     for (int64_t r = 0; r < mq; r++) {
@@ -262,6 +317,15 @@ static void attn_task(void *vc, int64_t t, int thread)
         }
         const float *Vb = a->v + (b * a->Nk + j0) * C + h * d;
 #ifdef ND_HAVE_X86
+        if (a->avx512) {
+            if (j0 == 0)
+                pack_q8(Q, C, mq, d, Qp);
+            gemm_avx512(A_PACKED8, mq, nk, d, Qp, kt, bk, S, bk, false, NULL);
+            softmax_tile_avx512(S, bk, mq, nk, lim, a->scale, m, l, O, d);
+            gemm_avx512(bk == 256 ? A_ROW256 : bk == 128 ? A_ROW128 : A_ROW64, mq, d, nk, S, Vb,
+                        C, O, d, true, NULL);
+            continue;
+        }
         if (a->avx2) {
             gemm_avx2(mq, nk, d, Q, C, kt, bk, S, bk, false);
             softmax_tile_avx2(S, bk, mq, nk, lim, a->scale, m, l, O, d);
@@ -311,7 +375,7 @@ nd_status cpu_attention(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_er
         .n_qt = (q->shape[1] + BQ - 1) / BQ,
         .scale = c->p.attn.scale > 0 ? c->p.attn.scale : 1.0f / sqrtf((float)d),
         .causal = c->p.attn.causal, .avx2 = cpu_of(be)->avx2,
-        .per_thread = per_thread_floats(d),
+        .avx512 = cpu_of(be)->avx512, .per_thread = per_thread_floats(d),
     };
     float *kt = nd_arena_alloc(ws, kt_bytes(c), err);
     a.scratch = kt ? nd_arena_alloc(ws, (size_t)be->n_threads * a.per_thread * 4, err) : NULL;

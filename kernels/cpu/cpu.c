@@ -77,6 +77,8 @@ nd_status nd_cpu_open(const nd_backend_config *cfg, nd_backend **out, nd_err *er
     __builtin_cpu_init();
     s->avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
               !getenv("ND_NO_AVX2"); /* ND_NO_AVX2=1 forces the portable paths */
+    s->avx512 = s->avx2 && __builtin_cpu_supports("avx512f") &&
+                !getenv("ND_NO_AVX512"); /* ND_NO_AVX512=1: AVX2 at most */
 #endif
     nd_status st = nd_pool_create(n, &s->pool, err);
     if (!st)

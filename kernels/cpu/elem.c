@@ -18,7 +18,7 @@ typedef struct {
     nd_bcast bc;
     int64_t nchunk; /* chunks per row of the broadcast plan */
     float s0, s1;
-    bool avx2;
+    bool avx2, avx512;
 } elem_ctx;
 
 /* ---- unary: y = f(x) -------------------------------------------------------------- */
@@ -91,12 +91,37 @@ ND_AVX2 static void binary_avx2(bool add, const float *a, const float *b, int64_
 }
 #endif
 
+#ifdef ND_HAVE_X86
+/* SiLU or GELU on 16 lanes, masked tail */
+ND_AVX512 static void act_avx512(bool gelu, const float *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        _mm512_mask_storeu_ps(y + i, m, gelu ? nd_gelu512(v) : nd_silu512(v));
+    }
+}
+
+ND_AVX512 static void geglu_avx512(const float *x, float *y, int64_t C)
+{
+    for (int64_t i = 0; i < C; i += 16) {
+        __mmask16 m = C - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (C - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i),
+                                                      nd_gelu512(_mm512_maskz_loadu_ps(m, x + C + i))));
+    }
+}
+#endif
+
 static void unary_task(void *vc, int64_t t, int thread)
 {
     (void)thread;
     const elem_ctx *c = vc;
     int64_t i0 = t * CHUNK, n = c->n - i0 < CHUNK ? c->n - i0 : CHUNK;
 #ifdef ND_HAVE_X86
+    if (c->avx512 && (c->op == ND_OP_SILU || c->op == ND_OP_GELU)) {
+        act_avx512(c->op == ND_OP_GELU, c->a + i0, c->y + i0, n);
+        return;
+    }
     if (c->avx2) {
         unary_avx2(c->op, c->a + i0, c->y + i0, n, c->s0, c->s1);
         return;
@@ -112,6 +137,10 @@ static void geglu_task(void *vc, int64_t r, int thread)
     const float *x = c->a + r * 2 * c->L;
     float *y = c->y + r * c->L;
 #ifdef ND_HAVE_X86
+    if (c->avx512) {
+        geglu_avx512(x, y, c->L);
+        return;
+    }
     if (c->avx2) {
         geglu_avx2(x, y, c->L);
         return;
@@ -155,7 +184,28 @@ typedef struct {
     const float *x;
     float *y;
     int64_t d0, d1, d2; /* op-specific sizes */
+    bool avx2;
 } shape_ctx;
+
+/* concat: one task = one chunk of one of the two copies of one image */
+typedef struct {
+    const float *a, *b;
+    float *y;
+    int64_t sa, sb, nca, ncb; /* per-image sizes; chunks per copy */
+} cat_ctx;
+
+static void concat_task(void *vc, int64_t t, int thread)
+{
+    (void)thread;
+    const cat_ctx *c = vc;
+    int64_t per = c->nca + c->ncb, n = t / per, k = t % per;
+    bool first = k < c->nca;
+    int64_t s = first ? c->sa : c->sb, j0 = (first ? k : k - c->nca) * CHUNK;
+    int64_t len = s - j0 < CHUNK ? s - j0 : CHUNK;
+    const float *src = (first ? c->a + n * c->sa : c->b + n * c->sb) + j0;
+    float *dst = c->y + n * (c->sa + c->sb) + (first ? 0 : c->sa) + j0;
+    memcpy(dst, src, (size_t)len * 4);
+}
 
 static void upsample_task(void *vc, int64_t t, int thread)
 {
@@ -170,6 +220,60 @@ static void upsample_task(void *vc, int64_t t, int thread)
 }
 
 #define TB 32
+#ifdef ND_HAVE_X86
+/* y[j*ldy + i] = x[i*ldx + j], i, j < 8 */
+ND_AVX2 static void tr8x8(const float *x, int64_t ldx, float *y, int64_t ldy)
+{
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = _mm256_loadu_ps(x + i * ldx);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; i++) {
+        _mm256_storeu_ps(y + i * ldy, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+        _mm256_storeu_ps(y + (i + 4) * ldy, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    }
+}
+
+/* one task's share: output rows [n0,n1) (input columns), every m */
+ND_AVX2 static void transpose_avx2(const float *x, float *y, int64_t M, int64_t N, int64_t n0,
+                                   int64_t n1)
+{
+    int64_t m = 0;
+    for (; m + 8 <= M; m += 8) {
+        int64_t n = n0;
+        for (; n + 8 <= n1; n += 8)
+            tr8x8(x + m * N + n, N, y + n * M + m, M);
+        for (; n < n1; n++)
+            for (int64_t i = m; i < m + 8; i++)
+                y[n * M + i] = x[i * N + n];
+    }
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t i = m; i < M; i++)
+            y[n * M + i] = x[i * N + n];
+}
+
+/* AVX2: one task = (b, block of TN output rows): the TN output rows are
+ * written 8 columns at a time and stay in L1 until their lines are full */
+#define TN 64
+static void transpose_task_avx2(void *vc, int64_t t, int thread)
+{
+    (void)thread;
+    const shape_ctx *c = vc;
+    int64_t M = c->d1, N = c->d2, nnb = (N + TN - 1) / TN;
+    int64_t b = t / nnb, n0 = (t % nnb) * TN, n1 = n0 + TN < N ? n0 + TN : N;
+    transpose_avx2(c->x + b * M * N, c->y + b * M * N, M, N, n0, n1);
+}
+#endif
+
 static void transpose_task(void *vc, int64_t t, int thread)
 {
     (void)thread;
@@ -192,7 +296,8 @@ nd_status cpu_elem(nd_backend *be, const nd_op_call *c, nd_err *err)
     nd_tensor *y = c->dst;
     nd_pool *pool = cpu_of(be)->pool;
     elem_ctx e = {.op = c->op, .a = a->data, .b = b ? b->data : NULL, .y = y->data,
-                  .n = nd_tensor_numel(a), .avx2 = cpu_of(be)->avx2};
+                  .n = nd_tensor_numel(a), .avx2 = cpu_of(be)->avx2,
+                  .avx512 = cpu_of(be)->avx512};
     switch (c->op) {
     case ND_OP_GELU:
     case ND_OP_QUICK_GELU:
@@ -217,23 +322,26 @@ nd_status cpu_elem(nd_backend *be, const nd_op_call *c, nd_err *err)
         return ND_OK;
     }
     case ND_OP_CONCAT: {
-        /* per image: two memcpys; few and large, so plain loop */
+        /* per image: two copies, in chunks over the pool */
         int64_t N = a->shape[0], sa = nd_tensor_numel(a) / N, sb = nd_tensor_numel(b) / N;
-        const float *A = a->data, *Bv = b->data;
-        float *Y = y->data;
-        for (int64_t n = 0; n < N; n++) {
-            memcpy(Y + n * (sa + sb), A + n * sa, (size_t)sa * 4);
-            memcpy(Y + n * (sa + sb) + sa, Bv + n * sb, (size_t)sb * 4);
-        }
+        cat_ctx cc = {a->data, b->data, y->data, sa, sb, (sa + CHUNK - 1) / CHUNK,
+                      (sb + CHUNK - 1) / CHUNK};
+        nd_pool_run(pool, N * (cc.nca + cc.ncb), concat_task, &cc);
         return ND_OK;
     }
     case ND_OP_UPSAMPLE2X: {
-        shape_ctx s = {a->data, y->data, a->shape[2], a->shape[3], 0};
+        shape_ctx s = {a->data, y->data, a->shape[2], a->shape[3], 0, e.avx2};
         nd_pool_run(pool, a->shape[0] * a->shape[1] * a->shape[2], upsample_task, &s);
         return ND_OK;
     }
     case ND_OP_TRANSPOSE: {
-        shape_ctx s = {a->data, y->data, a->shape[0], a->shape[1], a->shape[2]};
+        shape_ctx s = {a->data, y->data, a->shape[0], a->shape[1], a->shape[2], e.avx2};
+#ifdef ND_HAVE_X86
+        if (e.avx2) {
+            nd_pool_run(pool, a->shape[0] * ((a->shape[2] + TN - 1) / TN), transpose_task_avx2, &s);
+            return ND_OK;
+        }
+#endif
         nd_pool_run(pool, a->shape[0] * ((a->shape[1] + TB - 1) / TB), transpose_task, &s);
         return ND_OK;
     }

@@ -6,10 +6,23 @@
  * that fits the workspace, then SGEMM into the output band (ldc = Ho*Wo), so
  * the column buffer never grows with the image (the VAE at 1088x1024 would
  * need gigabytes for a full im2col). im2col runs on the pool, SGEMM on
- * OpenBLAS's threads. */
-#include "kernels/cpu/simd.h"
+ * OpenBLAS's threads.
+ *
+ * 3x3 stride-1 convs with enough channels use Winograd F(2x2,3x3) instead
+ * (2.25x fewer multiplies): U = G g G^T per call ([16][Co][Ci]), then per band
+ * of 2x2 output tiles V = B^T d B ([16][Ci][tiles]), 16 SGEMMs M_k = U_k V_k
+ * and Y = A^T M A + bias. The transforms only add/subtract and halve, so the
+ * error stays at a few f32 ulps of the sums (checked against cpu_ref).
+ * ND_CONV_WINOGRAD=0 turns it off (1 forces it for any 3x3 stride-1 conv).
+ *
+ * Convs with a tiny reduction (K = Ci*kh*kw <= 64: conv_in's 4 channels)
+ * starve SGEMM; on AVX-512 CPUs they run the attention's micro-GEMM on the
+ * pool instead, weights packed once per call, the bias in the accumulators
+ * (so the output is written once). */
+#include "kernels/cpu/gemm512.h"
 
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Column-buffer budget per conv band. */
@@ -82,11 +95,329 @@ static int64_t conv_band(const nd_op_call *c)
     return band < P ? band : P;
 }
 
+/* ---- Winograd F(2x2,3x3) ------------------------------------------------------ */
+
+#define WG_BAND_BYTES (24u << 20) /* V and M of one band of tiles, together */
+
+static bool conv_is_winograd(const nd_op_call *c)
+{
+    const nd_tensor *w = c->src[1];
+    if (w->shape[2] != 3 || w->shape[3] != 3 || c->p.conv.stride != 1)
+        return false;
+    const char *e = getenv("ND_CONV_WINOGRAD");
+    if (e && *e)
+        return *e != '0';
+    int64_t Ci = w->shape[1], Co = w->shape[0];
+    int64_t tiles = c->dst->shape[0] * ((c->dst->shape[2] + 1) / 2) * ((c->dst->shape[3] + 1) / 2);
+    /* few channels: the transforms cost more than the multiplies they save;
+     * U must stay small (1280x1280 would be 105 MB) and tiles many enough to
+     * pay for transforming it */
+    return Ci >= 8 && Co >= 8 && Ci * Co <= 640 * 640 && tiles * 4 >= Ci;
+}
+
+static int64_t wg_band(const nd_op_call *c)
+{
+    const nd_tensor *w = c->src[1];
+    int64_t Ci = w->shape[1], Co = w->shape[0];
+    int64_t T = ((c->dst->shape[2] + 1) / 2) * ((c->dst->shape[3] + 1) / 2);
+    int64_t band = WG_BAND_BYTES / (16 * 4 * (Ci + Co));
+    band = band < 64 ? 64 : band / 16 * 16;
+    const char *e = getenv("ND_WG_BAND"); /* tests: odd bands */
+    if (e && atoi(e) > 0)
+        band = atoi(e);
+    return band < T ? band : T;
+}
+
+static size_t wg_ws(const nd_op_call *c)
+{
+    const nd_tensor *w = c->src[1];
+    int64_t Ci = w->shape[1], Co = w->shape[0], band = wg_band(c);
+    return (size_t)(16 * Co * Ci + 16 * (Ci + Co) * band) * 4 + 3 * ND_ARENA_ALIGN;
+}
+
+typedef struct {
+    const float *w;
+    float *u;
+    int64_t Co, Ci;
+} wgu_ctx;
+
+/* one task = one output channel: U[k][co][ci] = (G g G^T)[k] */
+static void wgu_task(void *vc, int64_t co, int thread)
+{
+    (void)thread;
+    const wgu_ctx *c = vc;
+    int64_t CC = c->Co * c->Ci;
+    for (int64_t ci = 0; ci < c->Ci; ci++) {
+        const float *g = c->w + (co * c->Ci + ci) * 9;
+        float t[4][3]; /* G g: 4x3 */
+        for (int j = 0; j < 3; j++) {
+            float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
+            t[0][j] = g0;
+            t[1][j] = 0.5f * (g0 + g1 + g2);
+            t[2][j] = 0.5f * (g0 - g1 + g2);
+            t[3][j] = g2;
+        }
+        float *u = c->u + co * c->Ci + ci;
+        for (int i = 0; i < 4; i++) {
+            float a0 = t[i][0], a1 = t[i][1], a2 = t[i][2];
+            u[(i * 4 + 0) * CC] = a0;
+            u[(i * 4 + 1) * CC] = 0.5f * (a0 + a1 + a2);
+            u[(i * 4 + 2) * CC] = 0.5f * (a0 - a1 + a2);
+            u[(i * 4 + 3) * CC] = a2;
+        }
+    }
+}
+
+typedef struct {
+    const float *x; /* one image */
+    float *v;       /* [16][Ci][nt] */
+    int64_t H, W, Ci, tw, t0, nt;
+    int pt, pl;
+    bool avx2;
+} wgv_ctx;
+
+#ifdef ND_HAVE_X86
+/* even and odd elements of the 16 floats at p */
+ND_AVX2 static inline void deint(const float *p, __m256 *ev, __m256 *od)
+{
+    __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+    *ev = _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
+    *od = _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
+}
+
+/* 8 tiles side by side, all inside the image: row r of d for tile j is
+ * src[r*W + 2j + q], q = 0..3 */
+ND_AVX2 static void wgv8(const float *src, int64_t W, float *v, int64_t ks)
+{
+    __m256 e[4][4];
+    __m256 d[4][4];
+    for (int r = 0; r < 4; r++) {
+        deint(src + r * W, &d[r][0], &d[r][1]);
+        deint(src + r * W + 2, &d[r][2], &d[r][3]);
+    }
+    for (int q = 0; q < 4; q++) {
+        e[0][q] = _mm256_sub_ps(d[0][q], d[2][q]);
+        e[1][q] = _mm256_add_ps(d[1][q], d[2][q]);
+        e[2][q] = _mm256_sub_ps(d[2][q], d[1][q]);
+        e[3][q] = _mm256_sub_ps(d[1][q], d[3][q]);
+    }
+    for (int r = 0; r < 4; r++) {
+        _mm256_storeu_ps(v + (r * 4 + 0) * ks, _mm256_sub_ps(e[r][0], e[r][2]));
+        _mm256_storeu_ps(v + (r * 4 + 1) * ks, _mm256_add_ps(e[r][1], e[r][2]));
+        _mm256_storeu_ps(v + (r * 4 + 2) * ks, _mm256_sub_ps(e[r][2], e[r][1]));
+        _mm256_storeu_ps(v + (r * 4 + 3) * ks, _mm256_sub_ps(e[r][1], e[r][3]));
+    }
+}
+#endif
+
+/* one task = one input channel: V[k][ci][t] = (B^T d B)[k] for the band's tiles */
+static void wgv_task(void *vc, int64_t ci, int thread)
+{
+    (void)thread;
+    const wgv_ctx *c = vc;
+    const float *xc = c->x + ci * c->H * c->W;
+    int64_t ks = c->Ci * c->nt;
+    float *v = c->v + ci * c->nt;
+    for (int64_t i = 0; i < c->nt; i++) {
+        int64_t t = c->t0 + i, ty = t / c->tw, tx = t % c->tw;
+        int64_t y0 = 2 * ty - c->pt, x0 = 2 * tx - c->pl;
+#ifdef ND_HAVE_X86
+        /* 8 tiles of one tile row whose 4x18 input block is inside */
+        if (c->avx2 && i + 8 <= c->nt && tx + 8 <= c->tw && y0 >= 0 && y0 + 4 <= c->H &&
+            x0 >= 0 && x0 + 18 <= c->W) {
+            wgv8(xc + y0 * c->W + x0, c->W, v + i, ks);
+            i += 7;
+            continue;
+        }
+#endif
+        float d[4][4];
+        if (y0 >= 0 && y0 + 4 <= c->H && x0 >= 0 && x0 + 4 <= c->W) {
+            for (int r = 0; r < 4; r++)
+                for (int q = 0; q < 4; q++)
+                    d[r][q] = xc[(y0 + r) * c->W + x0 + q];
+        } else {
+            for (int r = 0; r < 4; r++)
+                for (int q = 0; q < 4; q++) {
+                    int64_t yy = y0 + r, xx = x0 + q;
+                    d[r][q] = (yy >= 0 && yy < c->H && xx >= 0 && xx < c->W)
+                                  ? xc[yy * c->W + xx] : 0.0f;
+                }
+        }
+        float e[4][4]; /* B^T d */
+        for (int q = 0; q < 4; q++) {
+            e[0][q] = d[0][q] - d[2][q];
+            e[1][q] = d[1][q] + d[2][q];
+            e[2][q] = d[2][q] - d[1][q];
+            e[3][q] = d[1][q] - d[3][q];
+        }
+        for (int r = 0; r < 4; r++) { /* (B^T d) B */
+            v[(r * 4 + 0) * ks + i] = e[r][0] - e[r][2];
+            v[(r * 4 + 1) * ks + i] = e[r][1] + e[r][2];
+            v[(r * 4 + 2) * ks + i] = e[r][2] - e[r][1];
+            v[(r * 4 + 3) * ks + i] = e[r][1] - e[r][3];
+        }
+    }
+}
+
+typedef struct {
+    const float *m; /* [16][Co][nt] */
+    const float *b;
+    float *y; /* one image [Co,Ho,Wo] */
+    int64_t Ho, Wo, Co, tw, t0, nt;
+    bool avx2;
+} wgy_ctx;
+
+#ifdef ND_HAVE_X86
+/* 8 tiles side by side, all inside the output: rows at y and y + Wo */
+ND_AVX2 static void wgy8(const float *m, int64_t ks, float *y, int64_t Wo, float bias)
+{
+    __m256 a[4][4], r[2][4];
+    for (int k = 0; k < 16; k++)
+        a[k / 4][k % 4] = _mm256_loadu_ps(m + k * ks);
+    for (int q = 0; q < 4; q++) {
+        r[0][q] = _mm256_add_ps(_mm256_add_ps(a[0][q], a[1][q]), a[2][q]);
+        r[1][q] = _mm256_sub_ps(_mm256_sub_ps(a[1][q], a[2][q]), a[3][q]);
+    }
+    __m256 vb = _mm256_set1_ps(bias);
+    for (int p = 0; p < 2; p++) {
+        __m256 o0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(r[p][0], r[p][1]), r[p][2]), vb);
+        __m256 o1 = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(r[p][1], r[p][2]), r[p][3]), vb);
+        __m256 lo = _mm256_unpacklo_ps(o0, o1), hi = _mm256_unpackhi_ps(o0, o1);
+        _mm256_storeu_ps(y + p * Wo, _mm256_permute2f128_ps(lo, hi, 0x20));
+        _mm256_storeu_ps(y + p * Wo + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+    }
+}
+#endif
+
+/* one task = one output channel: Y = A^T M A + bias */
+static void wgy_task(void *vc, int64_t co, int thread)
+{
+    (void)thread;
+    const wgy_ctx *c = vc;
+    int64_t ks = c->Co * c->nt;
+    const float *m = c->m + co * c->nt;
+    float *yc = c->y + co * c->Ho * c->Wo, bias = c->b ? c->b[co] : 0.0f;
+    for (int64_t i = 0; i < c->nt; i++) {
+        int64_t t = c->t0 + i, ty = t / c->tw, tx = t % c->tw;
+#ifdef ND_HAVE_X86
+        if (c->avx2 && i + 8 <= c->nt && tx + 8 <= c->tw && 2 * ty + 2 <= c->Ho &&
+            2 * tx + 16 <= c->Wo) {
+            wgy8(m + i, ks, yc + 2 * ty * c->Wo + 2 * tx, c->Wo, bias);
+            i += 7;
+            continue;
+        }
+#endif
+        float a[4][4];
+        for (int k = 0; k < 16; k++)
+            a[k / 4][k % 4] = m[k * ks + i];
+        float r[2][4]; /* A^T M */
+        for (int q = 0; q < 4; q++) {
+            r[0][q] = a[0][q] + a[1][q] + a[2][q];
+            r[1][q] = a[1][q] - a[2][q] - a[3][q];
+        }
+        int64_t oy = 2 * ty, ox = 2 * tx;
+        for (int p = 0; p < 2 && oy + p < c->Ho; p++) {
+            float *row = yc + (oy + p) * c->Wo + ox;
+            row[0] = r[p][0] + r[p][1] + r[p][2] + bias;
+            if (ox + 1 < c->Wo)
+                row[1] = r[p][1] - r[p][2] - r[p][3] + bias;
+        }
+    }
+}
+
+typedef struct {
+    const float *u, *v;
+    float *m;
+    int64_t Co, Ci, nt;
+} wgm_ctx;
+
+/* one task = one of the 16 products, on a single-threaded SGEMM */
+static void wgm_task(void *vc, int64_t k, int thread)
+{
+    (void)thread;
+    const wgm_ctx *c = vc;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c->Co, (int)c->nt, (int)c->Ci, 1.0f,
+                c->u + k * c->Co * c->Ci, (int)c->Ci, c->v + k * c->Ci * c->nt, (int)c->nt, 0.0f,
+                c->m + k * c->Co * c->nt, (int)c->nt);
+}
+
+static nd_status conv_winograd(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_err *err)
+{
+    const nd_tensor *x = c->src[0], *w = c->src[1], *b = c->src[2];
+    nd_tensor *y = c->dst;
+    int64_t B = x->shape[0], Ci = x->shape[1], H = x->shape[2], W = x->shape[3];
+    int64_t Co = w->shape[0], Ho = y->shape[2], Wo = y->shape[3];
+    int64_t tw = (Wo + 1) / 2, T = ((Ho + 1) / 2) * tw, band = wg_band(c);
+    nd_pool *pool = cpu_of(be)->pool;
+    float *u = nd_arena_alloc(ws, (size_t)(16 * Co * Ci) * 4, err);
+    float *v = u ? nd_arena_alloc(ws, (size_t)(16 * Ci * band) * 4, err) : NULL;
+    float *m = v ? nd_arena_alloc(ws, (size_t)(16 * Co * band) * 4, err) : NULL;
+    if (!m)
+        return nd_wrap(err, ND_ENOMEM, "conv2d: winograd tiles (workspace needs %zu bytes)",
+                       cpu_conv2d_ws(be, c));
+    /* the 16 products run on the pool, one SGEMM per thread: OpenBLAS's own
+     * threads would spin against the pool's between the phases */
+    openblas_set_num_threads(1);
+    wgu_ctx uc = {w->data, u, Co, Ci};
+    nd_pool_run(pool, Co, wgu_task, &uc);
+    for (int64_t n = 0; n < B; n++)
+        for (int64_t t0 = 0; t0 < T; t0 += band) {
+            int64_t nt = T - t0 < band ? T - t0 : band;
+            wgv_ctx vcx = {(const float *)x->data + n * Ci * H * W, v, H, W, Ci, tw, t0, nt,
+                           c->p.conv.pad_top, c->p.conv.pad_left, cpu_of(be)->avx2};
+            nd_pool_run(pool, Ci, wgv_task, &vcx);
+            wgm_ctx mc = {u, v, m, Co, Ci, nt};
+            nd_pool_run(pool, 16, wgm_task, &mc);
+            wgy_ctx yc = {m, b ? b->data : NULL, (float *)y->data + n * Co * Ho * Wo, Ho, Wo, Co,
+                          tw, t0, nt, cpu_of(be)->avx2};
+            nd_pool_run(pool, Co, wgy_task, &yc);
+        }
+    openblas_set_num_threads(be->n_threads);
+    return ND_OK;
+}
+
+/* ---- small K on the AVX-512 micro-GEMM --------------------------------------- */
+
+static bool conv_is_smallk(const nd_backend *be, const nd_op_call *c)
+{
+    const nd_tensor *w = c->src[1];
+    return cpu_of((nd_backend *)be)->avx512 && w->shape[1] * w->shape[2] * w->shape[3] <= 64 &&
+           w->shape[0] >= 8;
+}
+
+#ifdef ND_HAVE_X86
+#define SK_COLS 192 /* output pixels per task (4 x 48) */
+typedef struct {
+    const float *wp, *cols, *b;
+    float *y;
+    int64_t Co, K, np, P;
+} sk_ctx;
+
+static void sk_task(void *vc, int64_t t, int thread)
+{
+    (void)thread;
+    const sk_ctx *c = vc;
+    int64_t j0 = t * SK_COLS, n = c->np - j0 < SK_COLS ? c->np - j0 : SK_COLS;
+    gemm_avx512(A_PACKED8, c->Co, n, c->K, c->wp, c->cols + j0, c->np, c->y + j0, c->P, false,
+                c->b);
+}
+#endif
+
 size_t cpu_conv2d_ws(const nd_backend *be, const nd_op_call *c)
 {
     (void)be;
     if (conv_is_gemm(c))
         return 0;
+    if (conv_is_winograd(c))
+        return wg_ws(c);
+    if (conv_is_smallk(be, c)) {
+        const nd_tensor *w = c->src[1];
+        int64_t K = w->shape[1] * w->shape[2] * w->shape[3];
+        return (size_t)(K * conv_band(c) + (w->shape[0] + 7) / 8 * 8 * K) * 4 +
+               2 * ND_ARENA_ALIGN;
+    }
     const nd_tensor *w = c->src[1];
     int64_t K = w->shape[1] * w->shape[2] * w->shape[3];
     return (size_t)(K * conv_band(c)) * 4 + ND_ARENA_ALIGN;
@@ -137,8 +468,31 @@ nd_status cpu_conv2d(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_err *
     int64_t B = x->shape[0], Ci = x->shape[1], H = x->shape[2], W = x->shape[3];
     int64_t Co = w->shape[0], KH = w->shape[2], KW = w->shape[3];
     int64_t Ho = y->shape[2], Wo = y->shape[3], P = Ho * Wo, K = Ci * KH * KW;
+    if (conv_is_winograd(c))
+        return conv_winograd(be, c, ws, err);
     float *Y = y->data;
     const float *X = x->data;
+#ifdef ND_HAVE_X86
+    if (conv_is_smallk(be, c)) {
+        int64_t band = conv_band(c);
+        float *cols = nd_arena_alloc(ws, (size_t)(K * band) * 4, err);
+        float *wp = cols ? nd_arena_alloc(ws, (size_t)((Co + 7) / 8 * 8 * K) * 4, err) : NULL;
+        if (!wp)
+            return nd_wrap(err, ND_ENOMEM, "conv2d: im2col band (workspace needs %zu bytes)",
+                           cpu_conv2d_ws(be, c));
+        pack_a8(w->data, K, Co, K, wp);
+        for (int64_t n = 0; n < B; n++)
+            for (int64_t p0 = 0; p0 < P; p0 += band) {
+                int64_t np = P - p0 < band ? P - p0 : band;
+                im2col_ctx ic = {X + n * Ci * H * W, cols, H, W, Wo, KH, KW, p0, np,
+                                 p->stride, p->pad_top, p->pad_left};
+                nd_pool_run(cpu_of(be)->pool, Ci, im2col_task, &ic);
+                sk_ctx sc = {wp, cols, b ? b->data : NULL, Y + n * Co * P + p0, Co, K, np, P};
+                nd_pool_run(cpu_of(be)->pool, (np + SK_COLS - 1) / SK_COLS, sk_task, &sc);
+            }
+        return ND_OK;
+    }
+#endif
     float beta = 0.0f;
     if (b) { /* every (image, channel) plane starts as its bias; SGEMM adds */
         plane_ctx pc = {Y, b->data, Co, P};

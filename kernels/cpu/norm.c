@@ -78,6 +78,17 @@ ND_AVX2 static void affine_avx2(const float *x, float *y, int64_t n, float a, fl
         y[i] = silu ? nd_silu_f(v) : v;
     }
 }
+
+ND_AVX512 static void affine_avx512(const float *x, float *y, int64_t n, float a, float b,
+                                    bool silu)
+{
+    __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), va, vb);
+        _mm512_mask_storeu_ps(y + i, m, silu ? nd_silu512(v) : v);
+    }
+}
 #endif
 
 static void stats(bool avx2, const float *x, int64_t n, double *mean, double *var)
@@ -92,15 +103,21 @@ static void stats(bool avx2, const float *x, int64_t n, double *mean, double *va
     stats_plain(x, n, mean, var);
 }
 
-static void affine(bool avx2, const float *x, float *y, int64_t n, float a, float b, bool silu)
+static void affine(bool avx2, bool avx512, const float *x, float *y, int64_t n, float a, float b,
+                   bool silu)
 {
 #ifdef ND_HAVE_X86
+    if (avx512) {
+        affine_avx512(x, y, n, a, b, silu);
+        return;
+    }
     if (avx2) {
         affine_avx2(x, y, n, a, b, silu);
         return;
     }
 #endif
     (void)avx2;
+    (void)avx512;
     for (int64_t i = 0; i < n; i++) {
         float v = x[i] * a + b;
         y[i] = silu ? nd_silu_f(v) : v;
@@ -112,7 +129,7 @@ typedef struct {
     float *y;
     int64_t C, S, groups, rows;
     float eps;
-    bool silu, avx2;
+    bool silu, avx2, avx512;
 } norm_ctx;
 
 static void gn_task(void *vc, int64_t t, int thread)
@@ -128,11 +145,11 @@ static void gn_task(void *vc, int64_t t, int thread)
         double a = inv * (c->g ? c->g[ch] : 1.0);
         double b = (c->b ? c->b[ch] : 0.0) - mean * a;
         int64_t o = (n * c->C + ch) * c->S;
-        affine(c->avx2, c->x + o, c->y + o, c->S, (float)a, (float)b, c->silu);
+        affine(c->avx2, c->avx512, c->x + o, c->y + o, c->S, (float)a, (float)b, c->silu);
     }
 }
 
-#define LN_ROWS 16
+#define LN_ROWS 64
 
 static void ln_apply(const float *restrict x, float *restrict y, const float *restrict g,
                      const float *restrict b, int64_t n, float mean, float inv)
@@ -140,6 +157,21 @@ static void ln_apply(const float *restrict x, float *restrict y, const float *re
     for (int64_t i = 0; i < n; i++)
         y[i] = (x[i] - mean) * inv * g[i] + b[i];
 }
+
+#ifdef ND_HAVE_X86
+ND_AVX2 static void ln_apply_avx2(const float *x, float *y, const float *g, const float *b,
+                                  int64_t n, float mean, float inv)
+{
+    __m256 vm = _mm256_set1_ps(mean), vi = _mm256_set1_ps(inv);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vi);
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(v, _mm256_loadu_ps(g + i), _mm256_loadu_ps(b + i)));
+    }
+    for (; i < n; i++)
+        y[i] = (x[i] - mean) * inv * g[i] + b[i];
+}
+#endif
 
 static void ln_task(void *vc, int64_t t, int thread)
 {
@@ -152,6 +184,11 @@ static void ln_task(void *vc, int64_t t, int thread)
         double mean, var;
         stats(c->avx2, x, c->C, &mean, &var);
         float inv = (float)(1.0 / sqrt(var + c->eps)), mf = (float)mean;
+#ifdef ND_HAVE_X86
+        if (c->avx2 && c->g && c->b)
+            ln_apply_avx2(x, y, c->g, c->b, c->C, mf, inv);
+        else
+#endif
         if (c->g && c->b) /* the common case, a loop the compiler vectorises */
             ln_apply(x, y, c->g, c->b, c->C, mf, inv);
         else
@@ -222,6 +259,7 @@ nd_status cpu_norm(nd_backend *be, const nd_op_call *c, nd_err *err)
     norm_ctx n = {
         .x = x->data, .g = g ? g->data : NULL, .b = b ? b->data : NULL, .y = c->dst->data,
         .eps = c->p.norm.eps, .silu = c->p.norm.silu, .avx2 = cpu_of(be)->avx2,
+        .avx512 = cpu_of(be)->avx512,
     };
     nd_pool *pool = cpu_of(be)->pool;
     if (c->op == ND_OP_GROUP_NORM) {

@@ -1,6 +1,9 @@
 /* kernels/cpu/pool.c - see pool.h. Workers sleep on a condition variable
  * between runs; within a run tasks are claimed with an atomic counter so
- * uneven tasks (causal attention, edge tiles) balance themselves. */
+ * uneven tasks (causal attention, edge tiles) balance themselves. Before
+ * sleeping, a worker (and the caller waiting for the workers) spins for a
+ * few microseconds: the ops of a UNet step come back to back, and a futex
+ * wake-up costs as much as a whole small element-wise op. */
 #include "kernels/cpu/pool.h"
 
 #include <pthread.h>
@@ -13,8 +16,8 @@ struct nd_pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t start, done;
-    uint64_t generation; /* bumped per run; workers wait for a change */
-    int busy;            /* workers still inside the current run */
+    atomic_uint_fast64_t generation; /* bumped per run; workers wait for a change */
+    atomic_int busy;                 /* workers still inside the current run */
     bool stop;
     /* the current run */
     nd_task_fn fn;
@@ -38,26 +41,42 @@ static void drain(nd_pool *p, int thread)
     }
 }
 
+/* spin iterations before sleeping (a pause is ~10-40 ns) */
+#define SPIN 2000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 static void *worker(void *arg)
 {
     worker_arg wa = *(worker_arg *)arg;
     free(arg);
     nd_pool *p = wa.p;
     uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->stop && p->generation == seen)
-            pthread_cond_wait(&p->start, &p->mu);
-        if (p->stop)
-            break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
+        for (int i = 0; i < SPIN && atomic_load(&p->generation) == seen; i++)
+            cpu_relax();
+        if (atomic_load(&p->generation) == seen) {
+            pthread_mutex_lock(&p->mu);
+            while (!p->stop && atomic_load(&p->generation) == seen)
+                pthread_cond_wait(&p->start, &p->mu);
+            bool stop = p->stop;
+            pthread_mutex_unlock(&p->mu);
+            if (stop)
+                break;
+        }
+        seen = atomic_load(&p->generation);
         drain(p, wa.id);
-        pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0)
+        if (atomic_fetch_sub(&p->busy, 1) == 1) {
+            pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -121,18 +140,23 @@ void nd_pool_run(nd_pool *p, int64_t n_tasks, nd_task_fn fn, void *ctx)
             fn(ctx, t, 0);
         return;
     }
-    pthread_mutex_lock(&p->mu);
+    /* no worker is inside a run here (the last run waited for busy == 0) */
     p->fn = fn;
     p->ctx = ctx;
     p->n_tasks = n_tasks;
     atomic_store(&p->next, 0);
-    p->busy = p->n - 1;
-    p->generation++;
+    atomic_store(&p->busy, p->n - 1);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add(&p->generation, 1); /* publishes the fields above */
     pthread_cond_broadcast(&p->start);
     pthread_mutex_unlock(&p->mu);
     drain(p, 0);
-    pthread_mutex_lock(&p->mu);
-    while (p->busy > 0)
-        pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < SPIN && atomic_load(&p->busy) > 0; i++)
+        cpu_relax();
+    if (atomic_load(&p->busy) > 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->busy) > 0)
+            pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
 }

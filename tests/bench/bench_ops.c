@@ -1,14 +1,17 @@
 /* tests/bench/bench_ops.c - one row per op at the shapes of a 64x64 latent
  * (512^2 images) and a 136x128 latent (1088x1024 NetDiffusion images, 17,408
- * tokens at the first UNet level), on the "cpu" backend: milliseconds (best
- * of a few runs), GFLOP/s (2 per multiply-add; 1 per output element for the
- * memory-bound ops), and the same op in PyTorch on the CPU, timed in the same
- * run with the same thread count by tests/bench/bench_ops_torch.py, as a
- * ratio (torch ms / our ms: > 1 means we are faster).
+ * tokens at the first UNet level), on the "cpu" backend: milliseconds (median
+ * of 3-15 runs), GFLOP/s (2 per multiply-add; 1 per output element for the
+ * memory-bound ops), and the same op in PyTorch on the CPU with the same
+ * thread count (tests/bench/bench_ops_torch.py, kept running as a coprocess
+ * and timed run by run right after each of our runs, so a loaded machine
+ * slows both sides alike), as a ratio of the medians (torch ms / our ms:
+ * > 1 means we are faster).
  *
  * PyTorch is optional: found via $ND_PYTHON, /work/venv/bin/python, or
  * python3, whichever can `import torch`; otherwise the table says
- * "PyTorch: not installed". ND_BENCH_QUICK=1 keeps only the 64x64 rows. */
+ * "PyTorch: not installed". ND_BENCH_QUICK=1 keeps only the 64x64 rows;
+ * ND_BENCH_ONLY=text times only the rows whose label contains it. */
 #include "kernels/ops.h"
 
 #include <math.h>
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define MAX_ROWS 64
@@ -29,6 +33,7 @@ typedef struct {
     nd_tensor dst;
     nd_op_call call;
     double ms, flops, torch_ms;
+    double best_ms, torch_best_ms; /* minimums of the same runs */
 } row;
 
 static row rows[MAX_ROWS];
@@ -96,9 +101,84 @@ static void dst_(nd_dtype dt, const int64_t *sh, int nd)
 #define D(...) dst_(ND_F32, (const int64_t[]){__VA_ARGS__}, (int)(sizeof((const int64_t[]){__VA_ARGS__}) / 8))
 #define D16(...) dst_(ND_F16, (const int64_t[]){__VA_ARGS__}, (int)(sizeof((const int64_t[]){__VA_ARGS__}) / 8))
 
-/* Times one row on the backend; frees its tensors afterwards (they were
- * written to the torch spec already). */
-static void time_row(nd_backend *be, row *r)
+/* The PyTorch side runs as a coprocess (bench_ops_torch.py --serve): each
+ * row's spec is sent to it once (it builds its tensors and warms up), then
+ * every repetition times our op once and asks it to time its op once right
+ * after, so both sides see the same machine load; the table shows the medians. */
+typedef struct {
+    FILE *to, *from;
+    pid_t pid;
+} coproc;
+
+static bool coproc_open(coproc *cp, const char *py, int n_threads)
+{
+    int in[2], out[2];
+    if (pipe(in) || pipe(out))
+        return false;
+    pid_t pid = fork();
+    if (pid < 0)
+        return false;
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[0]); close(in[1]); close(out[0]); close(out[1]);
+        char nt[16];
+        snprintf(nt, sizeof nt, "%d", n_threads);
+        execl(py, py, "tests/bench/bench_ops_torch.py", nt, "--serve", (char *)NULL);
+        execlp(py, py, "tests/bench/bench_ops_torch.py", nt, "--serve", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    cp->to = fdopen(in[1], "w");
+    cp->from = fdopen(out[0], "r");
+    cp->pid = pid;
+    return cp->to && cp->from;
+}
+
+static void coproc_close(coproc *cp)
+{
+    if (cp->to)
+        fclose(cp->to);
+    if (cp->from)
+        fclose(cp->from);
+    if (cp->pid > 0)
+        waitpid(cp->pid, NULL, 0);
+}
+
+/* one reply line: a number, or NAN for "none"/"err"/EOF */
+static double coproc_ask(coproc *cp, const char *line)
+{
+    char buf[256];
+    fputs(line, cp->to);
+    fflush(cp->to);
+    if (!fgets(buf, sizeof buf, cp->from))
+        return NAN;
+    char *end;
+    double v = strtod(buf, &end);
+    return end == buf ? NAN : v;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    if (n <= 0)
+        return NAN;
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void write_spec(FILE *f, int idx, const row *r);
+
+#define MAX_REPS 15
+
+/* Times one row on the backend, interleaved with PyTorch when cp != NULL. */
+static void time_row(nd_backend *be, row *r, int idx, coproc *cp)
 {
     nd_op_call *c = &r->call;
     c->op = r->op;
@@ -106,21 +186,47 @@ static void time_row(nd_backend *be, row *r)
         c->src[i] = r->has[i] ? &r->src[i] : NULL;
     c->dst = &r->dst;
     r->flops = nd_op_flops(c);
+    r->torch_ms = NAN;
+    bool torch = false;
+    if (cp) {
+        char *line = NULL;
+        size_t len = 0;
+        FILE *m = open_memstream(&line, &len);
+        write_spec(m, idx, r);
+        fclose(m);
+        torch = !isnan(coproc_ask(cp, line)); /* builds + warms up; "ok 1" */
+        free(line);
+    }
     if (nd_op_run(be, c, &err)) { /* also the warm-up */
         fprintf(stderr, "bench_ops: %s: %s\n", r->label, err.msg);
         exit(1);
     }
-    double best = INFINITY, total = 0;
-    for (int rep = 0; rep < 20 && (rep < 2 || total < 400); rep++) {
+    double ours[MAX_REPS], theirs[MAX_REPS], total = 0;
+    int n = 0, nt = 0;
+    /* at least 3 repetitions, up to MAX_REPS while under ~1.5 s of op time */
+    while (n < MAX_REPS && (n < 3 || total < 1500)) {
         double t0 = now_ms();
         nd_op_run(be, c, &err);
-        double t = now_ms() - t0;
-        total += t;
-        best = t < best ? t : best;
-        if (total > 4000 && rep >= 0)
-            break; /* the big attention rows: a couple of runs is enough */
+        ours[n] = now_ms() - t0;
+        total += ours[n++];
+        if (torch) {
+            double t = coproc_ask(cp, "t\n");
+            if (isnan(t)) {
+                torch = false;
+                nt = 0;
+            } else {
+                theirs[nt++] = t;
+                total += t;
+            }
+        }
     }
-    r->ms = best;
+    r->ms = median(ours, n); /* sorts */
+    r->best_ms = ours[0];
+    r->torch_best_ms = NAN;
+    if (torch && nt) {
+        r->torch_ms = median(theirs, nt);
+        r->torch_best_ms = theirs[0];
+    }
 }
 
 static void shape_str(FILE *f, const nd_tensor *t, bool has)
@@ -256,8 +362,17 @@ static void build_rows(int H, int W, bool big)
 #undef SH
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    /* OpenBLAS's idle workers spin (sched_yield) for ~2^28 cycles after each
+     * SGEMM, which would steal a core from the PyTorch run timed right after
+     * ours; the shortest timeout makes them sleep at once (costing us their
+     * wake-up, not PyTorch anything). Read at library load, hence the exec. */
+    if (!getenv("OPENBLAS_THREAD_TIMEOUT")) {
+        setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
+        execv("/proc/self/exe", argv);
+    }
     nd_backend *be;
     nd_backend_config cfg = {0, 512u << 20};
     if (nd_backend_open("cpu", &cfg, &be, &err)) {
@@ -270,11 +385,13 @@ int main(void)
     }
     const char *py = find_python();
     bool quick = getenv("ND_BENCH_QUICK") != NULL;
-    char spec_path[] = "/tmp/nd_bench_ops_XXXXXX";
-    int fd = mkstemp(spec_path);
-    FILE *spec = fd >= 0 ? fdopen(fd, "w") : NULL;
-    printf("backend cpu, %d threads; PyTorch: %s\n", be->n_threads,
-           py ? py : "not installed");
+    coproc cpr = {0}, *cp = NULL;
+    if (py && coproc_open(&cpr, py, be->n_threads))
+        cp = &cpr;
+    double la0[3] = {NAN, NAN, NAN};
+    getloadavg(la0, 3);
+    printf("backend cpu, %d threads; PyTorch: %s; load average at the start: %.2f %.2f %.2f\n",
+           be->n_threads, cp ? py : "not installed", la0[0], la0[1], la0[2]);
     const struct {
         int h, w;
         const char *name;
@@ -285,52 +402,45 @@ int main(void)
         int r0 = n_rows;
         first[l] = r0;
         build_rows(lat[l].h, lat[l].w, l == 1);
+        const char *only = getenv("ND_BENCH_ONLY"); /* rows whose label has it */
         for (int r = r0; r < n_rows; r++) {
-            time_row(be, &rows[r]);
-            if (spec)
-                write_spec(spec, r, &rows[r]);
-            fprintf(stderr, "  %-32s %9.2f ms\n", rows[r].label, rows[r].ms);
+            if (only && !strstr(rows[r].label, only)) {
+                rows[r].ms = rows[r].torch_ms = NAN;
+                continue;
+            }
+            time_row(be, &rows[r], r, cp);
+            fprintf(stderr, "  %-32s %9.2f ms  torch %9.2f ms\n", rows[r].label, rows[r].ms,
+                    rows[r].torch_ms);
         }
         nd_arena_reset(&arena, mark);
     }
     first[quick ? 1 : 2] = n_rows;
-    if (spec)
-        fclose(spec);
-    for (int r = 0; r < n_rows; r++)
-        rows[r].torch_ms = NAN;
-    if (py && spec) {
-        char cmd[1024];
-        snprintf(cmd, sizeof cmd, "%s tests/bench/bench_ops_torch.py %d < %s", py,
-                 be->n_threads, spec_path);
-        FILE *p = popen(cmd, "r");
-        int idx;
-        double ms;
-        while (p && fscanf(p, "%d %lf", &idx, &ms) == 2)
-            if (idx >= 0 && idx < n_rows)
-                rows[idx].torch_ms = ms;
-        if (p)
-            pclose(p);
-    }
-    unlink(spec_path);
+    if (cp)
+        coproc_close(cp);
     for (int l = 0; l < (quick ? 1 : 2); l++) {
         printf("\n%s\n", lat[l].name);
-        printf("%-31s %-28s %10s %9s %10s %8s\n", "op", "shape", "ms", "GFLOP/s", "torch ms",
-               "speedup");
+        printf("%-31s %-28s %10s %9s %10s %8s %8s\n", "op", "shape", "ms", "GFLOP/s", "torch ms",
+               "speedup", "best/best");
         for (int r = first[l]; r < first[l + 1]; r++) {
             const row *w = &rows[r];
             printf("%-31s %-28s %10.3f %9.1f ", w->label, w->shape, w->ms,
                    w->flops / (w->ms * 1e6));
-            if (!py)
+            if (!cp)
                 printf("%10s %8s\n", "n/a", "n/a");
             else if (isnan(w->torch_ms))
                 printf("%10s %8s\n", "failed", "n/a");
             else
-                printf("%10.3f %7.2fx\n", w->torch_ms, w->torch_ms / w->ms);
+                printf("%10.3f %7.2fx %7.2fx\n", w->torch_ms, w->torch_ms / w->ms,
+                       w->torch_best_ms / w->best_ms);
         }
     }
-    if (!py)
+    if (!cp)
         printf("\nPyTorch: not installed (set ND_PYTHON to a python that can import torch)\n");
-    printf("\nspeedup = torch ms / our ms (> 1: we are faster); best of several runs each; "
+    double la[3] = {NAN, NAN, NAN};
+    getloadavg(la, 3);
+    printf("\nload average at the end: %.2f %.2f %.2f (%ld cores online)\n", la[0], la[1], la[2],
+           sysconf(_SC_NPROCESSORS_ONLN));
+    printf("\nspeedup = torch ms / our ms (> 1: we are faster); medians of 3-15 runs, C and PyTorch interleaved run by run; best/best = ratio of the fastest runs; "
            "GFLOP/s counts 2 per multiply-add, 1 per output element for memory-bound ops\n");
     nd_backend_close(be);
     nd_arena_free(&arena);

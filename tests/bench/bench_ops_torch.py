@@ -1,9 +1,16 @@
-"""tests/bench/bench_ops_torch.py NTHREADS < spec
+"""tests/bench/bench_ops_torch.py NTHREADS [--serve] < spec
 
-The PyTorch (CPU) side of bench_ops: reads the rows bench_ops.c timed, one
-per line ("idx op nsrc shape... dst_shape dst_dtype params..."), runs the
-same op in PyTorch with the same thread count and prints "idx ms" (best of a
-few runs, like the C side). Never needed by make or make test."""
+The PyTorch (CPU) side of bench_ops, with the same thread count.
+
+--serve (what bench_ops.c uses, as a coprocess on stdin/stdout): a spec line
+("idx op nsrc shape... dst_shape dst_dtype params...") builds that row's
+tensors, runs it once as a warm-up and answers "1" (or "none" for an op it
+cannot express); each following "t" line times one run and answers its
+milliseconds. bench_ops.c sends a "t" right after each of its own runs of the
+same row, so both sides are timed under the same load.
+
+Without --serve: reads all the spec lines and prints "idx ms" (best of a few
+runs) for each. Never needed by make or make test."""
 import math
 import sys
 import time
@@ -86,8 +93,49 @@ def make_fn(op, srcs, out_shape, params):
     return None
 
 
+def parse(line):
+    f = line.split()
+    idx, op, nsrc = int(f[0]), f[1], int(f[2])
+    srcs = [shape(s) for s in f[3:3 + nsrc]]
+    out_shape = shape(f[3 + nsrc])
+    params = f[5 + nsrc:]
+    return idx, make_fn(op, srcs, out_shape, params)
+
+
+def serve():
+    fn = None
+    out = sys.stdout
+    with torch.inference_mode():
+        for line in sys.stdin:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                if line == "t":
+                    if fn is None:
+                        out.write("none\n")
+                    else:
+                        t0 = time.perf_counter()
+                        fn()
+                        out.write(f"{(time.perf_counter() - t0) * 1e3:.4f}\n")
+                else:
+                    fn = None  # free the previous row's tensors first
+                    _, fn = parse(line)
+                    if fn is not None:
+                        fn()  # warm-up
+                    out.write("1\n" if fn is not None else "none\n")
+            except Exception as e:  # noqa: BLE001 - report, keep serving
+                print(f"bench_ops_torch: {e}", file=sys.stderr)
+                fn = None
+                out.write("err\n")
+            out.flush()
+
+
 def main():
     torch.set_num_threads(int(sys.argv[1]))
+    if "--serve" in sys.argv[2:]:
+        serve()
+        return
     for line in sys.stdin:
         f = line.split()
         if not f:

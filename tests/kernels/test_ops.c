@@ -82,6 +82,11 @@ static void open_backends(void)
         CHECK_OK(nd_backend_open("cpu", &cfg, &bes[n_be], &err), &err);
         unsetenv("ND_NO_AVX2");
         be_label[n_be++] = "cpu(no-avx2)";
+        /* AVX2 at most (the AVX-512 paths off), on a CPU that has AVX-512 */
+        setenv("ND_NO_AVX512", "1", 1);
+        CHECK_OK(nd_backend_open("cpu", &cfg, &bes[n_be], &err), &err);
+        unsetenv("ND_NO_AVX512");
+        be_label[n_be++] = "cpu(no-avx512)";
     }
 }
 
@@ -307,6 +312,24 @@ static void test_conv2d(void)
     begin(ND_OP_CONV2D);
     SRC(0, -1, 1, 1, 3, 8, 7); SRC(1, -1, 1, 4, 3, 3, 3); nosrc(2); DST(1, 4, 6, 5);
     conv("3x3 s1 p0 no bias", 1, 0, 0, 0, 0);
+    /* Winograd F(2x2,3x3) (3x3 stride 1, >= 8 channels): odd sizes, bands of
+     * tiles that split tile rows, and the im2col path for the same shape */
+    begin(ND_OP_CONV2D);
+    SRC(0, -1, 1, 2, 16, 13, 11); SRC(1, -1, 1, 12, 16, 3, 3); SRC(2, -1, 1, 12);
+    DST(2, 12, 13, 11);
+    setenv("ND_WG_BAND", "7", 1);
+    conv("3x3 s1 p1 [2,16,13,11] winograd band 7", 1, 1, 1, 1, 1);
+    unsetenv("ND_WG_BAND");
+    conv("3x3 s1 p1 [2,16,13,11] winograd", 1, 1, 1, 1, 1);
+    setenv("ND_CONV_WINOGRAD", "0", 1);
+    conv("3x3 s1 p1 [2,16,13,11] im2col", 1, 1, 1, 1, 1);
+    unsetenv("ND_CONV_WINOGRAD");
+    begin(ND_OP_CONV2D);
+    SRC(0, -1, 1, 1, 64, 24, 20); SRC(1, -1, 1, 48, 64, 3, 3); nosrc(2); DST(1, 48, 22, 18);
+    conv("3x3 s1 p0 [1,64,24,20] winograd no bias", 1, 0, 0, 0, 0);
+    begin(ND_OP_CONV2D); /* small K (27), Co not a multiple of 8, stride 2, no bias */
+    SRC(0, -1, 1, 2, 3, 11, 10); SRC(1, -1, 1, 13, 3, 3, 3); nosrc(2); DST(2, 13, 6, 5);
+    conv("3x3 s2 p1 [2,3,11,10]->13 no bias", 2, 1, 1, 1, 1);
     begin(ND_OP_CONV2D); /* 1x1 stride 2: not the plain GEMM path */
     SRC(0, -1, 1, 1, 5, 7, 7); SRC(1, -1, 1, 3, 5, 1, 1); SRC(2, -1, 1, 3); DST(1, 3, 4, 4);
     conv("1x1 s2 [1,5,7,7]", 2, 0, 0, 0, 0);
