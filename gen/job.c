@@ -95,6 +95,8 @@ nd_status nd_gen_job_parse(nd_gen_job *j, const char *spec, uint64_t n, const nd
         if (st)
             return st;
     }
+    if (j->n_items == 0)
+        return nd_fail(err, ND_EINVAL, "no class given in '%.60s'", spec);
     return ND_OK;
 }
 
