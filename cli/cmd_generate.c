@@ -307,8 +307,17 @@ static int run(int argc, char **argv)
         return cli_usage_error("generate", "%s", err.msg);
     }
     nd_model_drawer *md = NULL;
+    nd_standin_drawer *sdw = NULL;
     nd_drawer drawer;
-    if ((st = nd_model_drawer_new(&mp, &t, &md, &drawer, &err))) {
+    /* hidden: ND_STANDIN_DRAWER=1 draws class templates plus seeded noise
+     * (gen/standin_drawer.c), for tests and load runs without a model */
+    const char *standin = getenv("ND_STANDIN_DRAWER");
+    if (standin && !strcmp(standin, "1")) {
+        if ((st = nd_standin_drawer_new(&t, mp.batch, &sdw, &drawer, &err))) {
+            nd_class_table_free(&t);
+            return cli_fail("generate", st, "%s", err.msg);
+        }
+    } else if ((st = nd_model_drawer_new(&mp, &t, &md, &drawer, &err))) {
         nd_class_table_free(&t);
         return cli_fail("generate", st, "%s", err.msg);
     }
@@ -376,8 +385,9 @@ static int run(int argc, char **argv)
     if (!st && capf && fflush(capf))
         st = nd_fail(&err, ND_EIO, "%s: write failed", out);
     if (!st) {
-        double tt, ts, tv;
-        nd_model_drawer_times(md, &tt, &ts, &tv);
+        double tt = 0, ts = 0, tv = 0;
+        if (md)
+            nd_model_drawer_times(md, &tt, &ts, &tv);
         fprintf(stderr, "netdiff generate: %llu flows, %llu packets in %.1f s (%.3f flows/s; "
                 "text %.2fs, UNet %.2fs, VAE %.2fs, snap+repair+write %.2fs)\n",
                 (unsigned long long)gs.flows, (unsigned long long)gs.packets,
@@ -424,6 +434,7 @@ done:
     free(ss.cs);
     free(ss.gs);
     nd_model_drawer_free(md);
+    nd_standin_drawer_free(sdw);
     nd_class_table_free(&t);
     if (st)
         return cli_fail("generate", st, "%s", err.msg);

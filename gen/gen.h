@@ -231,4 +231,98 @@ nd_status nd_manifest_sink_new(FILE *f, nd_manifest_sink **out, nd_gen_sink *sin
 nd_status nd_manifest_sink_finish(nd_manifest_sink *s, nd_err *err);
 void nd_manifest_sink_free(nd_manifest_sink *s);
 
+/* ============================================ step drawers and the engine
+ *
+ * Continuous batching: a step drawer advances many flows by one denoising
+ * step in one model call, each flow with its own latent, sampler, seed,
+ * prompt, hint, guidance and timestep, so flows of different requests (and
+ * classes, step counts, samplers) share a call and a new flow joins at the
+ * next step. A flow's result depends only on its request (per-flow sampler
+ * and seeded noise), never on what it was batched with: the engine gives the
+ * same bytes as nd_gen_run for the same job. */
+
+/* Per-request sampling options (0 / negative: the drawer's defaults). */
+typedef struct nd_flow_params {
+    int steps;                  /* 0: default                                    */
+    int sampler;                /* sd_sampler_kind, -1: default                  */
+    float cfg;                  /* < 0: default                                  */
+} nd_flow_params;
+void nd_flow_params_init(nd_flow_params *p);
+
+typedef struct nd_step_drawer {
+    void *ctx;
+    int max_batch;              /* flows per step() call at most                  */
+    nd_layout layout;
+    /* A flow's state: initial latent from req->seed, its sampler. */
+    nd_status (*begin)(void *ctx, const nd_draw_req *req, const nd_flow_params *p, void **flow,
+                       nd_err *err);
+    /* One step of every flow in flows[0..n) (each at its own step) in one batched
+     * call; done[i] = 1 when flow i has taken its last step. */
+    nd_status (*step)(void *ctx, void *const *flows, int n, uint8_t *done, nd_err *err);
+    /* The finished flow's image (planar [3][packets][width] in [0, 1]). */
+    nd_status (*finish)(void *ctx, void *flow, float *planar, nd_err *err);
+    void (*end)(void *ctx, void *flow);     /* frees a flow's state (any time)  */
+} nd_step_drawer;
+
+/* Any drawer as a one-step step drawer (step() draws every flow whole). */
+typedef struct nd_oneshot_drawer nd_oneshot_drawer;
+nd_status nd_oneshot_drawer_new(const nd_drawer *d, nd_oneshot_drawer **out, nd_step_drawer *sd,
+                                nd_err *err);
+void nd_oneshot_drawer_free(nd_oneshot_drawer *o);
+/* The model drawer, step by step (flow params override nd_model_params'). */
+void nd_model_drawer_steps(nd_model_drawer *m, nd_step_drawer *sd);
+
+/* A stand-in drawer for tests and load runs without a model: each image is
+ * one of the class's template flows plus noise from the flow's seed (~1% of
+ * bits flipped). Deterministic per flow; no steps. */
+typedef struct nd_standin_drawer nd_standin_drawer;
+nd_status nd_standin_drawer_new(const nd_class_table *t, int max_batch, nd_standin_drawer **out,
+                                nd_drawer *d, nd_err *err);
+void nd_standin_drawer_free(nd_standin_drawer *s);
+
+/* The engine: one thread that packs flows of every submitted request into
+ * one step() call per model step (up to max_batch), round-robin by request
+ * (at most per_request flows of one request in a batch), then snaps, repairs
+ * (one repair context per request, as nd_gen_run) and hands each finished
+ * flow to its request's sinks, in job order. Sinks and done run on the
+ * engine thread. */
+typedef struct nd_engine_params {
+    int max_batch;              /* flows per step (the step drawer's max_batch)  */
+    int max_requests;           /* requests queued or running at most (64)       */
+    int per_request;            /* flows of one request per step (0: max_batch)  */
+    void *hook_ctx;             /* observers, may be NULL:                       */
+    void (*on_step)(void *ctx, int batch, double seconds);
+    void (*on_admit)(void *ctx, double queue_wait_seconds); /* a request's first flow */
+} nd_engine_params;
+void nd_engine_params_init(nd_engine_params *p);
+
+typedef struct nd_engine nd_engine;
+typedef struct nd_engine_req nd_engine_req;
+/* Called once per request when it ends: ND_OK (every flow delivered),
+ * ND_ECANCELLED, or the error that stopped it. No sink call follows. */
+typedef void (*nd_engine_done_fn)(void *ctx, nd_status st, const char *msg,
+                                  const nd_gen_stats *stats);
+
+typedef struct nd_engine_counters {
+    uint64_t steps, flows, packets, flows_cancelled, requests_done;
+    int queued, running, active_flows;      /* requests waiting / with flows in flight */
+} nd_engine_counters;
+
+/* The table and drawer must outlive the engine. */
+nd_status nd_engine_new(const nd_engine_params *p, const nd_class_table *t,
+                        const nd_step_drawer *d, nd_engine **out, nd_err *err);
+/* Stops the thread; requests still running end with ND_ECANCELLED. */
+void nd_engine_free(nd_engine *e);
+/* Queues a job. ND_ENOMEM "queue full" when max_requests are queued or
+ * running (try later); ND_EINVAL for a bad job. *out: a reference to give
+ * back with nd_engine_release (the request lives until both sides let go). */
+nd_status nd_engine_submit(nd_engine *e, const nd_gen_job *job, const nd_flow_params *fp,
+                           const nd_gen_sink *sinks, int n_sinks, nd_engine_done_fn done,
+                           void *done_ctx, nd_engine_req **out, nd_err *err);
+/* Drops the request's remaining flows at the next step (thread-safe; not
+ * after nd_engine_free). Release may come after the engine is freed. */
+void nd_engine_cancel(nd_engine_req *r);
+void nd_engine_release(nd_engine_req *r);
+void nd_engine_counters_get(nd_engine *e, nd_engine_counters *c);
+
 #endif

@@ -1,5 +1,6 @@
 /* gen/job.c - a job: draw, snap, repair, hand each flow to the sinks. */
 #include "gen/gen.h"
+#include "gen/internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,8 @@ nd_status nd_gen_job_parse(nd_gen_job *j, const char *spec, uint64_t n, const nd
         if (st)
             return st;
     }
+    if (j->n_items == 0)
+        return nd_fail(err, ND_EINVAL, "no class given in '%.60s'", spec);
     return ND_OK;
 }
 
@@ -102,6 +105,91 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+nd_status nd_gen_scratch_init(nd_gen_scratch *s, const nd_layout *l, nd_err *err)
+{
+    size_t npx = (size_t)l->width * (size_t)l->packets;
+    s->bits = malloc(npx);
+    s->conf = malloc(npx * sizeof(float));
+    s->row_conf = malloc((size_t)l->packets * (size_t)nd_row_width(0) * sizeof(float));
+    if (!s->bits || !s->conf || !s->row_conf) {
+        nd_gen_scratch_free(s);
+        return nd_fail(err, ND_ENOMEM, "out of memory");
+    }
+    return ND_OK;
+}
+
+void nd_gen_scratch_free(nd_gen_scratch *s)
+{
+    free(s->bits);
+    free(s->conf);
+    free(s->row_conf);
+    memset(s, 0, sizeof *s);
+}
+
+nd_status nd_gen_repair_ctx(const nd_gen_job *job, nd_repair_ctx **rc, nd_err *err)
+{
+    nd_repair_opts ro;
+    nd_repair_opts_init(&ro);
+    ro.seed = job->seed;
+    ro.linktype = job->linktype;
+    if (job->start_us)
+        ro.start_us = job->start_us;
+    return nd_repair_ctx_new(&ro, rc, err);
+}
+
+nd_status nd_gen_post(const nd_layout *l, const float *planar, nd_gen_scratch *s,
+                      nd_repair_ctx *rc, const nd_draw_req *req, const nd_gen_sink *sinks,
+                      int n_sinks, nd_gen_stats *stats, nd_err *err)
+{
+    size_t npx = (size_t)l->width * (size_t)l->packets;
+    nd_snap_planar_f32(ND_SNAP_NEAREST, planar, npx, s->bits, s->conf);
+    nd_rows rows;
+    nd_status st = nd_rows_from_bits(l, s->bits, &rows, err);
+    if (st)
+        return st;
+    nd_repair_conf_from_image(l, s->conf, rows.n, 0, s->row_conf);
+    nd_repair_out out;
+    nd_repair_counts counts;
+    memset(&counts, 0, sizeof counts);
+    st = nd_repair_flow(rc, &rows, s->row_conf, &req->cls->stats, req->flow_index, &out, &counts,
+                        err);
+    nd_rows_free(&rows);
+    if (st)
+        return st;
+    uint64_t bytes = 0;
+    for (int p = 0; p < out.n; p++)
+        bytes += out.pkts[p].len;
+    nd_gen_flow gf = {req->flow_index, req->cls, req->seed, &out, &counts, bytes};
+    for (int k = 0; k < n_sinks && !st; k++)
+        st = sinks[k].flow(sinks[k].ctx, &gf, err);
+    if (st)
+        return st;
+    stats->flows++;
+    stats->packets += (uint64_t)out.n;
+    stats->bytes += bytes;
+    nd_repair_counts_add(&stats->counts, &counts);
+    return ND_OK;
+}
+
+nd_status nd_gen_next_req(const nd_gen_job *job, const nd_class_table *t, int *item,
+                          uint64_t *in_item, uint64_t k, nd_draw_req *req, nd_err *err)
+{
+    while (*in_item >= job->items[*item].count) {
+        (*item)++;
+        *in_item = 0;
+    }
+    const nd_class *c = nd_class_table_find(t, job->items[*item].cls);
+    if (!c)
+        return nd_fail(err, ND_EINVAL, "unknown class '%s'", job->items[*item].cls);
+    req->cls = c;
+    req->flow_index = k;
+    req->seed = nd_gen_flow_seed(job->seed, k);
+    /* templates in turn, so a class's flows follow all its templates */
+    req->template_index = c->n_templates ? (int)(*in_item % (uint64_t)c->n_templates) : -1;
+    (*in_item)++;
+    return ND_OK;
 }
 
 nd_status nd_gen_run(const nd_gen_job *job, const nd_class_table *t, const nd_drawer *d,
@@ -120,23 +208,15 @@ nd_status nd_gen_run(const nd_gen_job *job, const nd_class_table *t, const nd_dr
     uint64_t total = nd_gen_job_total(job);
     size_t npx = (size_t)l->width * (size_t)l->packets;
     float *planar = malloc((size_t)d->max_batch * npx * 3 * sizeof(float));
-    int8_t *bits = malloc(npx);
-    float *conf = malloc(npx * sizeof(float));
-    float *row_conf = malloc((size_t)l->packets * (size_t)nd_row_width(0) * sizeof(float));
     nd_draw_req *req = malloc((size_t)d->max_batch * sizeof *req);
+    nd_gen_scratch sc = {0};
     nd_repair_ctx *rc = NULL;
     nd_status st = ND_OK;
-    if (!planar || !bits || !conf || !row_conf || !req) {
+    if (!planar || !req) {
         st = nd_fail(err, ND_ENOMEM, "out of memory for a batch of %d images", d->max_batch);
         goto done;
     }
-    nd_repair_opts ro;
-    nd_repair_opts_init(&ro);
-    ro.seed = job->seed;
-    ro.linktype = job->linktype;
-    if (job->start_us)
-        ro.start_us = job->start_us;
-    if ((st = nd_repair_ctx_new(&ro, &rc, err)))
+    if ((st = nd_gen_scratch_init(&sc, l, err)) || (st = nd_gen_repair_ctx(job, &rc, err)))
         goto done;
     /* flows in job order: every class's flows in turn */
     int item = 0;
@@ -149,22 +229,8 @@ nd_status nd_gen_run(const nd_gen_job *job, const nd_class_table *t, const nd_dr
         }
         int n = 0;
         while (n < d->max_batch && k + (uint64_t)n < total) {
-            while (in_item >= job->items[item].count) {
-                item++;
-                in_item = 0;
-            }
-            const nd_class *c = nd_class_table_find(t, job->items[item].cls);
-            if (!c) {
-                st = nd_fail(err, ND_EINVAL, "unknown class '%s'", job->items[item].cls);
+            if ((st = nd_gen_next_req(job, t, &item, &in_item, k + (uint64_t)n, &req[n], err)))
                 goto done;
-            }
-            uint64_t fi = k + (uint64_t)n;
-            req[n].cls = c;
-            req[n].flow_index = fi;
-            req[n].seed = nd_gen_flow_seed(job->seed, fi);
-            /* templates in turn, so a class's flows follow all its templates */
-            req[n].template_index = c->n_templates ? (int)(in_item % (uint64_t)c->n_templates) : -1;
-            in_item++;
             n++;
         }
         double t0 = now_s();
@@ -173,32 +239,9 @@ nd_status nd_gen_run(const nd_gen_job *job, const nd_class_table *t, const nd_dr
         double t1 = now_s();
         stats->seconds_draw += t1 - t0;
         for (int i = 0; i < n && !st; i++) {
-            nd_snap_planar_f32(ND_SNAP_NEAREST, planar + (size_t)i * npx * 3, npx, bits, conf);
-            nd_rows rows;
-            if ((st = nd_rows_from_bits(l, bits, &rows, err)))
-                break;
-            nd_repair_conf_from_image(l, conf, rows.n, 0, row_conf);
-            nd_repair_out out;
-            nd_repair_counts counts;
-            memset(&counts, 0, sizeof counts);
-            st = nd_repair_flow(rc, &rows, row_conf, &req[i].cls->stats, req[i].flow_index, &out,
-                                &counts, err);
-            nd_rows_free(&rows);
-            if (st)
-                break;
-            uint64_t bytes = 0;
-            for (int p = 0; p < out.n; p++)
-                bytes += out.pkts[p].len;
-            nd_gen_flow gf = {req[i].flow_index, req[i].cls, req[i].seed, &out, &counts, bytes};
-            for (int s = 0; s < n_sinks && !st; s++)
-                st = sinks[s].flow(sinks[s].ctx, &gf, err);
-            if (st)
-                break;
-            stats->flows++;
-            stats->packets += (uint64_t)out.n;
-            stats->bytes += bytes;
-            nd_repair_counts_add(&stats->counts, &counts);
-            if (progress)
+            st = nd_gen_post(l, planar + (size_t)i * npx * 3, &sc, rc, &req[i], sinks, n_sinks,
+                             stats, err);
+            if (!st && progress)
                 progress(progress_ctx, stats->flows, total);
         }
         k += (uint64_t)n;
@@ -206,10 +249,8 @@ nd_status nd_gen_run(const nd_gen_job *job, const nd_class_table *t, const nd_dr
     }
 done:
     nd_repair_ctx_free(rc);
+    nd_gen_scratch_free(&sc);
     free(planar);
-    free(bits);
-    free(conf);
-    free(row_conf);
     free(req);
     return st;
 }

@@ -109,18 +109,13 @@ static nd_status embedding(nd_model_drawer *m, int k, const char *prompt, nd_err
     return st;
 }
 
-/* The canny hint of a class template into slot b (cached while unchanged). */
-static nd_status hint(nd_model_drawer *m, int b, const nd_class *c, int tpl, nd_err *err)
+/* The canny hint of a class template into h ([3][H][W]; zero without one). */
+static nd_status compute_hint(nd_model_drawer *m, const nd_class *c, int tpl, float *h, nd_err *err)
 {
-    int key = tpl < 0 ? -1 : (int)(c - m->t->v) * ND_CLASS_MAX_TEMPLATES + tpl;
-    if (m->hint_of[b] == key && key >= 0)
-        return ND_OK;
     const nd_layout *l = &m->t->layout;
     size_t npx = (size_t)l->width * (size_t)l->packets;
-    float *h = m->hints + (size_t)b * npx * 3;
     if (tpl < 0) {
         memset(h, 0, npx * 3 * sizeof *h);  /* no template: an empty hint */
-        m->hint_of[b] = -1;
         return ND_OK;
     }
     char path[4096];
@@ -141,12 +136,23 @@ static nd_status hint(nd_model_drawer *m, int b, const nd_class *c, int tpl, nd_
         return nd_fail(err, ND_ENOMEM, "out of memory");
     }
     st = sd_canny(rgb, w, hh, 3, (size_t)w * 3, SD_CANNY_LOW, SD_CANNY_HIGH, edges, err);
-    if (!st) {
+    if (!st)
         sd_canny_hint(edges, w, hh, h);
-        m->hint_of[b] = key;
-    }
     free(edges);
     free(rgb);
+    return st;
+}
+
+/* The canny hint of a class template into slot b (cached while unchanged). */
+static nd_status hint(nd_model_drawer *m, int b, const nd_class *c, int tpl, nd_err *err)
+{
+    int key = tpl < 0 ? -1 : (int)(c - m->t->v) * ND_CLASS_MAX_TEMPLATES + tpl;
+    if (m->hint_of[b] == key && key >= 0)
+        return ND_OK;
+    const nd_layout *l = &m->t->layout;
+    size_t npx = (size_t)l->width * (size_t)l->packets;
+    nd_status st = compute_hint(m, c, tpl, m->hints + (size_t)b * npx * 3, err);
+    m->hint_of[b] = st ? -2 : key;
     return st;
 }
 
@@ -162,6 +168,36 @@ static void step_noise(void *ctx, int step, float *z, size_t n)
     size_t b = n / nc->per;
     for (size_t i = 0; i < b; i++)
         sd_noise_fill(nc->req[i].seed, 0, SD_NOISE_STEP(step), 0, z + i * nc->per, nc->per);
+}
+
+/* VAE decode of one final latent x into planar [3][packets][width] in [0, 1]. */
+static nd_status decode(nd_model_drawer *m, const float *x, float *planar, nd_err *err)
+{
+    const nd_layout *l = &m->t->layout;
+    size_t per = (size_t)m->lat_c * (size_t)m->lat_h * (size_t)m->lat_w;
+    size_t npx = (size_t)l->width * (size_t)l->packets;
+    double t0 = now_s();
+    float inv = 1.0f / nd_vae_scaling_factor(m->vae);
+    nd_status st;
+    size_t mark = nd_arena_mark(&m->arena);
+    int64_t zs[4] = {1, m->lat_c, m->lat_h, m->lat_w}, is[4] = {1, 3, l->packets, l->width};
+    nd_tensor z, img;
+    if (!(st = nd_arena_tensor(&m->arena, ND_F32, 4, zs, &z, err)) &&
+        !(st = nd_arena_tensor(&m->arena, ND_F32, 4, is, &img, err))) {
+        float *zd = z.data;
+        for (size_t j = 0; j < per; j++)
+            zd[j] = x[j] * inv;
+        if (!(st = nd_vae_decode(m->vae, &z, &m->arena, &img, err))) {
+            const float *src = img.data;
+            for (size_t j = 0; j < npx * 3; j++) {
+                float v = src[j] * 0.5f + 0.5f;
+                planar[j] = v < 0 ? 0 : v > 1 ? 1 : v;
+            }
+        }
+    }
+    nd_arena_reset(&m->arena, mark);
+    m->t_vae += now_s() - t0;
+    return st;
 }
 
 static nd_status draw(void *ctx, const nd_draw_req *req, int n, float *planar, nd_err *err)
@@ -224,29 +260,8 @@ static nd_status draw(void *ctx, const nd_draw_req *req, int n, float *planar, n
     if (st)
         return st;
     /* VAE decode, one flow at a time (the arena is sized for one) */
-    t0 = now_s();
-    float inv = 1.0f / nd_vae_scaling_factor(m->vae);
-    for (int i = 0; i < n && !st; i++) {
-        size_t mark = nd_arena_mark(&m->arena);
-        int64_t zs[4] = {1, m->lat_c, m->lat_h, m->lat_w}, is[4] = {1, 3, l->packets, l->width};
-        nd_tensor z, img;
-        if (!(st = nd_arena_tensor(&m->arena, ND_F32, 4, zs, &z, err)) &&
-            !(st = nd_arena_tensor(&m->arena, ND_F32, 4, is, &img, err))) {
-            float *zd = z.data;
-            for (size_t j = 0; j < per; j++)
-                zd[j] = m->x[(size_t)i * per + j] * inv;
-            if (!(st = nd_vae_decode(m->vae, &z, &m->arena, &img, err))) {
-                const float *src = img.data;
-                float *dst = planar + (size_t)i * npx * 3;
-                for (size_t j = 0; j < npx * 3; j++) {
-                    float v = src[j] * 0.5f + 0.5f;
-                    dst[j] = v < 0 ? 0 : v > 1 ? 1 : v;
-                }
-            }
-        }
-        nd_arena_reset(&m->arena, mark);
-    }
-    m->t_vae += now_s() - t0;
+    for (int i = 0; i < n && !st; i++)
+        st = decode(m, m->x + (size_t)i * per, planar + (size_t)i * npx * 3, err);
     return st;
 }
 
@@ -373,4 +388,116 @@ nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
 fail:
     nd_model_drawer_free(m);
     return st;
+}
+
+/* ---- step by step, for the engine (continuous batching) ---- */
+
+typedef struct {
+    nd_draw_req req;
+    sd_sampler *smp;
+    int step, steps;
+    float cfg;
+    float *x;                  /* [per] this flow's latent          */
+    float *hint;               /* [3][H][W] or NULL (no ControlNet) */
+} model_flow;
+
+static void flow_free(void *ctx, void *flow)
+{
+    (void)ctx;
+    model_flow *f = flow;
+    if (!f)
+        return;
+    sd_sampler_free(f->smp);
+    free(f->x);
+    free(f->hint);
+    free(f);
+}
+
+static nd_status flow_begin(void *ctx, const nd_draw_req *req, const nd_flow_params *p,
+                            void **out, nd_err *err)
+{
+    nd_model_drawer *m = ctx;
+    const nd_layout *l = &m->t->layout;
+    size_t per = (size_t)m->lat_c * (size_t)m->lat_h * (size_t)m->lat_w;
+    size_t npx = (size_t)l->width * (size_t)l->packets;
+    nd_status st;
+    if ((st = embedding(m, m->t->n, m->p.negative, err)) ||
+        (st = embedding(m, (int)(req->cls - m->t->v), req->cls->prompt, err)))
+        return st;
+    model_flow *f = calloc(1, sizeof *f);
+    if (!f)
+        return nd_fail(err, ND_ENOMEM, "out of memory");
+    f->req = *req;
+    f->steps = p && p->steps > 0 ? p->steps : m->p.steps;
+    f->cfg = p && p->cfg >= 0 ? p->cfg : m->p.cfg;
+    int kind = p && p->sampler >= 0 ? p->sampler : m->p.sampler;
+    f->x = malloc(per * sizeof(float));
+    if (!f->x || (m->cn && !(f->hint = malloc(npx * 3 * sizeof(float))))) {
+        flow_free(m, f);
+        return nd_fail(err, ND_ENOMEM, "out of memory");
+    }
+    if ((st = sd_sampler_new(&f->smp, (sd_sampler_kind)kind, f->steps, per, err)) ||
+        (m->cn && (st = compute_hint(m, req->cls, req->template_index, f->hint, err)))) {
+        flow_free(m, f);
+        return st;
+    }
+    /* as draw(): x_T from the flow's seed, scaled by the sampler's sigma */
+    float sigma0 = sd_sampler_init_noise_sigma(f->smp);
+    sd_noise_fill(req->seed, 0, SD_NOISE_INIT, 0, f->x, per);
+    for (size_t j = 0; j < per; j++)
+        f->x[j] *= sigma0;
+    *out = f;
+    return ND_OK;
+}
+
+static nd_status flows_step(void *ctx, void *const *flows, int n, uint8_t *done, nd_err *err)
+{
+    nd_model_drawer *m = ctx;
+    const nd_layout *l = &m->t->layout;
+    size_t per = (size_t)m->lat_c * (size_t)m->lat_h * (size_t)m->lat_w;
+    if (n > m->p.batch)
+        return nd_fail(err, ND_EINVAL, "%d flows in a step, the model takes %d", n, m->p.batch);
+    nd_denoise_sample s[64];
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        model_flow *f = flows[i];
+        float sc = sd_sampler_input_scale(f->smp, f->step);
+        for (size_t j = 0; j < per; j++)
+            m->xin[(size_t)i * per + j] = f->x[j] * sc;
+        int64_t hs[4] = {1, 3, l->packets, l->width};
+        s[i] = (nd_denoise_sample){
+            .x = m->xin + (size_t)i * per,
+            .t = sd_sampler_timestep(f->smp, f->step),
+            .ctx_cond = &m->emb_t[f->req.cls - m->t->v],
+            .ctx_uncond = &m->emb_t[m->t->n],
+            .hint = NULL,
+            .guidance = f->cfg,
+            .control_scale = m->p.control_scale,
+        };
+        if (m->cn) {
+            m->hint_t[i] = nd_tensor_make(f->hint, ND_F32, ND_DEV_CPU, 4, hs);
+            s[i].hint = &m->hint_t[i];
+        }
+    }
+    nd_status st = nd_denoiser_eps(m->den, s, n, m->eps, err);
+    for (int i = 0; i < n && !st; i++) {
+        model_flow *f = flows[i];
+        noise_ctx nc = {&f->req, per};
+        st = sd_sampler_step(f->smp, f->step, f->x, m->eps + (size_t)i * per, step_noise, &nc, err);
+        f->step++;
+        done[i] = f->step >= f->steps;
+    }
+    m->t_steps += now_s() - t0;
+    return st;
+}
+
+static nd_status flow_finish(void *ctx, void *flow, float *planar, nd_err *err)
+{
+    return decode(ctx, ((model_flow *)flow)->x, planar, err);
+}
+
+void nd_model_drawer_steps(nd_model_drawer *m, nd_step_drawer *sd)
+{
+    *sd = (nd_step_drawer){m, m->p.batch, m->t->layout, flow_begin, flows_step, flow_finish,
+                           flow_free};
 }

@@ -1,0 +1,555 @@
+/* gen/engine.c - continuous batching: flows of many requests share each
+ * model step; a flow joins at the next step and leaves when it is done.
+ * Also the one-step adapter for drawers without steps. */
+#include "gen/gen.h"
+#include "gen/internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void nd_flow_params_init(nd_flow_params *p)
+{
+    p->steps = 0;
+    p->sampler = -1;
+    p->cfg = -1.0f;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ------------------------------------------------------- one-step adapter */
+
+struct nd_oneshot_drawer {
+    nd_drawer d;
+    size_t npx3;
+    nd_draw_req *req;           /* [max_batch] scratch */
+    float *planar;              /* [max_batch][npx3]   */
+};
+typedef struct {
+    nd_draw_req req;
+    float *img;                 /* drawn by step()     */
+} oneshot_flow;
+
+static nd_status os_begin(void *ctx, const nd_draw_req *req, const nd_flow_params *p, void **flow,
+                          nd_err *err)
+{
+    nd_oneshot_drawer *o = ctx;
+    (void)p;
+    oneshot_flow *f = calloc(1, sizeof *f);
+    if (!f || !(f->img = malloc(o->npx3 * sizeof(float)))) {
+        free(f);
+        return nd_fail(err, ND_ENOMEM, "out of memory");
+    }
+    f->req = *req;
+    *flow = f;
+    return ND_OK;
+}
+
+static nd_status os_step(void *ctx, void *const *flows, int n, uint8_t *done, nd_err *err)
+{
+    nd_oneshot_drawer *o = ctx;
+    for (int at = 0; at < n;) {
+        int m = n - at < o->d.max_batch ? n - at : o->d.max_batch;
+        for (int i = 0; i < m; i++)
+            o->req[i] = ((oneshot_flow *)flows[at + i])->req;
+        nd_status st = o->d.draw(o->d.ctx, o->req, m, o->planar, err);
+        if (st)
+            return st;
+        for (int i = 0; i < m; i++) {
+            memcpy(((oneshot_flow *)flows[at + i])->img, o->planar + (size_t)i * o->npx3,
+                   o->npx3 * sizeof(float));
+            done[at + i] = 1;
+        }
+        at += m;
+    }
+    return ND_OK;
+}
+
+static nd_status os_finish(void *ctx, void *flow, float *planar, nd_err *err)
+{
+    nd_oneshot_drawer *o = ctx;
+    (void)err;
+    memcpy(planar, ((oneshot_flow *)flow)->img, o->npx3 * sizeof(float));
+    return ND_OK;
+}
+
+static void os_end(void *ctx, void *flow)
+{
+    (void)ctx;
+    if (flow) {
+        free(((oneshot_flow *)flow)->img);
+        free(flow);
+    }
+}
+
+nd_status nd_oneshot_drawer_new(const nd_drawer *d, nd_oneshot_drawer **out, nd_step_drawer *sd,
+                                nd_err *err)
+{
+    *out = NULL;
+    if (d->max_batch < 1)
+        return nd_fail(err, ND_EINVAL, "drawer batch must be at least 1");
+    nd_oneshot_drawer *o = calloc(1, sizeof *o);
+    if (!o)
+        return nd_fail(err, ND_ENOMEM, "out of memory");
+    o->d = *d;
+    o->npx3 = (size_t)d->layout.width * (size_t)d->layout.packets * 3;
+    o->req = malloc((size_t)d->max_batch * sizeof *o->req);
+    o->planar = malloc((size_t)d->max_batch * o->npx3 * sizeof(float));
+    if (!o->req || !o->planar) {
+        nd_oneshot_drawer_free(o);
+        return nd_fail(err, ND_ENOMEM, "out of memory for a batch of %d images", d->max_batch);
+    }
+    *sd = (nd_step_drawer){o, d->max_batch, d->layout, os_begin, os_step, os_finish, os_end};
+    *out = o;
+    return ND_OK;
+}
+
+void nd_oneshot_drawer_free(nd_oneshot_drawer *o)
+{
+    if (!o)
+        return;
+    free(o->req);
+    free(o->planar);
+    free(o);
+}
+
+/* ------------------------------------------------------------- the engine */
+
+void nd_engine_params_init(nd_engine_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->max_batch = 1;
+    p->max_requests = 64;
+}
+
+struct nd_engine_req {
+    nd_engine *e;
+    nd_engine_req *next;        /* the engine's list, in arrival order          */
+    int refs;                   /* the caller's and the engine's                */
+    nd_gen_job job;
+    nd_flow_params fp;
+    nd_gen_sink sinks[4];
+    int n_sinks;
+    nd_engine_done_fn done;
+    void *done_ctx;
+    uint64_t total, next_flow;  /* flows handed to the drawer so far            */
+    int item;
+    uint64_t in_item;
+    int active;                 /* flows in the batch now                       */
+    int cancel;                 /* asked by the caller                          */
+    int failed;                 /* ended by an error (st, msg)                  */
+    int admitted;
+    nd_status st;
+    char msg[ND_ERR_MAX];
+    double t_submit;
+    nd_repair_ctx *rc;
+    nd_gen_stats stats;
+};
+
+typedef struct {
+    nd_engine_req *r;
+    nd_draw_req req;
+    void *flow;
+} slot;
+
+struct nd_engine {
+    nd_engine_params p;
+    const nd_class_table *t;
+    nd_step_drawer d;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop, started;
+    nd_engine_req *head;        /* queued and running requests                  */
+    nd_engine_req *rr;          /* round-robin cursor: next request to admit from */
+    int n_reqs;
+    slot *slots;                /* [max_batch] active flows, in admission order */
+    int n_slots;
+    void **flows;
+    uint8_t *done;
+    float *planar;
+    nd_gen_scratch sc;
+    nd_engine_counters c;
+};
+
+static void req_unref(nd_engine_req *r)
+{
+    if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        nd_repair_ctx_free(r->rc);
+        free(r);
+    }
+}
+
+void nd_engine_cancel(nd_engine_req *r)
+{
+    pthread_mutex_lock(&r->e->mu);
+    r->cancel = 1;
+    pthread_cond_signal(&r->e->cv);
+    pthread_mutex_unlock(&r->e->mu);
+}
+
+void nd_engine_release(nd_engine_req *r)
+{
+    if (r)
+        req_unref(r);
+}
+
+void nd_engine_counters_get(nd_engine *e, nd_engine_counters *c)
+{
+    pthread_mutex_lock(&e->mu);
+    *c = e->c;
+    c->queued = c->running = 0;
+    for (nd_engine_req *r = e->head; r; r = r->next) {
+        if (r->admitted)
+            c->running++;
+        else
+            c->queued++;
+    }
+    c->active_flows = e->n_slots;
+    pthread_mutex_unlock(&e->mu);
+}
+
+nd_status nd_engine_submit(nd_engine *e, const nd_gen_job *job, const nd_flow_params *fp,
+                           const nd_gen_sink *sinks, int n_sinks, nd_engine_done_fn done,
+                           void *done_ctx, nd_engine_req **out, nd_err *err)
+{
+    *out = NULL;
+    if (n_sinks < 0 || n_sinks > 4)
+        return nd_fail(err, ND_EINVAL, "at most 4 sinks");
+    uint64_t total = nd_gen_job_total(job);
+    if (total == 0 || total > job->max_flows)
+        return nd_fail(err, ND_EINVAL, "a job needs 1..%llu flows",
+                       (unsigned long long)job->max_flows);
+    for (int i = 0; i < job->n_items; i++)
+        if (!nd_class_table_find(e->t, job->items[i].cls))
+            return nd_fail(err, ND_EINVAL, "unknown class '%s'", job->items[i].cls);
+    nd_engine_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return nd_fail(err, ND_ENOMEM, "out of memory");
+    nd_status st = nd_gen_repair_ctx(job, &r->rc, err);
+    if (st) {
+        free(r);
+        return st;
+    }
+    r->e = e;
+    r->refs = 2;
+    r->job = *job;
+    if (fp)
+        r->fp = *fp;
+    else
+        nd_flow_params_init(&r->fp);
+    memcpy(r->sinks, sinks, (size_t)n_sinks * sizeof *sinks);
+    r->n_sinks = n_sinks;
+    r->done = done;
+    r->done_ctx = done_ctx;
+    r->total = total;
+    r->t_submit = now_s();
+    pthread_mutex_lock(&e->mu);
+    if (e->stop || e->n_reqs >= e->p.max_requests) {
+        int stopping = e->stop;
+        pthread_mutex_unlock(&e->mu);
+        nd_repair_ctx_free(r->rc);
+        free(r);
+        return nd_fail(err, ND_ENOMEM, stopping ? "the engine is stopping" : "queue full (%d requests)",
+                       e->p.max_requests);
+    }
+    nd_engine_req **pp = &e->head;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = r;
+    e->n_reqs++;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    *out = r;
+    return ND_OK;
+}
+
+/* Picks the flows that join this step: round-robin over requests, one flow
+ * per request per turn, at most per_request active flows each. Locked. */
+static int admit_locked(nd_engine *e, slot *joined)
+{
+    int n = 0, limit = e->p.per_request > 0 ? e->p.per_request : e->p.max_batch;
+    if (!e->head)
+        return 0;
+    if (!e->rr)
+        e->rr = e->head;
+    int idle_turns = 0;
+    while (e->n_slots + n < e->p.max_batch && idle_turns < e->n_reqs) {
+        nd_engine_req *r = e->rr;
+        e->rr = r->next ? r->next : e->head;
+        if (r->cancel || r->failed || r->next_flow >= r->total || r->active >= limit) {
+            idle_turns++;
+            continue;
+        }
+        idle_turns = 0;
+        nd_err err = {{0}};
+        slot *s = &joined[n];
+        s->r = r;
+        s->flow = NULL;
+        if (nd_gen_next_req(&r->job, e->t, &r->item, &r->in_item, r->next_flow, &s->req, &err)) {
+            r->failed = 1;
+            r->st = ND_EINVAL;
+            snprintf(r->msg, sizeof r->msg, "%s", err.msg);
+            continue;
+        }
+        r->next_flow++;
+        r->active++;
+        if (!r->admitted) {
+            r->admitted = 1;
+            if (e->p.on_admit)
+                e->p.on_admit(e->p.hook_ctx, now_s() - r->t_submit);
+        }
+        n++;
+    }
+    return n;
+}
+
+static void fail_req(nd_engine_req *r, nd_status st, const char *msg)
+{
+    if (r->failed || r->cancel)
+        return;
+    r->failed = 1;
+    r->st = st;
+    snprintf(r->msg, sizeof r->msg, "%s", msg);
+}
+
+/* Ends requests that have nothing more to do: done() outside the lock. */
+static void reap(nd_engine *e)
+{
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        nd_engine_req **pp = &e->head, *r = NULL;
+        for (; *pp; pp = &(*pp)->next) {
+            nd_engine_req *q = *pp;
+            if (q->active == 0 && (q->cancel || q->failed || e->stop ||
+                                   q->stats.flows == q->total)) {
+                r = q;
+                *pp = q->next;
+                if (e->rr == q)
+                    e->rr = q->next;
+                e->n_reqs--;
+                break;
+            }
+        }
+        if (r) {
+            e->c.requests_done++;
+            if (r->stats.flows < r->total)
+                e->c.flows_cancelled += r->total - r->stats.flows;
+        }
+        pthread_mutex_unlock(&e->mu);
+        if (!r)
+            return;
+        nd_status st = ND_OK;
+        const char *msg = "";
+        if (r->failed) {
+            st = r->st;
+            msg = r->msg;
+        } else if (r->stats.flows < r->total) {
+            st = ND_ECANCELLED;
+            msg = "cancelled";
+        }
+        if (r->done)
+            r->done(r->done_ctx, st, msg, &r->stats);
+        req_unref(r);
+    }
+}
+
+static void *engine_main(void *arg)
+{
+    nd_engine *e = arg;
+    const nd_layout *l = &e->d.layout;
+    slot *joined = malloc((size_t)e->p.max_batch * sizeof *joined);
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        /* flows of cancelled or failed requests leave the batch */
+        int keep = 0;
+        for (int i = 0; i < e->n_slots; i++) {
+            slot *s = &e->slots[i];
+            if (s->r->cancel || s->r->failed || e->stop) {
+                e->d.end(e->d.ctx, s->flow);
+                s->r->active--;
+            } else {
+                e->slots[keep++] = *s;
+            }
+        }
+        e->n_slots = keep;
+        if (e->stop) {
+            pthread_mutex_unlock(&e->mu);
+            break;
+        }
+        int n_new = admit_locked(e, joined);
+        if (e->n_slots == 0 && n_new == 0) {
+            /* nothing to run: end what is over, then sleep until a submit
+             * or a cancel (requests left after reap() have flows to run) */
+            pthread_mutex_unlock(&e->mu);
+            reap(e);
+            pthread_mutex_lock(&e->mu);
+            if (!e->stop && !e->head)
+                pthread_cond_wait(&e->cv, &e->mu);
+            pthread_mutex_unlock(&e->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&e->mu);
+        /* new flows: their latents and samplers (outside the lock) */
+        for (int i = 0; i < n_new; i++) {
+            nd_err err = {{0}};
+            nd_engine_req *r = joined[i].r;
+            if (e->d.begin(e->d.ctx, &joined[i].req, &r->fp, &joined[i].flow, &err)) {
+                pthread_mutex_lock(&e->mu);
+                fail_req(r, ND_EINVAL, err.msg);
+                r->active--;
+                pthread_mutex_unlock(&e->mu);
+                continue;
+            }
+            pthread_mutex_lock(&e->mu);
+            e->slots[e->n_slots++] = joined[i];
+            pthread_mutex_unlock(&e->mu);
+        }
+        int n = e->n_slots;   /* only this thread changes the slots */
+        if (n == 0) {
+            reap(e);
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            e->flows[i] = e->slots[i].flow;
+            e->done[i] = 0;
+        }
+        nd_err err = {{0}};
+        double t0 = now_s();
+        nd_status st = e->d.step(e->d.ctx, e->flows, n, e->done, &err);
+        double dt = now_s() - t0;
+        if (e->p.on_step)
+            e->p.on_step(e->p.hook_ctx, n, dt);
+        pthread_mutex_lock(&e->mu);
+        e->c.steps++;
+        if (st) {
+            /* the model failed: every request in the batch ends with the error */
+            for (int i = 0; i < n; i++)
+                fail_req(e->slots[i].r, st, err.msg);
+        }
+        pthread_mutex_unlock(&e->mu);
+        if (st) {
+            reap(e);
+            continue;
+        }
+        /* finished flows, in slot order (a request's flows share their step
+         * count and join in job order, so they finish in job order) */
+        keep = 0;
+        for (int i = 0; i < n; i++) {
+            slot *s = &e->slots[i];
+            if (!e->done[i]) {
+                e->slots[keep++] = *s;
+                continue;
+            }
+            nd_engine_req *r = s->r;
+            pthread_mutex_lock(&e->mu);
+            int skip = r->cancel || r->failed;
+            pthread_mutex_unlock(&e->mu);
+            nd_status fs = ND_OK;
+            nd_err ferr = {{0}};
+            uint64_t pk0 = r->stats.packets;
+            if (!skip) {
+                double p0 = now_s();
+                fs = e->d.finish(e->d.ctx, s->flow, e->planar, &ferr);
+                if (!fs)
+                    fs = nd_gen_post(l, e->planar, &e->sc, r->rc, &s->req, r->sinks, r->n_sinks,
+                                     &r->stats, &ferr);
+                r->stats.seconds_post += now_s() - p0;
+            }
+            e->d.end(e->d.ctx, s->flow);
+            pthread_mutex_lock(&e->mu);
+            r->active--;
+            if (fs)
+                fail_req(r, fs, ferr.msg);
+            else if (!skip) {
+                e->c.flows++;
+                e->c.packets += r->stats.packets - pk0;
+            }
+            pthread_mutex_unlock(&e->mu);
+        }
+        pthread_mutex_lock(&e->mu);
+        e->n_slots = keep;
+        pthread_mutex_unlock(&e->mu);
+        reap(e);
+    }
+    /* stopping: every flow leaves, every request ends */
+    pthread_mutex_lock(&e->mu);
+    for (int i = 0; i < e->n_slots; i++) {
+        e->d.end(e->d.ctx, e->slots[i].flow);
+        e->slots[i].r->active--;
+    }
+    e->n_slots = 0;
+    pthread_mutex_unlock(&e->mu);
+    reap(e);
+    free(joined);
+    return NULL;
+}
+
+nd_status nd_engine_new(const nd_engine_params *p, const nd_class_table *t,
+                        const nd_step_drawer *d, nd_engine **out, nd_err *err)
+{
+    *out = NULL;
+    if (p->max_batch < 1 || p->max_batch > d->max_batch)
+        return nd_fail(err, ND_EINVAL, "engine batch %d: 1..%d (the drawer's)", p->max_batch,
+                       d->max_batch);
+    if (p->max_requests < 1)
+        return nd_fail(err, ND_EINVAL, "the queue needs room for a request");
+    if (d->layout.width != t->layout.width || d->layout.packets != t->layout.packets)
+        return nd_fail(err, ND_EINVAL, "the drawer's images (%dx%d) do not fit the class "
+                       "table's layout (%dx%d)", d->layout.width, d->layout.packets,
+                       t->layout.width, t->layout.packets);
+    nd_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return nd_fail(err, ND_ENOMEM, "out of memory");
+    e->p = *p;
+    e->t = t;
+    e->d = *d;
+    size_t npx3 = (size_t)d->layout.width * (size_t)d->layout.packets * 3;
+    e->slots = calloc((size_t)p->max_batch, sizeof *e->slots);
+    e->flows = calloc((size_t)p->max_batch, sizeof *e->flows);
+    e->done = calloc((size_t)p->max_batch, 1);
+    e->planar = malloc(npx3 * sizeof(float));
+    nd_status st = ND_OK;
+    if (!e->slots || !e->flows || !e->done || !e->planar)
+        st = nd_fail(err, ND_ENOMEM, "out of memory");
+    if (!st)
+        st = nd_gen_scratch_init(&e->sc, &d->layout, err);
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    if (!st && pthread_create(&e->th, NULL, engine_main, e))
+        st = nd_fail(err, ND_ENOMEM, "cannot start the engine thread");
+    if (st) {
+        nd_engine_free(e);
+        return st;
+    }
+    e->started = 1;
+    *out = e;
+    return ND_OK;
+}
+
+void nd_engine_free(nd_engine *e)
+{
+    if (!e)
+        return;
+    if (e->started) {
+        pthread_mutex_lock(&e->mu);
+        e->stop = 1;
+        pthread_cond_signal(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+        pthread_join(e->th, NULL);
+    }
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    nd_gen_scratch_free(&e->sc);
+    free(e->slots);
+    free(e->flows);
+    free(e->done);
+    free(e->planar);
+    free(e);
+}
