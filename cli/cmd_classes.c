@@ -13,8 +13,8 @@ static const char usage_text[] =
     "usage: netdiff classes [--classes FILE] [--long]\n"
     "       netdiff classes build CAPTURE|DIR... -o FILE [options]\n"
     "\n"
-    "Without 'build': lists the classes a class table (default conf/classes.json,\n"
-    "or $ND_CLASSES) can generate, one per line, name first.\n"
+    "Without 'build': lists the classes a class table (default: the default\n"
+    "model's conf/classes.json, or $ND_CLASSES) can generate, one per line, name first.\n"
     "\n"
     "'build' splits labelled captures into flows and writes a class table: per\n"
     "class the prompt (\"pixelated network data, type-N\", N in name order), the\n"
@@ -37,9 +37,11 @@ static const char usage_text[] =
 
 static int list(int argc, char **argv)
 {
+    nd_default_paths dp;
+    nd_default_paths_get(&dp);
     const char *path = getenv("ND_CLASSES");
     if (!path || !*path)
-        path = "conf/classes.json";
+        path = dp.classes;
     int lng = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--classes") && i + 1 < argc)

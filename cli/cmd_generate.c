@@ -50,29 +50,6 @@ static const char usage_text[] =
     "The default model lives in weights/default/ and conf/ beside the binary's\n"
     "folder (or under $ND_HOME).\n";
 
-/* The project folder: $ND_HOME, else the parent of the binary's folder. */
-static void home_dir(char *buf, size_t n)
-{
-    const char *h = getenv("ND_HOME");
-    if (h && *h) {
-        snprintf(buf, n, "%s", h);
-        return;
-    }
-    char exe[PATH_MAX];
-    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (k <= 0) {
-        snprintf(buf, n, ".");
-        return;
-    }
-    exe[k] = '\0';
-    for (int up = 0; up < 2; up++) {
-        char *s = strrchr(exe, '/');
-        if (s)
-            *s = '\0';
-    }
-    snprintf(buf, n, "%s", exe[0] ? exe : "/");
-}
-
 typedef struct {
     FILE *f;
 } file_sink;
@@ -271,12 +248,10 @@ static int run(int argc, char **argv)
         return cli_usage_error("generate", "give -o FILE or --split-by-class DIR (one of them)");
 
     /* the default model, beside the binary */
-    char home[4096], def_model[4300], def_cn[4300], def_lora[4300], def_classes[4300];
-    home_dir(home, sizeof home);
-    snprintf(def_model, sizeof def_model, "%s/weights/default/model.safetensors", home);
-    snprintf(def_cn, sizeof def_cn, "%s/weights/default/controlnet.safetensors", home);
-    snprintf(def_lora, sizeof def_lora, "%s/weights/default/lora.safetensors", home);
-    snprintf(def_classes, sizeof def_classes, "%s/conf/classes.json", home);
+    nd_default_paths dp;
+    nd_default_paths_get(&dp);
+    const char *def_model = dp.model, *def_cn = dp.controlnet, *def_lora = dp.lora,
+               *def_classes = dp.classes;
     bool default_model = model_path == NULL;
     mp.model = model_path ? model_path : def_model;
     if (cn_path)

@@ -217,6 +217,17 @@ void nd_model_drawer_free(nd_model_drawer *m);
 /* Seconds spent per stage so far (text encoder, UNet steps, VAE). */
 void nd_model_drawer_times(const nd_model_drawer *m, double *text, double *steps, double *vae);
 
+/* The embedded default model: where its files are. home is $ND_HOME, else
+ * the parent of the running binary's folder (build/ in a checkout). */
+typedef struct nd_default_paths {
+    char home[2048];
+    char model[2300];           /* weights/default/netdiff_default.safetensors  */
+    char controlnet[2300];      /* weights/default/control_netdiff_canny.safetensors */
+    char lora[2300];            /* weights/default/netdiff_lora.safetensors     */
+    char classes[2300];         /* conf/classes.json                             */
+} nd_default_paths;
+void nd_default_paths_get(nd_default_paths *p);
+
 /* Sinks that cli/ and server/ share. */
 /* A capture (pcap or pcapng; pcapng packets carry "FLOWINDEX,CLASS"). */
 typedef struct nd_capture_sink nd_capture_sink;

@@ -613,13 +613,13 @@ static nd_status load_model(srv *s, nd_err *err)
         mp.threads = c->threads;
         mp.batch = c->max_batch;
         int dflt = !c->model[0];
-        snprintf(def, sizeof def, "%.900s/weights/default/model.safetensors", home);
+        { nd_default_paths dp; nd_default_paths_get(&dp); snprintf(def, sizeof def, "%.1000s", dp.model); }
         snprintf(s->model_desc, sizeof s->model_desc, "%.1000s", dflt ? def : c->model);
         mp.model = s->model_desc;
         if (c->controlnet[0] && strcmp(c->controlnet, "none"))
             snprintf(s->cn_desc, sizeof s->cn_desc, "%.1000s", c->controlnet);
         else if (!c->controlnet[0] && dflt) {
-            snprintf(def, sizeof def, "%.900s/weights/default/controlnet.safetensors", home);
+            { nd_default_paths dp; nd_default_paths_get(&dp); snprintf(def, sizeof def, "%.1000s", dp.controlnet); }
             if (access(def, R_OK) == 0)
                 snprintf(s->cn_desc, sizeof s->cn_desc, "%.1000s", def);
         }
@@ -634,7 +634,7 @@ static nd_status load_model(srv *s, nd_err *err)
             else
                 scale = 1.0f;
         } else if (dflt) {
-            snprintf(def, sizeof def, "%.900s/weights/default/lora.safetensors", home);
+            { nd_default_paths dp; nd_default_paths_get(&dp); snprintf(def, sizeof def, "%.1000s", dp.lora); }
             if (access(def, R_OK) == 0)
                 snprintf(s->lora_desc, sizeof s->lora_desc, "%.1000s", def);
         }

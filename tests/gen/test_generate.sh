@@ -8,7 +8,7 @@
 . tests/lib.sh
 . tests/tools.sh
 ND=${NETDIFF_REL:-build/netdiff}
-if [ ! -f weights/default/model.safetensors ] || [ ! -f conf/classes.json ]; then
+if [ ! -f weights/default/netdiff_default.safetensors ] || [ ! -f conf/classes.json ]; then
   skip "no default model in weights/default/ yet"; nd_done; exit 0
 fi
 N=${GEN_N:-20}
@@ -51,7 +51,7 @@ grep -q "known: " "$ND_TMP/err" && ok "the error lists the known classes" || fai
 expect 2 "n = 0" $ND generate --class "$first" -n 0 -o "$ND_TMP/u.pcap"
 expect 2 "n too large" $ND generate --class "$first" -n 99999999 -o "$ND_TMP/u.pcap"
 expect 1 "missing model" $ND generate --class "$first" --model "$ND_TMP/none.safetensors" -o "$ND_TMP/u.pcap"
-head -c 5000 weights/default/model.safetensors >"$ND_TMP/cut.safetensors"
+head -c 5000 weights/default/netdiff_default.safetensors >"$ND_TMP/cut.safetensors"
 expect 1 "corrupt model" $ND generate --class "$first" --model "$ND_TMP/cut.safetensors" -o "$ND_TMP/u.pcap"
 expect 1 "a LoRA that does not fit" $ND generate --class "$first" --lora tests/fixtures/weights/lora_kohya.safetensors -o "$ND_TMP/u.pcap"
 expect 1 "unwritable output" $ND generate --class "$first" -n 1 --steps 2 -o /nonexistent/dir/u.pcap
