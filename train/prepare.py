@@ -28,7 +28,7 @@ ROOT = os.path.dirname(HERE)
 
 # model layout (recorded in weights/default/config.json and the model card)
 PACKETS = 64
-TIMING_COLS = 8
+TIMING_COLS = 16      # 1088 + 16 = 1104 = 16 x 69 columns: /8 VAE, /2 UNet level
 TIMING_SCALE = 8
 GROUPS = ("apps/", "iot/", "protocols/")
 # labels that are no traffic class: no app-layer protocol / unlabelled / synthetic
