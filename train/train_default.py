@@ -53,7 +53,7 @@ UNET_CFG = dict(sample_size=8, in_channels=16, out_channels=16, layers_per_block
                 cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32)
 CN_EMBED = (16, 16, 32, 32)   # three stride-2 convs: the /8 of the VAE
 SCHED = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-             clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+             clip_sample=False, steps_offset=1)
 COLOURS = torch.tensor([[0., 1., 0.], [1., 0., 0.], [0., 0., 1.]])  # bit 0 green, 1 red, vacant blue
 
 
@@ -146,13 +146,15 @@ def train_vae(a, W):
     seed_all(SEED)
     names, labels, arr = load_images(os.path.join(a.data, "images", "train"))
     x_all, y_all = to_tensor(arr), colour_index(arr)
+    sub = per_class(labels, a.per_class)
     vae = AutoencoderKL(**VAE_CFG)
     opt = torch.optim.AdamW(vae.parameters(), lr=a.vae_lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(SEED)
     t0 = time.time()
     for step in range(a.vae_steps):
         idx = torch.randint(0, len(x_all), (a.vae_batch,), generator=g)
-        x, y = x_all[idx], y_all[idx]
+        c0 = int(torch.randint(0, (WIDTH - a.vae_crop) // 8 + 1, (1,), generator=g)) * 8
+        x, y = x_all[idx][..., c0:c0 + a.vae_crop], y_all[idx][..., c0:c0 + a.vae_crop]
         post = vae.encode(x).latent_dist
         z = post.sample(generator=g)
         out = vae.decode(z).sample
@@ -166,7 +168,7 @@ def train_vae(a, W):
         for gr in opt.param_groups:
             gr["lr"] = a.vae_lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * (1 - step / a.vae_steps))
         opt.step()
-        if step % 25 == 0 or step == a.vae_steps - 1:
+        if step % 10 == 0 or step == a.vae_steps - 1:
             with torch.no_grad():
                 acc = (out.argmax(1) == x.argmax(1)).float().mean().item()
             log("vae %d/%d loss %.4f mse %.4f ce %.4f kl %.2f acc %.5f (%.0fs)" %
@@ -176,7 +178,8 @@ def train_vae(a, W):
     # latent scale folded into quant_conv / post_quant_conv so that 0.18215 (SD1.5's
     # factor, which LDM files cannot state) gives unit-variance latents
     with torch.no_grad():
-        zs = torch.cat([vae.encode(x_all[i:i + 32]).latent_dist.mean for i in range(0, len(x_all), 32)])
+        xs = x_all[sub[::4]]
+        zs = torch.cat([vae.encode(xs[i:i + 16]).latent_dist.mean for i in range(0, len(xs), 16)])
         k = 1.0 / (0.18215 * zs.std().item())
         C = VAE_CFG["latent_channels"]
         vae.quant_conv.weight[:C] *= k
@@ -188,6 +191,16 @@ def train_vae(a, W):
     log("vae done: latent std before folding %.4f, k %.4f" % (zs.std().item(), k))
 
 
+def per_class(labels, cap):
+    """the first CAP train flows of each class (in name order): what the UNet stages see"""
+    seen, keep = {}, []
+    for i, l in enumerate(labels):
+        if seen.get(l, 0) < cap:
+            seen[l] = seen.get(l, 0) + 1
+            keep.append(i)
+    return keep
+
+
 def latents_of(vae, arr):
     x = to_tensor(arr)
     with torch.no_grad():
@@ -197,6 +210,8 @@ def latents_of(vae, arr):
 def common(a, W):
     vae = AutoencoderKL.from_pretrained(os.path.join(W, "vae")).eval()
     names, labels, arr = load_images(os.path.join(a.data, "images", "train"))
+    sub = per_class(labels, a.per_class)
+    names, labels, arr = [names[i] for i in sub], [labels[i] for i in sub], arr[sub]
     cache = os.path.join(W, "latents.pt")
     if os.path.exists(cache):
         lat = torch.load(cache)
@@ -243,7 +258,7 @@ def diffusion_loop(a, D, model_fwd, params, steps, lr, tag, extra=None):
             gr["lr"] = lr * min(1.0, (step + 1) / 30) * (0.5 * (1 + math.cos(math.pi * step / steps)) * 0.9 + 0.1)
         opt.step()
         ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
-        if step % 25 == 0 or step == steps - 1:
+        if step % 10 == 0 or step == steps - 1:
             log("%s %d/%d loss %.4f (ema %.4f) %.0fs" % (tag, step, steps, loss.item(), ema, time.time() - t0))
 
 
@@ -384,15 +399,17 @@ def main():
     ap.add_argument("--all", action="store_true")
     ap.add_argument("--stages", default="vae,unet,controlnet,lora,export")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--vae-batch", type=int, default=4)
-    ap.add_argument("--vae-steps", type=int, default=400)
+    ap.add_argument("--vae-steps", type=int, default=120)
+    ap.add_argument("--vae-crop", type=int, default=128, help="VAE trains on 64 x CROP crops")
+    ap.add_argument("--per-class", type=int, default=20, help="train flows per class for the UNet stages")
     ap.add_argument("--vae-lr", type=float, default=2e-3)
-    ap.add_argument("--unet-steps", type=int, default=600)
+    ap.add_argument("--unet-steps", type=int, default=100)
     ap.add_argument("--unet-lr", type=float, default=1e-3)
-    ap.add_argument("--cn-steps", type=int, default=200)
+    ap.add_argument("--cn-steps", type=int, default=40)
     ap.add_argument("--cn-lr", type=float, default=5e-4)
-    ap.add_argument("--lora-steps", type=int, default=100)
+    ap.add_argument("--lora-steps", type=int, default=30)
     ap.add_argument("--lora-lr", type=float, default=1e-3)
     ap.add_argument("--lora-rank", type=int, default=4)
     a = ap.parse_args()
