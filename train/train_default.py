@@ -159,7 +159,7 @@ def train_vae(a, W):
         z = post.sample(generator=g)
         out = vae.decode(z).sample
         rec = F.mse_loss(out, x)
-        ce = F.cross_entropy(out[:, [1, 0, 2]] * 4.0, y)  # logits in R,G,B order -> index of argmax
+        ce = F.cross_entropy(out * 4.0, y)  # channels R,G,B as logits; y = argmax colour index
         kl = post.kl().mean() / z[0].numel()
         loss = rec + 0.5 * ce + 1e-4 * kl
         opt.zero_grad()
