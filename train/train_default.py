@@ -168,7 +168,7 @@ def train_vae(a, W):
         for gr in opt.param_groups:
             gr["lr"] = a.vae_lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * (1 - step / a.vae_steps))
         opt.step()
-        if step % 10 == 0 or step == a.vae_steps - 1:
+        if step % 50 == 0 or step == a.vae_steps - 1:
             with torch.no_grad():
                 acc = (out.argmax(1) == x.argmax(1)).float().mean().item()
             log("vae %d/%d loss %.4f mse %.4f ce %.4f kl %.2f acc %.5f (%.0fs)" %
@@ -258,7 +258,7 @@ def diffusion_loop(a, D, model_fwd, params, steps, lr, tag, extra=None):
             gr["lr"] = lr * min(1.0, (step + 1) / 30) * (0.5 * (1 + math.cos(math.pi * step / steps)) * 0.9 + 0.1)
         opt.step()
         ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
-        if step % 10 == 0 or step == steps - 1:
+        if step % 50 == 0 or step == steps - 1:
             log("%s %d/%d loss %.4f (ema %.4f) %.0fs" % (tag, step, steps, loss.item(), ema, time.time() - t0))
 
 
@@ -399,17 +399,17 @@ def main():
     ap.add_argument("--all", action="store_true")
     ap.add_argument("--stages", default="vae,unet,controlnet,lora,export")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--vae-batch", type=int, default=4)
-    ap.add_argument("--vae-steps", type=int, default=120)
+    ap.add_argument("--vae-steps", type=int, default=400)
     ap.add_argument("--vae-crop", type=int, default=128, help="VAE trains on 64 x CROP crops")
     ap.add_argument("--per-class", type=int, default=20, help="train flows per class for the UNet stages")
     ap.add_argument("--vae-lr", type=float, default=2e-3)
-    ap.add_argument("--unet-steps", type=int, default=100)
+    ap.add_argument("--unet-steps", type=int, default=600)
     ap.add_argument("--unet-lr", type=float, default=1e-3)
-    ap.add_argument("--cn-steps", type=int, default=40)
+    ap.add_argument("--cn-steps", type=int, default=150)
     ap.add_argument("--cn-lr", type=float, default=5e-4)
-    ap.add_argument("--lora-steps", type=int, default=30)
+    ap.add_argument("--lora-steps", type=int, default=80)
     ap.add_argument("--lora-lr", type=float, default=1e-3)
     ap.add_argument("--lora-rank", type=int, default=4)
     a = ap.parse_args()
