@@ -121,8 +121,8 @@ def transport_port(im):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="/work/data/default-model")
-    ap.add_argument("--n", type=int, default=4, help="flows generated per class")
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--n", type=int, default=3, help="flows generated per class")
+    ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--guidance", type=float, default=3.0)
     ap.add_argument("--lora-scale", type=float, default=1.0)
     ap.add_argument("--vae-per-class", type=int, default=4)
