@@ -149,6 +149,12 @@ def main():
     w("## Known weaknesses\n")
     w("- Trained for minutes on 2 shared CPU cores with small step counts; the UNet/ControlNet are far from "
       "converged. Retrain with larger `--*-steps` (and `--per-class`) where a GPU is available.")
+    w("- The VAE is not near-exact: it trained on 64 x 128 crops, so its mid-block attention saw 8 x 16 latent "
+      "tokens in training and 8 x 138 on whole flows; occupied-row accuracy on whole held-out flows is far "
+      "below the per-crop training accuracy. Fix: a last phase on whole-width images (or no crops).")
+    bad = {k: x for k, x in es["validity"]["synth"]["failed"].items() if x}
+    w("- Invalid packets after repair, by check: %s. Generated port fields are mostly all-zero and the "
+      "repair keeps port 0; the repair step should draw such ports from the class's port pool." % bad)
     w("- 16 latent channels at /8 (SD1.5 has 4): chosen so the VAE can be near-exact on bit images; loaders "
       "infer it from the shapes.")
     w("- The text encoder is random and frozen: prompts are only class identifiers.")
