@@ -69,6 +69,9 @@ void nd_class_template_path(const nd_class_table *t, const nd_class *c, int k, c
                             size_t n);
 void nd_class_table_free(nd_class_table *t);
 
+/* The repair statistics of a class, with its server ports filled in. */
+void nd_class_stats_of(const nd_class *c, nd_class_stats *s);
+
 /* Building a table from labelled captures. */
 typedef struct nd_class_builder nd_class_builder;
 typedef struct nd_class_build_opts {

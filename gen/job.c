@@ -13,6 +13,16 @@ void nd_gen_job_init(nd_gen_job *j)
     j->max_flows = 1000000;
 }
 
+void nd_class_stats_of(const nd_class *c, nd_class_stats *s)
+{
+    *s = c->stats;
+    s->n_server_ports = c->n_ports < 8 ? c->n_ports : 8;
+    for (int i = 0; i < s->n_server_ports; i++) {
+        s->server_port[i] = c->port[i];
+        s->server_proto[i] = c->port_proto[i];
+    }
+}
+
 uint64_t nd_gen_job_total(const nd_gen_job *j)
 {
     uint64_t n = 0;
@@ -153,7 +163,9 @@ nd_status nd_gen_post(const nd_layout *l, const float *planar, nd_gen_scratch *s
     nd_repair_out out;
     nd_repair_counts counts;
     memset(&counts, 0, sizeof counts);
-    st = nd_repair_flow(rc, &rows, s->row_conf, &req->cls->stats, req->flow_index, &out, &counts,
+    nd_class_stats cstats;
+    nd_class_stats_of(req->cls, &cstats);
+    st = nd_repair_flow(rc, &rows, s->row_conf, &cstats, req->flow_index, &out, &counts,
                         err);
     nd_rows_free(&rows);
     if (st)

@@ -347,6 +347,22 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
     out->pkts = f->out;
     if (np == 0)
         return ND_OK;
+    /* Port 0 is no port (tools flag it, stacks refuse it): a drawn 0 on the
+     * server side becomes the class's most common server port of this
+     * transport, else a registered port drawn from the seed; on the client
+     * side an ephemeral port drawn from the seed. The packets' port fields
+     * then differ from the drawn ones and are counted as changed. */
+    if (f->proto == 6 || f->proto == 17) {
+        if (f->port[1] == 0) {
+            for (int i = 0; i < cls->n_server_ports && i < 8 && !f->port[1]; i++)
+                if (cls->server_proto[i] == f->proto && cls->server_port[i])
+                    f->port[1] = cls->server_port[i];
+            if (!f->port[1])
+                f->port[1] = (uint16_t)(1024 + nd_rand(f->key, 0x706f7274ULL) % (49152 - 1024));
+        }
+        if (f->port[0] == 0)
+            f->port[0] = (uint16_t)(49152 + nd_rand(f->key, 0x65706800ULL) % 16384);
+    }
     out->ipver = f->ipver;
     out->proto = f->proto;
     cnt->packets += (uint64_t)np;

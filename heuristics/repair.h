@@ -56,6 +56,12 @@ typedef struct nd_class_stats {
      * when the model's TTLs of a side are all zero. */
     uint64_t ttl_hist[2][256];
     uint64_t flows, packets;  /* how much real traffic the stats came from */
+    /* The class's server ports, most common first (filled by the caller from
+     * its class table; n_server_ports 0 when unknown). A drawn port 0 on the
+     * server side becomes the first of these with the flow's transport. */
+    int n_server_ports;
+    uint16_t server_port[8];
+    uint8_t server_proto[8];  /* 6 or 17 */
 } nd_class_stats;
 
 /* A sensible built-in default: gaps log-uniform around 100 us - 50 ms,

@@ -8,9 +8,9 @@
 nd_check_capture() {
 P=$1; npk=$2
 T="tshark -n -r $P -o ip.check_checksum:TRUE -o tcp.check_checksum:TRUE -o udp.check_checksum:TRUE"
-seen=$($T 2>/dev/null | wc -l)
+seen=$($T -T fields -e frame.number 2>/dev/null | wc -l)
 check "tshark reads every packet ($seen)" [ "$seen" -eq "$npk" ]
-bad=$($T -Y 'ip.checksum.status==0 || tcp.checksum.status==0 || udp.checksum.status==0 || icmp.checksum.status==0 || icmpv6.checksum.status==0' 2>/dev/null | wc -l)
+bad=$($T -Y 'ip.checksum.status==0 || tcp.checksum.status==0 || udp.checksum.status==0 || icmp.checksum.status==0 || icmpv6.checksum.status==0' -T fields -e frame.number 2>/dev/null | wc -l)
 check "tshark: zero bad checksums ($bad)" [ "$bad" -eq 0 ]
 $T -Y _ws.malformed -T fields -e frame.protocols 2>/dev/null >"$ND_TMP/mal"
 hdr=$(awk -F: '{p=$NF} p=="eth"||p=="ethertype"||p=="ip"||p=="ipv6"||p=="tcp"||p=="udp"||p=="icmp"||p=="icmpv6"||p=="raw"' "$ND_TMP/mal" | wc -l)

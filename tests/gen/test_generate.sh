@@ -12,12 +12,12 @@ if [ ! -f weights/default/netdiff_default.safetensors ] || [ ! -f conf/classes.j
   skip "no default model in weights/default/ yet"; nd_done; exit 0
 fi
 N=${GEN_N:-20}
-STEPS=${GEN_STEPS:-10}
+STEPS=${GEN_STEPS:-4}
 classes=$($ND classes | cut -f1)
 [ -n "$classes" ] && ok "default model lists $(echo "$classes" | wc -l) classes" || fail "no classes"
 for c in $classes; do
   out="$ND_TMP/$c.pcapng"
-  if ! $ND generate --class "$c" -n "$N" --steps "$STEPS" --batch 4 --format pcapng --seed 7 -o "$out" 2>"$ND_TMP/err"; then
+  if ! $ND generate --class "$c" -n "$N" --steps "$STEPS" --batch 8 --format pcapng --seed 7 -o "$out" 2>"$ND_TMP/err"; then
     fail "$c: generate failed: $(tail -1 "$ND_TMP/err")"; continue
   fi
   npk=$(capinfos -Mc "$out" | awk '/Number of packets/ {print $NF}')

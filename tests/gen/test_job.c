@@ -201,11 +201,11 @@ static void test_job_runs_and_is_deterministic(void)
     snprintf(cmd, sizeof cmd,
              "tshark -n -r %s -o ip.check_checksum:TRUE -o tcp.check_checksum:TRUE "
              "-o udp.check_checksum:TRUE -Y 'ip.checksum.status == 0 or tcp.checksum.status == 0 "
-             "or udp.checksum.status == 0 or icmp.checksum.status == 0' 2>/dev/null | wc -l; "
+             "or udp.checksum.status == 0 or icmp.checksum.status == 0' -T fields -e frame.number 2>/dev/null | wc -l; "
              "tshark -n -r %s -Y _ws.malformed -T fields -e frame.protocols 2>/dev/null | "
              "awk -F: '{p=$NF} p==\"eth\"||p==\"ethertype\"||p==\"ip\"||p==\"ipv6\"||"
              "p==\"tcp\"||p==\"udp\"||p==\"icmp\"||p==\"icmpv6\"' | wc -l; "
-             "tshark -n -r %s 2>/dev/null | wc -l",
+             "tshark -n -r %s -T fields -e frame.number 2>/dev/null | wc -l",
              p1, p1, p1);
     FILE *pp = popen(cmd, "r");
     int bad = -1, malformed = -1, seen = -1;

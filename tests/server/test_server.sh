@@ -53,10 +53,10 @@ $CLI generate --classes "$ND_TMP/classes.json" --class ssh -n 20 --seed 7 -o "$N
 check "GET /generate n=20 equals netdiff generate's bytes" cmp -s "$ND_TMP/d1.pcap" "$ND_TMP/c1.pcap"
 check "200, pcap media type, chunked, file name" sh -c "grep -q '^HTTP/1.1 200' '$ND_TMP/h1' && grep -qi '^Content-Type: application/vnd.tcpdump.pcap' '$ND_TMP/h1' && grep -qi '^Transfer-Encoding: chunked' '$ND_TMP/h1' && grep -qi 'Content-Disposition: attachment; filename=\"netdiff-ssh-7.pcap\"' '$ND_TMP/h1'"
 bad=$(tshark -n -r "$ND_TMP/d1.pcap" -o ip.check_checksum:TRUE -o tcp.check_checksum:TRUE -o udp.check_checksum:TRUE \
-  -Y 'ip.checksum.status == 0 or tcp.checksum.status == 0 or udp.checksum.status == 0 or icmp.checksum.status == 0' 2>/dev/null | wc -l)
+  -Y 'ip.checksum.status == 0 or tcp.checksum.status == 0 or udp.checksum.status == 0 or icmp.checksum.status == 0' -T fields -e frame.number 2>/dev/null | wc -l)
 malformed=$(tshark -n -r "$ND_TMP/d1.pcap" -Y _ws.malformed -T fields -e frame.protocols 2>/dev/null |
   awk -F: '{p=$NF} p=="eth"||p=="ethertype"||p=="ip"||p=="ipv6"||p=="tcp"||p=="udp"||p=="icmp"||p=="icmpv6"' | wc -l)
-seen=$(tshark -n -r "$ND_TMP/d1.pcap" 2>/dev/null | wc -l)
+seen=$(tshark -n -r "$ND_TMP/d1.pcap" -T fields -e frame.number 2>/dev/null | wc -l)
 check "tshark: $seen packets, $bad bad checksums, $malformed malformed headers" test "$seen" -gt 20 -a "$bad" -eq 0 -a "$malformed" -eq 0
 
 # pcapng with pcapml labels, steps/sampler/cfg accepted
