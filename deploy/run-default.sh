@@ -1,17 +1,15 @@
 #!/bin/sh
-# The main job on the embedded default, as the README's first command runs it.
-# Until the generator lands, it runs the codec end to end on the bundled real
-# capture: pcap -> nPrint CSV -> per-flow images -> pcap, and says what
-# capinfos sees in the result.
+# The main job on the embedded default model, as the README's first command
+# runs it: a few labelled flows of two classes, generated on the CPU,
+# repaired into valid packets, written as pcapng with their labels; then
+# where the capture is and what capinfos says of it.
 set -eu
 ND=${NETDIFF:-build/netdiff}
 out=${OUT:-build/run-default}
 rm -rf "$out"; mkdir -p "$out"
-in=deploy/sample/tcpdump_ssh.pcap
-$ND encode "$in" -o "$out/sample.csv"
-$ND encode "$in" --images "$out/images" --packets 128
-$ND decode "$out/images" -o "$out/roundtrip.pcap"
-echo "nPrint CSV:  $out/sample.csv ($(($(wc -l <"$out/sample.csv") - 1)) packets)"
-echo "images:      $out/images/ ($(ls "$out/images" | wc -l) flows)"
-echo "capture:     $out/roundtrip.pcap"
-capinfos "$out/roundtrip.pcap" 2>/dev/null | sed -n '1,8p'
+$ND classes | head -5 | sed 's/^/class: /'
+$ND generate --class netflix=4,dns=4 --steps 10 --batch 4 --seed 1 --format pcapng \
+    -o "$out/default.pcapng"
+echo "capture:  $out/default.pcapng"
+echo "manifest: $out/default.pcapng.json"
+capinfos "$out/default.pcapng" 2>/dev/null | sed -n '1,12p'
