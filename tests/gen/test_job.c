@@ -4,16 +4,10 @@
  * is tested; the model pipeline is tested in tests/model/. */
 #include "gen/gen.h"
 #include "tests/harness.h"
+#include "tests/gen/fixture.h"
 
 #include <jansson.h>
 #include <unistd.h>
-
-static char buf[4096];
-static const char *td(const char *rel)
-{
-    snprintf(buf, sizeof buf, "%s/%s", nd_testdata(), rel);
-    return buf;
-}
 
 static char dir[] = "/tmp/ndtest_job_XXXXXX";
 static nd_class_table table;
@@ -24,29 +18,7 @@ static void setup(void)
     if (done)
         return;
     done = 1;
-    CHECK(mkdtemp(dir) != NULL);
-    nd_class_build_opts o;
-    nd_class_build_opts_init(&o);
-    nd_err err = {{0}};
-    nd_layout_init(&o.layout, 32, 0, 8, &err);
-    o.templates = 3;
-    o.min_flows = 2;
-    nd_class_builder *b;
-    CHECK_OK(nd_class_builder_new(&o, &b, &err), &err);
-    nd_labeler *lab;
-    nd_labeler_new(&lab, &err);
-    CHECK_OK(nd_labeler_load_csv(lab, td("flows.csv"), &err), &err);
-    nd_flow_opts fo;
-    nd_flow_opts_init(&fo);
-    fo.labeler = lab;
-    fo.drop_unlabelled = true;
-    CHECK_OK(nd_class_builder_add_capture(b, td("protocols/ssh/zeek_ssh_sshguess.pcap"), &fo, &err), &err);
-    CHECK_OK(nd_class_builder_add_capture(b, td("apps/zoom/ndpi_zoom_p2p__zoom.pcapng"), &fo, &err), &err);
-    char tpl[4200];
-    snprintf(tpl, sizeof tpl, "%s/templates", dir);
-    CHECK_OK(nd_class_builder_finish(b, dir, tpl, &table, NULL, 0, &err), &err);
-    nd_class_builder_free(b);
-    nd_labeler_free(lab);
+    fixture_table(dir, &table);
 }
 
 typedef struct {
