@@ -20,7 +20,7 @@ static const char usage_text[] =
     "bytes as `nprint -P IN FLAGS -W OUT.csv`. Flow modes split captures (files or\n"
     "directories; pcap, pcapng, .gz) into bidirectional flows and write one PNG\n"
     "(NetDiffusion's image format) or one nPrint CSV per flow, named\n"
-    "LABEL_FLOWID.png / .csv.\n"
+    "LABEL_FLOWID.png / .csv (flow ids run on across the inputs).\n"
     "\n"
     "nPrint flags (default, NetDiffusion's set: -4 -6 -t -u -i -p 0):\n"
     "  -4 -6 -t -u -i   IPv4 / IPv6 / TCP / UDP / ICMP header bits\n"
@@ -54,11 +54,15 @@ typedef struct {
     int min_packets;
     uint64_t written, skipped;
     const char *cur_file;
+    uint64_t id_base;          /* flow ids continue across input files ...  */
+    uint64_t id_end;           /* ... so names never collide                */
 } flow_job;
 
 static nd_status write_flow(void *ctx, const nd_flow *f, nd_err *err)
 {
     flow_job *j = ctx;
+    if (j->id_base + f->id + 1 > j->id_end)
+        j->id_end = j->id_base + f->id + 1;
     if (f->n < j->min_packets) {
         j->skipped++;
         return ND_OK;
@@ -77,7 +81,7 @@ static nd_status write_flow(void *ctx, const nd_flow *f, nd_err *err)
     const char *label = f->label[0] ? f->label : "unlabelled";
     char path[4096];
     snprintf(path, sizeof path, "%s/%s_%06llu.%s", j->out_dir, label,
-             (unsigned long long)f->id, j->images ? "png" : "csv");
+             (unsigned long long)(j->id_base + f->id), j->images ? "png" : "csv");
     if (j->images) {
         const nd_layout *l = &j->layout;
         uint8_t *rgb = malloc((size_t)l->width * (size_t)l->packets * 3);
@@ -300,6 +304,7 @@ static int run(int argc, char **argv)
         j.cur_file = files[i];
         nd_flow_stats fs;
         st = nd_flows_from_capture(files[i], &fo, write_flow, &j, &fs, &err);
+        j.id_base = j.id_end;
         if (st) {
             fprintf(stderr, "netdiff encode: %s\n", err.msg);
             failed++;

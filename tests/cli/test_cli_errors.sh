@@ -44,6 +44,11 @@ n=$(ls "$ND_TMP/img" | wc -l)
 [ "$n" -ge 5 ] && ok "good captures still encoded ($n images)" || fail "only $n images"
 grep -q "readme.txt" "$ND_TMP/err" && ok "bad file named" || fail "bad file not named"
 
+# several captures of one label into one folder: every flow keeps its image
+$NETDIFF encode "$T/apps/whatsapp" --images "$ND_TMP/wa" 2>/dev/null
+n=$(ls "$ND_TMP/wa" | wc -l)
+[ "$n" -eq 112 ] && ok "4 whatsapp captures -> 112 images, none overwritten" || fail "whatsapp: $n images, 112 flows"
+
 # decode: wrong image width, CSV with unknown columns, mixed directory
 mkdir -p "$ND_TMP/dec"
 cp "$ND_TMP/img/"*.png "$ND_TMP/dec/"
