@@ -69,4 +69,7 @@ void nd_eval_count_packet(nd_eval *e, nd_eval_side side, const uint8_t *l3, uint
 void nd_svg_hist(FILE *out, int f, const uint64_t *ka, const uint64_t *ca, size_t na,
                  const uint64_t *kb, const uint64_t *cb, size_t nb);
 
+/* Writes s with <, > and & escaped (HTML text and SVG <text>). */
+void nd_xml_escape(FILE *o, const char *s);
+
 #endif

@@ -12,20 +12,6 @@ static void cell3(FILE *f, const nd_eval_metric *m, bool ok)
         fputs("<td>-</td><td>-</td><td>-</td>", f);
 }
 
-static void html_esc(FILE *o, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '<')
-            fputs("&lt;", o);
-        else if (*s == '&')
-            fputs("&amp;", o);
-        else if (*s == '>')
-            fputs("&gt;", o);
-        else
-            fputc(*s, o);
-    }
-}
-
 static void thead(FILE *f, const char *first)
 {
     fprintf(f, "<tr><th rowspan=2>%s</th><th rowspan=2>real</th><th rowspan=2>synth</th>"
@@ -67,7 +53,7 @@ nd_status nd_eval_write_html(const nd_eval *e, FILE *f, nd_err *err)
         if (i == 0)
             thead(f, "scope");
         fputs("<tr><td>", f);
-        html_esc(f, i == 0 ? "all flows" : s->label);
+        nd_xml_escape(f, i == 0 ? "all flows" : s->label);
         fprintf(f, "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td>", s->flows_real,
                 s->flows_synth);
         for (int k = 0; k < ND_CMP_COUNT; k++)

@@ -34,7 +34,7 @@ static int by_key(const void *x, const void *y)
     return p->key < q->key ? -1 : p->key > q->key;
 }
 
-static void esc(FILE *o, const char *s)
+void nd_xml_escape(FILE *o, const char *s)
 {
     for (; *s; s++) {
         if (*s == '<')
@@ -110,7 +110,7 @@ void nd_svg_hist(FILE *o, int f, const uint64_t *ka, const uint64_t *ca, size_t 
         else
             nd_eval_bin_text(f, v[k].key, t, sizeof t);
         fputs("<g><title>", o);
-        esc(o, t);
+        nd_xml_escape(o, t);
         fprintf(o, ": real %.2f%%, synth %.2f%%</title>", 100 * v[k].a, 100 * v[k].b);
         fprintf(o, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='#3b6fb6'/>", x,
                 6 + plot_h - ha, bw, ha);
@@ -120,7 +120,7 @@ void nd_svg_hist(FILE *o, int f, const uint64_t *ka, const uint64_t *ca, size_t 
             fprintf(o, "<text x='%.1f' y='%d' text-anchor='%s'>", k == 0 ? (double)PAD_L
                                                                           : (double)(W - 4),
                     H - 4, k == 0 ? "start" : "end");
-            esc(o, t);
+            nd_xml_escape(o, t);
             fputs("</text>\n", o);
         }
     }

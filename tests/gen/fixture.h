@@ -43,4 +43,14 @@ static void fixture_table(char *dir, nd_class_table *table)
     nd_labeler_free(lab);
 }
 
+/* fixture_table once per test program (tests share the table). */
+static void fixture_once(char *dir, nd_class_table *table)
+{
+    static int done;
+    if (!done) {
+        done = 1;
+        fixture_table(dir, table);
+    }
+}
+
 #endif

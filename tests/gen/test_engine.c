@@ -13,14 +13,7 @@
 static char dir[] = "/tmp/ndtest_engine_XXXXXX";
 static nd_class_table table;
 
-static void setup(void)
-{
-    static int done;
-    if (done)
-        return;
-    done = 1;
-    fixture_table(dir, &table);
-}
+static void setup(void) { fixture_once(dir, &table); }
 
 /* ---- a capture in memory ---- */
 typedef struct {

@@ -12,14 +12,7 @@
 static char dir[] = "/tmp/ndtest_job_XXXXXX";
 static nd_class_table table;
 
-static void setup(void)
-{
-    static int done;
-    if (done)
-        return;
-    done = 1;
-    fixture_table(dir, &table);
-}
+static void setup(void) { fixture_once(dir, &table); }
 
 typedef struct {
     const nd_class_table *t;

@@ -13,7 +13,12 @@
  * Backends: every one linked in (nd_backend_names: "emu" in the sanitizer
  * build, "cuda" in make cuda's), or cpu_ref plus the comma-separated list in
  * ND_TEST_BACKENDS. An op a backend does not support is skipped for it, and
- * said so; only cpu_ref and cpu must support every op. */
+ * said so; only cpu_ref and cpu must support every op.
+ *
+ * On emu/cuda the ops run these sources: kernels/cuda/attention.cu
+ * (attention), conv.cu (conv2d), norm.cu (group norm, layer norm, softmax),
+ * elem.cu (elementwise, GEGLU/GELU/SiLU, concat, upsample, timestep
+ * embedding, transpose, copy), backend.cu (linear through cuBLAS). */
 #include "kernels/ops.h"
 #include "tests/harness.h"
 
