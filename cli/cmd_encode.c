@@ -84,14 +84,16 @@ static nd_status write_flow(void *ctx, const nd_flow *f, nd_err *err)
              (unsigned long long)(j->id_base + f->id), j->images ? "png" : "csv");
     if (j->images) {
         const nd_layout *l = &j->layout;
-        uint8_t *rgb = malloc((size_t)l->width * (size_t)l->packets * 3);
-        if (!rgb) {
+        /* only the packet rows: the padding is never drawn */
+        int n = rows.n < l->packets ? rows.n : l->packets;
+        int8_t *bits = malloc((size_t)l->width * (size_t)n);
+        if (!bits) {
             nd_rows_free(&rows);
             return nd_fail(err, ND_ENOMEM, "out of memory");
         }
-        nd_image_from_rows(l, &rows, rgb);
-        st = nd_png_write(path, rgb, l->width, l->packets, err);
-        free(rgb);
+        n = nd_image_bits_from_rows(l, &rows, bits);
+        st = nd_png_write_bits(path, bits, l->width, n, l->packets, err);
+        free(bits);
     } else {
         FILE *o = fopen(path, "w");
         if (!o) {

@@ -239,6 +239,10 @@ int64_t nd_layout_gap_us(const nd_layout *l, uint32_t q);
 /* Draws the first min(t->n, l->packets) rows of t into rgb (l->width *
  * l->packets * 3 bytes, row-major); the rest are blue padding rows. */
 void nd_image_from_rows(const nd_layout *l, const nd_rows *t, uint8_t *rgb);
+/* The same image as values (1, 0, -1: the form nd_rows_from_bits reads), only
+ * its packet rows: writes min(t->n, l->packets) rows of l->width values into
+ * bits and returns that count; the rest of the image is padding. */
+int nd_image_bits_from_rows(const nd_layout *l, const nd_rows *t, int8_t *bits);
 /* The inverse for clean (snapped) bits: bits are l->width * l->packets values
  * (exactly 1, 0 or -1 per pixel, as nd_snap_* writes them). Trailing all-vacant rows end the
  * flow and are not appended. Address columns the layout omits are filled
@@ -251,6 +255,13 @@ nd_status nd_png_read(const char *path, uint8_t **rgb, int *w, int *h, nd_err *e
 nd_status nd_png_read_mem(const uint8_t *data, size_t n, uint8_t **rgb, int *w, int *h,
                           nd_err *err);
 nd_status nd_png_write(const char *path, const uint8_t *rgb, int w, int h, nd_err *err);
+/* Writes the w x h three-colour image whose first n rows are bits (w values
+ * a row: 1 red, 0 green, anything else blue, as nd_image_from_rows draws)
+ * and whose other h - n rows are blue padding: the pixels nd_png_write
+ * would write for nd_image_from_rows' buffer, at the cost of the n rows
+ * only (no RGB buffer, padding as a repeated token list). */
+nd_status nd_png_write_bits(const char *path, const int8_t *bits, int w, int n, int h,
+                            nd_err *err);
 
 /* Colour snapping: each pixel to 1 / 0 / -1 and a confidence in [0.5, 1]
  * (1 = exactly one of the three colours; 0.5 = equidistant from two).

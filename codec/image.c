@@ -54,39 +54,6 @@ int64_t nd_layout_gap_us(const nd_layout *l, uint32_t q)
     return (int64_t)floor(us + 0.5);
 }
 
-static const uint8_t colour[3][3] = {{0, 0, 255}, {0, 255, 0}, {255, 0, 0}}; /* -1, 0, 1 */
-
-void nd_image_from_rows(const nd_layout *l, const nd_rows *t, uint8_t *rgb)
-{
-    int n = t->n < l->packets ? t->n : l->packets;
-    size_t stride = (size_t)l->width * 3;
-    for (int y = 0; y < l->packets; y++) {
-        uint8_t *px = rgb + (size_t)y * stride;
-        if (y >= n) {
-            /* padding: one blue row, then copies of it */
-            if (y == n)
-                for (int x = 0; x < l->width; x++)
-                    memcpy(px + 3 * x, colour[0], 3);
-            else
-                memcpy(px, rgb + (size_t)n * stride, stride);
-            continue;
-        }
-        const int8_t *row = nd_rows_at(t, y);
-        for (int x = 0; x < l->n_bit_cols; x++) {
-            int8_t v = row[l->bit_cols[x]];
-            memcpy(px + 3 * x, colour[v == 1 ? 2 : v == 0 ? 1 : 0], 3);
-        }
-        if (l->timing_cols) {
-            int64_t gap = t->gap_us ? t->gap_us[y] : -1;
-            uint32_t q = nd_layout_gap_q(l, gap < 0 ? 0 : gap);
-            for (int k = 0; k < l->timing_cols; k++) {
-                int bit = (int)((q >> (l->timing_cols - 1 - k)) & 1);
-                memcpy(px + 3 * (l->n_bit_cols + k), colour[bit ? 2 : 1], 3);
-            }
-        }
-    }
-}
-
 /* Image columns come in a few runs that map to consecutive row columns
  * (NetDiffusion's layout: four), so a row is a handful of memcpys. */
 typedef struct {
@@ -107,6 +74,57 @@ static void runs_of(const nd_layout *l, col_runs *r)
             r->len[r->n] = 1;
             r->n++;
         }
+    }
+}
+
+/* Image row y's l->width values: the shown columns, then the gap's bits. */
+static void row_values(const nd_layout *l, const col_runs *r, const nd_rows *t, int y,
+                       int8_t *out)
+{
+    const int8_t *row = nd_rows_at(t, y);
+    for (int k = 0; k < r->n; k++)
+        memcpy(out + r->x0[k], row + r->c0[k], r->len[k]);
+    if (l->timing_cols) {
+        int64_t gap = t->gap_us ? t->gap_us[y] : -1;
+        uint32_t q = nd_layout_gap_q(l, gap < 0 ? 0 : gap);
+        for (int k = 0; k < l->timing_cols; k++)
+            out[l->n_bit_cols + k] = (int8_t)((q >> (l->timing_cols - 1 - k)) & 1);
+    }
+}
+
+int nd_image_bits_from_rows(const nd_layout *l, const nd_rows *t, int8_t *bits)
+{
+    int n = t->n < l->packets ? t->n : l->packets;
+    col_runs r;
+    runs_of(l, &r);
+    for (int y = 0; y < n; y++)
+        row_values(l, &r, t, y, bits + (size_t)y * (size_t)l->width);
+    return n;
+}
+
+static const uint8_t colour[3][3] = {{0, 0, 255}, {0, 255, 0}, {255, 0, 0}}; /* -1, 0, 1 */
+
+void nd_image_from_rows(const nd_layout *l, const nd_rows *t, uint8_t *rgb)
+{
+    int n = t->n < l->packets ? t->n : l->packets;
+    size_t stride = (size_t)l->width * 3;
+    col_runs r;
+    runs_of(l, &r);
+    int8_t v[ND_HDR_BITS + ND_MAX_TIMING_COLS];
+    for (int y = 0; y < l->packets; y++) {
+        uint8_t *px = rgb + (size_t)y * stride;
+        if (y >= n) {
+            /* padding: one blue row, then copies of it */
+            if (y == n)
+                for (int x = 0; x < l->width; x++)
+                    memcpy(px + 3 * x, colour[0], 3);
+            else
+                memcpy(px, rgb + (size_t)n * stride, stride);
+            continue;
+        }
+        row_values(l, &r, t, y, v);
+        for (int x = 0; x < l->width; x++)
+            memcpy(px + 3 * x, colour[v[x] == 1 ? 2 : v[x] == 0 ? 1 : 0], 3);
     }
 }
 

@@ -42,4 +42,30 @@ FILE *nd_open_maybe_gz(const char *path, int *is_gz);
 typedef struct nd_reader nd_reader;
 nd_status nd_reader_open_prec(const char *path, int micro, nd_reader **out, nd_err *err);
 
+/* PNG size limit, reading and writing. */
+#define ND_PNG_MAX_PIXELS (64u << 20)
+/* Writes a PNG file: 8-bit RGB, w x h, image data z (a zlib stream). */
+nd_status nd_png_put_file(const char *path, int w, int h, const uint8_t *z, size_t zn, nd_err *err);
+
+/* deflate.c: a deflate block writer for encoders that make their own tokens
+ * (literals and matches); see png_bits.c. Bits go out LSB first into a
+ * growable buffer. */
+typedef struct nd_bitbuf {
+    uint8_t *p;
+    size_t n, cap;
+    uint64_t acc; /* bits not yet in p */
+    int nacc;
+} nd_bitbuf;
+/* Makes room for `more` bytes past n; -1 when out of memory. */
+int nd_bits_reserve(nd_bitbuf *b, size_t more);
+/* Appends n <= 32 bits (8 bytes reserved); pads to a byte boundary. */
+void nd_bits_put(nd_bitbuf *b, uint32_t v, int n);
+int nd_bits_align(nd_bitbuf *b);
+/* A literal token is the byte itself; a match copies len (3..258) bytes
+ * from dist (1..32768) bytes back. */
+uint32_t nd_tok_match(int len, int dist);
+/* One dynamic-Huffman block: the tokens, `repeat` times over, then the end
+ * of block; final sets BFINAL. -1 when out of memory. */
+int nd_deflate_block(nd_bitbuf *b, const uint32_t *tok, size_t n, uint32_t repeat, int final);
+
 #endif

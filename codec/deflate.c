@@ -1,0 +1,291 @@
+/* codec/deflate.c - a small deflate (RFC 1951) block writer for encoders
+ * that find their own matches: the caller turns its data into literal and
+ * match tokens (it knows where the repeats are, so no search is needed) and
+ * this writes one dynamic-Huffman block with codes fitted to those tokens. */
+#include "codec/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const uint8_t len_xbits[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
+                                      2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+static const uint8_t dist_xbits[30] = {0, 0, 0, 0, 1, 1, 2, 2,  3,  3,  4,  4,  5,  5,  6,
+                                       6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
+
+/* Token layout (32 bits): literal/length symbol (9), length extra value (5),
+ * distance symbol (5), distance extra value (13). A literal is its byte. */
+uint32_t nd_tok_match(int len, int dist)
+{
+    /* RFC 1951 3.2.5 by arithmetic: past the first 8 lengths (4 distances)
+     * each power of two holds 4 (2) symbols of one extra-bit count */
+    int l = len - 3, d = dist - 1, ls, lx = 0, ds, dx = 0;
+    if (len == 258) {
+        ls = 28;
+    } else if (l < 8) {
+        ls = l;
+    } else {
+        int e = 29 - __builtin_clz((unsigned)l); /* floor(log2 l) - 2 */
+        ls = 4 * (e + 1) + ((l >> e) & 3);
+        lx = l & ((1 << e) - 1);
+    }
+    if (d < 4) {
+        ds = d;
+    } else {
+        int e = 30 - __builtin_clz((unsigned)d); /* floor(log2 d) - 1 */
+        ds = 2 * (e + 1) + ((d >> e) & 1);
+        dx = d & ((1 << e) - 1);
+    }
+    return (uint32_t)(257 + ls) | (uint32_t)lx << 9 | (uint32_t)ds << 14 | (uint32_t)dx << 19;
+}
+
+int nd_bits_reserve(nd_bitbuf *b, size_t more)
+{
+    if (b->n + more <= b->cap)
+        return 0;
+    size_t nc = (b->n + more) * 2;
+    uint8_t *np = realloc(b->p, nc);
+    if (!np)
+        return -1;
+    b->p = np;
+    b->cap = nc;
+    return 0;
+}
+
+/* n <= 32 bits, LSB first; room for 8 bytes must be reserved. */
+static inline void put(nd_bitbuf *b, uint32_t v, int n)
+{
+    b->acc |= (uint64_t)v << b->nacc;
+    b->nacc += n;
+    if (b->nacc >= 32) {
+        uint32_t w = (uint32_t)b->acc;
+        memcpy(b->p + b->n, &w, 4); /* little-endian hosts only, as the rest of the codec */
+        b->n += 4;
+        b->acc >>= 32;
+        b->nacc -= 32;
+    }
+}
+
+void nd_bits_put(nd_bitbuf *b, uint32_t v, int n) { put(b, v, n); }
+
+int nd_bits_align(nd_bitbuf *b)
+{
+    if (nd_bits_reserve(b, 8))
+        return -1;
+    while (b->nacc > 0) {
+        b->p[b->n++] = (uint8_t)b->acc;
+        b->acc >>= 8;
+        b->nacc = b->nacc > 8 ? b->nacc - 8 : 0;
+    }
+    b->acc = 0;
+    return 0;
+}
+
+/* Huffman code lengths of at most maxbits for freq[0..n): a plain Huffman
+ * tree; where it is too deep the counts are halved and it is built again
+ * (every count stays >= 1, so this ends with a balanced tree at worst). At
+ * least two symbols get a code, as inflaters want a complete-looking code. */
+static void huff_lengths(const uint32_t *freq_in, int n, int maxbits, uint8_t *len)
+{
+    uint32_t freq[286];
+    int sym[286], parent[2 * 286], used = 0;
+    uint64_t w[2 * 286];
+    memcpy(freq, freq_in, (size_t)n * sizeof *freq);
+    for (int i = 0; i < n && used < 2; i++)
+        used += freq[i] != 0;
+    for (int i = 0; i < n && used < 2; i++)
+        if (!freq[i])
+            freq[i] = 1, used++;
+    for (;;) {
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (freq[i]) {
+                /* insertion sort by count: n is at most 286 */
+                int j = m++;
+                while (j > 0 && freq[sym[j - 1]] > freq[i]) {
+                    sym[j] = sym[j - 1];
+                    j--;
+                }
+                sym[j] = i;
+            }
+        /* two queues: leaves (sorted) and inner nodes (made in rising order) */
+        for (int i = 0; i < m; i++)
+            w[i] = freq[sym[i]];
+        int leaf = 0, inner = m, end = m;
+        for (int k = 0; k < m - 1; k++) {
+            int pick[2];
+            for (int t = 0; t < 2; t++)
+                pick[t] = (leaf < m && (inner == end || w[leaf] <= w[inner])) ? leaf++ : inner++;
+            w[end] = w[pick[0]] + w[pick[1]];
+            parent[pick[0]] = parent[pick[1]] = end;
+            end++;
+        }
+        /* depth of each node, root (end - 1) first */
+        int depth[2 * 286], deepest = 0;
+        depth[end - 1] = 0;
+        for (int k = end - 2; k >= 0; k--) {
+            depth[k] = depth[parent[k]] + 1;
+            if (k < m && depth[k] > deepest)
+                deepest = depth[k];
+        }
+        if (deepest <= maxbits) {
+            memset(len, 0, (size_t)n);
+            for (int i = 0; i < m; i++)
+                len[sym[i]] = (uint8_t)depth[i];
+            return;
+        }
+        for (int i = 0; i < n; i++)
+            if (freq[i])
+                freq[i] = (freq[i] + 1) / 2;
+    }
+}
+
+/* Canonical codes (RFC 1951 3.2.2), bit-reversed for LSB-first output. */
+static void huff_codes(const uint8_t *len, int n, uint16_t *code)
+{
+    int count[16] = {0}, next[16];
+    for (int i = 0; i < n; i++)
+        count[len[i]]++;
+    count[0] = 0;
+    int c = 0;
+    for (int b = 1; b < 16; b++) {
+        c = (c + count[b - 1]) << 1;
+        next[b] = c;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!len[i])
+            continue;
+        unsigned v = (unsigned)next[len[i]]++, r = 0;
+        for (int b = 0; b < len[i]; b++)
+            r = (r << 1) | ((v >> b) & 1);
+        code[i] = (uint16_t)r;
+    }
+}
+
+static const uint8_t cl_order[19] = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15};
+
+/* The block header after BFINAL/BTYPE: the two code-length tables, run-length
+ * coded (16 repeat, 17/18 zero runs) under a third Huffman code. */
+static void put_tables(nd_bitbuf *b, const uint8_t *llen, int nl, const uint8_t *dlen, int nd)
+{
+    uint8_t all[286 + 30], rl[286 + 30], rx[286 + 30];
+    memcpy(all, llen, (size_t)nl);
+    memcpy(all + nl, dlen, (size_t)nd);
+    int total = nl + nd, nr = 0;
+    uint32_t cfreq[19] = {0};
+    for (int i = 0; i < total;) {
+        int v = all[i], run = 1;
+        while (i + run < total && all[i + run] == v)
+            run++;
+        if (v == 0 && run >= 3) {
+            int r = run > 138 ? 138 : run;
+            rl[nr] = r >= 11 ? 18 : 17;
+            rx[nr++] = (uint8_t)(r >= 11 ? r - 11 : r - 3);
+            i += r;
+        } else if (v != 0 && run >= 4) {
+            rl[nr] = (uint8_t)v;
+            rx[nr++] = 0;
+            int r = run - 1 > 6 ? 6 : run - 1;
+            rl[nr] = 16;
+            rx[nr++] = (uint8_t)(r - 3);
+            i += 1 + r;
+        } else {
+            rl[nr] = (uint8_t)v;
+            rx[nr++] = 0;
+            i++;
+        }
+        cfreq[rl[nr - 1]]++;
+        if (rl[nr - 1] == 16)
+            cfreq[v]++;
+    }
+    uint8_t clen[19];
+    uint16_t ccode[19];
+    huff_lengths(cfreq, 19, 7, clen);
+    huff_codes(clen, 19, ccode);
+    int ncl = 19;
+    while (ncl > 4 && clen[cl_order[ncl - 1]] == 0)
+        ncl--;
+    put(b, (uint32_t)(nl - 257), 5);
+    put(b, (uint32_t)(nd - 1), 5);
+    put(b, (uint32_t)(ncl - 4), 4);
+    for (int i = 0; i < ncl; i++)
+        put(b, clen[cl_order[i]], 3);
+    for (int i = 0; i < nr; i++) {
+        put(b, ccode[rl[i]], clen[rl[i]]);
+        if (rl[i] >= 16)
+            put(b, rx[i], rl[i] == 16 ? 2 : rl[i] == 17 ? 3 : 7);
+    }
+}
+
+typedef struct {
+    uint8_t llen[286], dlen[30];
+    uint16_t lcode[286], dcode[30];
+} huff;
+
+/* at most 48 bits a token: reserve 6 bytes each */
+static void put_tokens(nd_bitbuf *b, const huff *h, const uint32_t *tok, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t t = tok[i], s = t & 511;
+        if (s < 256) {
+            put(b, h->lcode[s], h->llen[s]);
+            continue;
+        }
+        int li = (int)s - 257, di = (int)(t >> 14) & 31;
+        put(b, h->lcode[s] | ((t >> 9) & 31) << h->llen[s], h->llen[s] + len_xbits[li]);
+        put(b, h->dcode[di] | (t >> 19) << h->dlen[di], h->dlen[di] + dist_xbits[di]);
+    }
+}
+
+int nd_deflate_block(nd_bitbuf *b, const uint32_t *tok, size_t n, uint32_t repeat, int final)
+{
+    uint32_t lf[286] = {0}, df[30] = {0};
+    for (size_t i = 0; i < n; i++) {
+        uint32_t t = tok[i], s = t & 511;
+        lf[s] += repeat;
+        if (s > 256)
+            df[(t >> 14) & 31] += repeat;
+    }
+    lf[256] = 1;
+    huff h;
+    huff_lengths(lf, 286, 15, h.llen);
+    huff_lengths(df, 30, 15, h.dlen);
+    huff_codes(h.llen, 286, h.lcode);
+    huff_codes(h.dlen, 30, h.dcode);
+    int nl = 286, nd = 30;
+    while (h.llen[nl - 1] == 0)
+        nl--;
+    while (nd > 1 && h.dlen[nd - 1] == 0)
+        nd--;
+    if (nd_bits_reserve(b, 1024)) /* the header: under 600 bytes */
+        return -1;
+    put(b, final ? 5u : 4u, 3); /* BFINAL, BTYPE 2 (dynamic) */
+    put_tables(b, &h.llen[0], nl, h.dlen, nd);
+    if (repeat == 1) {
+        if (nd_bits_reserve(b, n * 6 + 16))
+            return -1;
+        put_tokens(b, &h, tok, n);
+    } else if (repeat > 1) {
+        /* the tokens' bits once, then copied 32 at a time (padding rows:
+         * a thousand repeats of a dozen tokens) */
+        nd_bitbuf one = {0};
+        if (nd_bits_reserve(&one, n * 6 + 16))
+            return -1;
+        put_tokens(&one, &h, tok, n);
+        for (uint32_t r = 0; r < repeat; r++) {
+            if (nd_bits_reserve(b, one.n + 16)) {
+                free(one.p);
+                return -1;
+            }
+            for (size_t i = 0; i < one.n; i += 4) {
+                uint32_t w;
+                memcpy(&w, one.p + i, 4);
+                put(b, w, 32);
+            }
+            if (one.nacc)
+                put(b, (uint32_t)one.acc, one.nacc);
+        }
+        free(one.p);
+    }
+    put(b, h.lcode[256], h.llen[256]);
+    return 0;
+}
