@@ -7,36 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const uint8_t len_xbits[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
-                                      2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+/* padded to 32 so that a literal's (masked-off) lookup stays in bounds */
+static const uint8_t len_xbits[32] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
+                                      3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0, 0, 0, 0};
 static const uint8_t dist_xbits[30] = {0, 0, 0, 0, 1, 1, 2, 2,  3,  3,  4,  4,  5,  5,  6,
                                        6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
-
-/* Token layout (32 bits): literal/length symbol (9), length extra value (5),
- * distance symbol (5), distance extra value (13). A literal is its byte. */
-uint32_t nd_tok_match(int len, int dist)
-{
-    /* RFC 1951 3.2.5 by arithmetic: past the first 8 lengths (4 distances)
-     * each power of two holds 4 (2) symbols of one extra-bit count */
-    int l = len - 3, d = dist - 1, ls, lx = 0, ds, dx = 0;
-    if (len == 258) {
-        ls = 28;
-    } else if (l < 8) {
-        ls = l;
-    } else {
-        int e = 29 - __builtin_clz((unsigned)l); /* floor(log2 l) - 2 */
-        ls = 4 * (e + 1) + ((l >> e) & 3);
-        lx = l & ((1 << e) - 1);
-    }
-    if (d < 4) {
-        ds = d;
-    } else {
-        int e = 30 - __builtin_clz((unsigned)d); /* floor(log2 d) - 1 */
-        ds = 2 * (e + 1) + ((d >> e) & 1);
-        dx = d & ((1 << e) - 1);
-    }
-    return (uint32_t)(257 + ls) | (uint32_t)lx << 9 | (uint32_t)ds << 14 | (uint32_t)dx << 19;
-}
 
 int nd_bits_reserve(nd_bitbuf *b, size_t more)
 {
@@ -51,32 +26,14 @@ int nd_bits_reserve(nd_bitbuf *b, size_t more)
     return 0;
 }
 
-/* n <= 32 bits, LSB first; room for 8 bytes must be reserved. */
-static inline void put(nd_bitbuf *b, uint32_t v, int n)
-{
-    b->acc |= (uint64_t)v << b->nacc;
-    b->nacc += n;
-    if (b->nacc >= 32) {
-        uint32_t w = (uint32_t)b->acc;
-        memcpy(b->p + b->n, &w, 4); /* little-endian hosts only, as the rest of the codec */
-        b->n += 4;
-        b->acc >>= 32;
-        b->nacc -= 32;
-    }
-}
-
-void nd_bits_put(nd_bitbuf *b, uint32_t v, int n) { put(b, v, n); }
-
 int nd_bits_align(nd_bitbuf *b)
 {
     if (nd_bits_reserve(b, 8))
         return -1;
-    while (b->nacc > 0) {
+    if (b->nacc > 0)
         b->p[b->n++] = (uint8_t)b->acc;
-        b->acc >>= 8;
-        b->nacc = b->nacc > 8 ? b->nacc - 8 : 0;
-    }
     b->acc = 0;
+    b->nacc = 0;
     return 0;
 }
 
@@ -204,36 +161,65 @@ static void put_tables(nd_bitbuf *b, const uint8_t *llen, int nl, const uint8_t 
     int ncl = 19;
     while (ncl > 4 && clen[cl_order[ncl - 1]] == 0)
         ncl--;
-    put(b, (uint32_t)(nl - 257), 5);
-    put(b, (uint32_t)(nd - 1), 5);
-    put(b, (uint32_t)(ncl - 4), 4);
+    nd_bits_put(b, (uint32_t)(nl - 257), 5);
+    nd_bits_put(b, (uint32_t)(nd - 1), 5);
+    nd_bits_put(b, (uint32_t)(ncl - 4), 4);
     for (int i = 0; i < ncl; i++)
-        put(b, clen[cl_order[i]], 3);
+        nd_bits_put(b, clen[cl_order[i]], 3);
     for (int i = 0; i < nr; i++) {
-        put(b, ccode[rl[i]], clen[rl[i]]);
+        nd_bits_put(b, ccode[rl[i]], clen[rl[i]]);
         if (rl[i] >= 16)
-            put(b, rx[i], rl[i] == 16 ? 2 : rl[i] == 17 ? 3 : 7);
+            nd_bits_put(b, rx[i], rl[i] == 16 ? 2 : rl[i] == 17 ? 3 : 7);
     }
 }
 
-typedef struct {
-    uint8_t llen[286], dlen[30];
-    uint16_t lcode[286], dcode[30];
-} huff;
-
-/* at most 48 bits a token: reserve 6 bytes each */
-static void put_tokens(nd_bitbuf *b, const huff *h, const uint32_t *tok, size_t n)
+/* Each token is one put of its code, extra bits and (for a match) distance
+ * code and extra bits - no branch on the token's kind, whose mix is
+ * unpredictable. At most 48 bits a token: reserve 6 bytes each. */
+static void put_tokens(nd_bitbuf *b, const nd_huff *h, const uint32_t *tok, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        uint32_t t = tok[i], s = t & 511;
-        if (s < 256) {
-            put(b, h->lcode[s], h->llen[s]);
-            continue;
-        }
-        int li = (int)s - 257, di = (int)(t >> 14) & 31;
-        put(b, h->lcode[s] | ((t >> 9) & 31) << h->llen[s], h->llen[s] + len_xbits[li]);
-        put(b, h->dcode[di] | (t >> 19) << h->dlen[di], h->dlen[di] + dist_xbits[di]);
+        uint32_t t = tok[i], s = t & 511, di = (t >> 14) & 31;
+        uint64_t match = -(uint64_t)(s > 256);
+        int lx = len_xbits[(s - 257) & 31] & (int)match;
+        int ln = h->llen[s] + lx;
+        uint64_t lv = h->lcode[s] | (uint64_t)((t >> 9) & 31) << h->llen[s];
+        uint64_t dv = (h->dcode[di] | (uint64_t)(t >> 19) << h->dlen[di]) & match;
+        int dn = (h->dlen[di] + dist_xbits[di]) & (int)match;
+        nd_bits_put(b, lv | dv << ln, ln + dn);
     }
+}
+
+void nd_huff_from_freq(nd_huff *h, const uint32_t *lf, const uint32_t *df)
+{
+    huff_lengths(lf, 286, 15, h->llen);
+    huff_lengths(df, 30, 15, h->dlen);
+    huff_codes(h->llen, 286, h->lcode);
+    huff_codes(h->dlen, 30, h->dcode);
+}
+
+uint64_t nd_huff_match(const nd_huff *h, int len, int dist, int *nbits)
+{
+    uint32_t t = nd_tok_match(len, dist), s = t & 511, di = (t >> 14) & 31;
+    int ln = h->llen[s] + len_xbits[s - 257];
+    uint64_t v = h->lcode[s] | (uint64_t)((t >> 9) & 31) << h->llen[s];
+    v |= (h->dcode[di] | (uint64_t)(t >> 19) << h->dlen[di]) << ln;
+    *nbits = ln + h->dlen[di] + dist_xbits[di];
+    return v;
+}
+
+int nd_deflate_header(nd_bitbuf *b, const nd_huff *h, int final)
+{
+    int nl = 286, nd = 30;
+    while (h->llen[nl - 1] == 0)
+        nl--;
+    while (nd > 1 && h->dlen[nd - 1] == 0)
+        nd--;
+    if (nd_bits_reserve(b, 1024)) /* the header: under 600 bytes */
+        return -1;
+    nd_bits_put(b, final ? 5u : 4u, 3); /* BFINAL, BTYPE 2 (dynamic) */
+    put_tables(b, h->llen, nl, h->dlen, nd);
+    return 0;
 }
 
 int nd_deflate_block(nd_bitbuf *b, const uint32_t *tok, size_t n, uint32_t repeat, int final)
@@ -246,26 +232,16 @@ int nd_deflate_block(nd_bitbuf *b, const uint32_t *tok, size_t n, uint32_t repea
             df[(t >> 14) & 31] += repeat;
     }
     lf[256] = 1;
-    huff h;
-    huff_lengths(lf, 286, 15, h.llen);
-    huff_lengths(df, 30, 15, h.dlen);
-    huff_codes(h.llen, 286, h.lcode);
-    huff_codes(h.dlen, 30, h.dcode);
-    int nl = 286, nd = 30;
-    while (h.llen[nl - 1] == 0)
-        nl--;
-    while (nd > 1 && h.dlen[nd - 1] == 0)
-        nd--;
-    if (nd_bits_reserve(b, 1024)) /* the header: under 600 bytes */
+    nd_huff h;
+    nd_huff_from_freq(&h, lf, df);
+    if (nd_deflate_header(b, &h, final))
         return -1;
-    put(b, final ? 5u : 4u, 3); /* BFINAL, BTYPE 2 (dynamic) */
-    put_tables(b, &h.llen[0], nl, h.dlen, nd);
     if (repeat == 1) {
         if (nd_bits_reserve(b, n * 6 + 16))
             return -1;
         put_tokens(b, &h, tok, n);
     } else if (repeat > 1) {
-        /* the tokens' bits once, then copied 32 at a time (padding rows:
+        /* the tokens' bits once, then copied 48 at a time (padding rows:
          * a thousand repeats of a dozen tokens) */
         nd_bitbuf one = {0};
         if (nd_bits_reserve(&one, n * 6 + 16))
@@ -276,16 +252,19 @@ int nd_deflate_block(nd_bitbuf *b, const uint32_t *tok, size_t n, uint32_t repea
                 free(one.p);
                 return -1;
             }
-            for (size_t i = 0; i < one.n; i += 4) {
-                uint32_t w;
-                memcpy(&w, one.p + i, 4);
-                put(b, w, 32);
+            size_t i = 0;
+            for (; i + 6 <= one.n; i += 6) {
+                uint64_t w;
+                memcpy(&w, one.p + i, 8); /* within the reserved slack */
+                nd_bits_put(b, w & 0xffffffffffffull, 48);
             }
+            for (; i < one.n; i++)
+                nd_bits_put(b, one.p[i], 8);
             if (one.nacc)
-                put(b, (uint32_t)one.acc, one.nacc);
+                nd_bits_put(b, one.acc, one.nacc);
         }
         free(one.p);
     }
-    put(b, h.lcode[256], h.llen[256]);
+    nd_bits_put(b, h.lcode[256], h.llen[256]);
     return 0;
 }

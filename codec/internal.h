@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include <stdint.h>
+#include <string.h>
 
 /* libpcap's DLT_* values as pcap_datalink() reports them on Linux. */
 enum {
@@ -58,12 +59,60 @@ typedef struct nd_bitbuf {
 } nd_bitbuf;
 /* Makes room for `more` bytes past n; -1 when out of memory. */
 int nd_bits_reserve(nd_bitbuf *b, size_t more);
-/* Appends n <= 32 bits (8 bytes reserved); pads to a byte boundary. */
-void nd_bits_put(nd_bitbuf *b, uint32_t v, int n);
+/* Appends the n <= 56 low bits of v (nothing above them set), LSB first;
+ * 8 bytes must be reserved. Whole bytes go out at once (an unaligned 8-byte
+ * store), so acc holds under 8 bits between calls. */
+static inline void nd_bits_put(nd_bitbuf *b, uint64_t v, int n)
+{
+    b->acc |= v << b->nacc;
+    b->nacc += n;
+    memcpy(b->p + b->n, &b->acc, 8); /* little-endian hosts, as the rest of the codec */
+    b->n += (size_t)(b->nacc >> 3);
+    b->acc >>= b->nacc & 56; /* nacc <= 63 here */
+    b->nacc &= 7;
+}
+/* Pads to a byte boundary; -1 when out of memory. */
 int nd_bits_align(nd_bitbuf *b);
 /* A literal token is the byte itself; a match copies len (3..258) bytes
- * from dist (1..32768) bytes back. */
-uint32_t nd_tok_match(int len, int dist);
+ * from dist (1..32768) bytes back. Token layout (32 bits): literal/length
+ * symbol (9 bits), length extra value (5), distance symbol (5), distance
+ * extra value (13). */
+static inline uint32_t nd_tok_match(int len, int dist)
+{
+    /* RFC 1951 3.2.5 by arithmetic: past the first 8 lengths (4 distances)
+     * each power of two holds 4 (2) symbols of one extra-bit count */
+    int l = len - 3, d = dist - 1, ls, lx = 0, ds, dx = 0;
+    if (len == 258) {
+        ls = 28;
+    } else if (l < 8) {
+        ls = l;
+    } else {
+        int e = 29 - __builtin_clz((unsigned)l); /* floor(log2 l) - 2 */
+        ls = 4 * (e + 1) + ((l >> e) & 3);
+        lx = l & ((1 << e) - 1);
+    }
+    if (d < 4) {
+        ds = d;
+    } else {
+        int e = 30 - __builtin_clz((unsigned)d); /* floor(log2 d) - 1 */
+        ds = 2 * (e + 1) + ((d >> e) & 1);
+        dx = d & ((1 << e) - 1);
+    }
+    return (uint32_t)(257 + ls) | (uint32_t)lx << 9 | (uint32_t)ds << 14 | (uint32_t)dx << 19;
+}
+
+/* A block's Huffman codes (RFC 1951 3.2.2, bit-reversed for LSB-first
+ * output) for literal/length symbols 0..285 and distance symbols 0..29. */
+typedef struct nd_huff {
+    uint8_t llen[286], dlen[30];
+    uint16_t lcode[286], dcode[30];
+} nd_huff;
+/* Codes of at most 15 bits fitted to the symbol counts (zero: no code). */
+void nd_huff_from_freq(nd_huff *h, const uint32_t *lf, const uint32_t *df);
+/* The bits of one match under h (its symbols must have codes); *nbits <= 48. */
+uint64_t nd_huff_match(const nd_huff *h, int len, int dist, int *nbits);
+/* The block header: BFINAL (final), BTYPE 2 and h's code lengths. */
+int nd_deflate_header(nd_bitbuf *b, const nd_huff *h, int final);
 /* One dynamic-Huffman block: the tokens, `repeat` times over, then the end
  * of block; final sets BFINAL. -1 when out of memory. */
 int nd_deflate_block(nd_bitbuf *b, const uint32_t *tok, size_t n, uint32_t repeat, int final);

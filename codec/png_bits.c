@@ -6,16 +6,24 @@
  * never draws it. Every row is UP-filtered (PNG filter 2), so a pixel equal
  * to the one above is three zero bytes and a changed pixel is one of twelve
  * byte triples (the colour above minus the colour now). Runs of equal pixels
- * become deflate matches at distance 1 (zeros) or 3 (a repeated triple), found
- * by comparing the value rows a word at a time - no match search, no
+ * become deflate matches at distance 1 (zeros) or 3 (a repeated triple),
+ * found by comparing the value rows a word at a time - no match search, no
  * filtered bytes in memory - and the Adler-32 of the filtered bytes follows
- * from the runs arithmetically. The pure padding rows (filter byte then
- * zeros) are one token list, written as a second block as many times as
- * there are such rows. */
+ * from the runs arithmetically.
+ *
+ * The packet rows (and the first padding row) are one deflate block under a
+ * fixed Huffman code, fitted once to the symbol counts of real flow images:
+ * with one code for every image there is no counting pass, no token buffer
+ * and no per-image tree, and each run is written as soon as it is found (a
+ * changed pixel's three literals are one precomputed bit string). The pure
+ * padding rows (filter byte, then zeros) are a second block, its code
+ * fitted to one such row, whose bits are copied once per row. */
 #include "codec/internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include <pthread.h>
 
 #define ADLER_MOD 65521u
 
@@ -23,95 +31,157 @@
  * PNG's UP filter takes as the row above the first */
 static const uint8_t colour_of[4][3] = {{0, 0, 255}, {0, 255, 0}, {255, 0, 0}, {0, 0, 0}};
 
-typedef struct {
-    uint32_t *tok;
-    size_t n, cap;
-    uint32_t a, b;  /* Adler-32 of the bytes the tokens stand for */
-    bool last_zero; /* the last of those bytes is 0 (a distance-1 run can go on) */
-} tokens;
+/* Symbol counts (thousands) of the packet-row blocks of the 1460 flow images
+ * of the codec benchmark's captures (60560 rows, TCP/UDP/ICMP, IPv4/IPv6).
+ * Literals are only ever 0, 1, 255 (filtered colour bytes) and 2 (the
+ * filter byte); distances only 1 and 3. Every length gets a code (unseen
+ * ones a small count), so any image can be written; only the size depends
+ * on how typical it is. */
+static const struct {
+    uint16_t sym;
+    uint16_t count;
+} row_counts[] = {
+    {0, 2733},   {1, 2327},   {2, 62},     {255, 2498}, {256, 1},    {257, 1071}, {260, 413},
+    {263, 181},  {265, 98},   {267, 47},   {268, 38},   {269, 23},   {270, 19},   {271, 33},
+    {272, 7},    {273, 16},   {274, 14},   {275, 21},   {276, 23},   {277, 22},   {278, 13},
+    {279, 48},   {280, 32},   {281, 61},   {282, 9},    {283, 22},   {284, 11},   {285, 578},
+};
+static const uint16_t row_dist_counts[2] = {2035, 775}; /* distance 1, 3 */
 
-static int tok_reserve(tokens *t, size_t more)
+typedef struct {
+    nd_huff h;
+    uint64_t trip[4][3]; /* a changed pixel: [colour above][colour now] */
+    uint8_t trip_n[4][3];
+    uint64_t m1[259], m3[259]; /* a match of length 3..258 at distance 1 / 3 */
+    uint8_t m1_n[259], m3_n[259];
+} row_code;
+
+static row_code rcode;
+static pthread_once_t rcode_once = PTHREAD_ONCE_INIT;
+
+static void rcode_init(void)
 {
-    if (t->n + more <= t->cap)
-        return 0;
-    size_t nc = (t->n + more) * 2;
-    uint32_t *np = realloc(t->tok, nc * sizeof *np);
-    if (!np)
-        return -1;
-    t->tok = np;
-    t->cap = nc;
-    return 0;
+    uint32_t lf[286], df[30] = {0};
+    for (int i = 0; i < 286; i++)
+        lf[i] = i > 256 ? 2 : 0;
+    for (size_t i = 0; i < ND_ARRAY_LEN(row_counts); i++)
+        lf[row_counts[i].sym] = row_counts[i].count;
+    df[0] = row_dist_counts[0];
+    df[2] = row_dist_counts[1];
+    row_code *c = &rcode;
+    nd_huff_from_freq(&c->h, lf, df);
+    for (int p = 0; p < 4; p++)
+        for (int q = 0; q < 3; q++) {
+            uint64_t v = 0;
+            int n = 0;
+            for (int i = 0; i < 3; i++) {
+                uint8_t byte = (uint8_t)(colour_of[q][i] - colour_of[p][i]);
+                v |= (uint64_t)c->h.lcode[byte] << n;
+                n += c->h.llen[byte];
+            }
+            c->trip[p][q] = v;
+            c->trip_n[p][q] = (uint8_t)n;
+        }
+    for (int len = 3; len <= 258; len++) {
+        int n;
+        c->m1[len] = nd_huff_match(&c->h, len, 1, &n);
+        c->m1_n[len] = (uint8_t)n;
+        c->m3[len] = nd_huff_match(&c->h, len, 3, &n);
+        c->m3_n[len] = (uint8_t)n;
+    }
 }
+
+/* The next match of a run of len >= 3 bytes: at most 258, never leaving
+ * 1 or 2 bytes behind. */
+static inline int run_piece(int len)
+{
+    return len <= 258 ? len : len - 258 >= 3 ? 258 : len - 3;
+}
+
+typedef struct {
+    nd_bitbuf *out;
+    const row_code *c;
+    uint32_t a, b;  /* Adler-32 of the filtered bytes so far */
+    bool last_zero; /* the last of them is 0 (a distance-1 run can go on) */
+} row_writer;
 
 /* Adler-32 sums are reduced after each run, not after each literal: at
  * most four literals come between reductions. */
-static inline void lit(tokens *t, uint8_t v)
+static inline void lit(row_writer *r, uint8_t v)
 {
-    t->tok[t->n++] = v;
-    t->a += v;
-    t->b += t->a;
-    t->last_zero = v == 0;
+    nd_bits_put(r->out, r->c->h.lcode[v], r->c->h.llen[v]);
+    r->a += v;
+    r->b += r->a;
+    r->last_zero = v == 0;
 }
 
-static inline void reduce(tokens *t)
+static inline void reduce(row_writer *r)
 {
-    t->a %= ADLER_MOD;
-    t->b %= ADLER_MOD;
+    r->a %= ADLER_MOD;
+    r->b %= ADLER_MOD;
 }
 
-/* len >= 3 bytes copied from dist back, as matches of at most 258 */
-static void copy(tokens *t, int len, int dist)
+/* len >= 3 bytes copied from dist (1 or 3) back */
+static void copy(row_writer *r, int len, int dist)
 {
-    while (len > 258) {
-        int take = len - 258 >= 3 ? 258 : len - 3;
-        t->tok[t->n++] = nd_tok_match(take, dist);
+    const uint64_t *m = dist == 1 ? r->c->m1 : r->c->m3;
+    const uint8_t *mn = dist == 1 ? r->c->m1_n : r->c->m3_n;
+    while (len > 0) {
+        int take = run_piece(len);
+        nd_bits_put(r->out, m[take], mn[take]);
         len -= take;
     }
-    t->tok[t->n++] = nd_tok_match(len, dist);
 }
 
-static void zeros(tokens *t, int len)
+static void zeros(row_writer *r, int len)
 {
-    if (!t->last_zero) {
-        lit(t, 0);
+    if (!r->last_zero) {
+        lit(r, 0);
         len--;
     }
     if (len < 3) {
         while (len-- > 0)
-            lit(t, 0);
-        reduce(t);
+            lit(r, 0);
+        reduce(r);
         return;
     }
-    reduce(t);
-    copy(t, len, 1);
-    t->b = (uint32_t)((t->b + (uint64_t)len * t->a) % ADLER_MOD);
+    reduce(r);
+    copy(r, len, 1);
+    r->b = (uint32_t)((r->b + (uint64_t)len * r->a) % ADLER_MOD);
 }
 
-/* the triple tr once as literals, then k more times as a distance-3 copy */
-static void triples(tokens *t, const uint8_t tr[3], int k)
+/* k + 1 pixels changed from colour p to q: the triple once as literals (one
+ * precomputed bit string), then k more times as a distance-3 copy */
+static void triples(row_writer *r, int p, int q, int k)
 {
-    lit(t, tr[0]);
-    lit(t, tr[1]);
-    lit(t, tr[2]);
-    reduce(t);
+    const uint8_t *above = colour_of[p], *now = colour_of[q];
+    uint8_t tr[3] = {(uint8_t)(now[0] - above[0]), (uint8_t)(now[1] - above[1]),
+                     (uint8_t)(now[2] - above[2])};
+    nd_bits_put(r->out, r->c->trip[p][q], r->c->trip_n[p][q]);
+    for (int i = 0; i < 3; i++) {
+        r->a += tr[i];
+        r->b += r->a;
+    }
+    r->last_zero = tr[2] == 0;
+    reduce(r);
     if (k == 0)
         return;
-    copy(t, 3 * k, 3);
+    copy(r, 3 * k, 3);
     /* repeat j adds 3 (a + j s) + 3 tr0 + 2 tr1 + tr2 to b and s to a */
     uint64_t s = (uint64_t)tr[0] + tr[1] + tr[2], w = 3u * tr[0] + 2u * tr[1] + tr[2];
     uint64_t kk = (uint64_t)k * (uint64_t)(k - 1) / 2 % ADLER_MOD;
-    t->b = (uint32_t)((t->b + 3 * (uint64_t)k % ADLER_MOD * t->a + 3 * s * kk + k % ADLER_MOD * w) %
+    r->b = (uint32_t)((r->b + 3 * (uint64_t)k % ADLER_MOD * r->a + 3 * s * kk + k % ADLER_MOD * w) %
                       ADLER_MOD);
-    t->a = (uint32_t)((t->a + k % ADLER_MOD * s) % ADLER_MOD);
+    r->a = (uint32_t)((r->a + k % ADLER_MOD * s) % ADLER_MOD);
 }
 
-/* Tokens of one UP-filtered row: cur below prev (colour indices, w each). */
-static int row_tokens(tokens *t, const uint8_t *prev, const uint8_t *cur, int w)
+/* One UP-filtered row: cur below prev (colour indices, w each). */
+static int put_row(row_writer *r, const uint8_t *prev, const uint8_t *cur, int w)
 {
-    /* a token per pixel at worst (3 literals), plus the filter byte */
-    if (tok_reserve(t, 3 * (size_t)w + 8))
+    /* at most 6 bytes a pixel (a triple's 45 bits, or a short zero run) */
+    if (nd_bits_reserve(r->out, 6 * (size_t)w + 64))
         return -1;
-    lit(t, 2);
+    lit(r, 2);
     int x = 0;
     while (x < w) {
         int e = x + 1;
@@ -125,14 +195,11 @@ static int row_tokens(tokens *t, const uint8_t *prev, const uint8_t *cur, int w)
             }
             while (e < w && prev[e] == cur[e])
                 e++;
-            zeros(t, 3 * (e - x));
+            zeros(r, 3 * (e - x));
         } else {
             while (e < w && prev[e] == prev[x] && cur[e] == cur[x])
                 e++;
-            const uint8_t *above = colour_of[prev[x]], *now = colour_of[cur[x]];
-            uint8_t tr[3] = {(uint8_t)(now[0] - above[0]), (uint8_t)(now[1] - above[1]),
-                             (uint8_t)(now[2] - above[2])};
-            triples(t, tr, e - x - 1);
+            triples(r, prev[x], cur[x], e - x - 1);
         }
         x = e;
     }
@@ -146,46 +213,63 @@ static void colour_index(const int8_t *restrict v, uint8_t *restrict out, int w)
         out[i] = (uint8_t)((v[i] == 0) + 2 * (v[i] == 1));
 }
 
+/* The pure padding rows: `pad` rows of the filter byte and 3w zeros, as a
+ * final block with its own code. */
+static int put_padding(nd_bitbuf *out, int w, int pad, uint32_t *a, uint32_t *b)
+{
+    int n = 0;
+    uint32_t *tok = malloc((4 + (size_t)w / 64) * sizeof *tok);
+    if (!tok)
+        return -1;
+    tok[n++] = 2;
+    tok[n++] = 0;
+    int rest = 3 * w - 1;
+    if (rest < 3) {
+        while (rest-- > 0)
+            tok[n++] = 0;
+    }
+    while (rest >= 3) {
+        int take = run_piece(rest);
+        tok[n++] = nd_tok_match(take, 1);
+        rest -= take;
+    }
+    int rc = nd_deflate_block(out, tok, (size_t)n, (uint32_t)pad, 1);
+    free(tok);
+    for (int y = 0; y < pad; y++) {
+        *a = (*a + 2) % ADLER_MOD;
+        *b = (uint32_t)((*b + *a + (uint64_t)*a * 3 * (uint64_t)w) % ADLER_MOD);
+    }
+    return rc;
+}
+
 /* The zlib stream of the image: header, block of rows 0..n (row n is the
  * first padding row, against the last packet row), block of pure padding
  * rows, Adler-32. */
 static int bits_zstream(const int8_t *bits, int w, int n, int h, nd_bitbuf *out)
 {
+    pthread_once(&rcode_once, rcode_init);
     int diff_rows = n < h ? n + 1 : n, pad = h - diff_rows;
     uint8_t *row[2] = {malloc((size_t)w), malloc((size_t)w)};
-    tokens t = {.a = 1}, tp = {.a = 1};
-    int rc = !row[0] || !row[1];
-    if (!rc)
+    row_writer r = {.out = out, .c = &rcode, .a = 1};
+    int rc = !row[0] || !row[1] || nd_bits_reserve(out, 2);
+    if (!rc) {
         memset(row[0], 3, (size_t)w);
+        nd_bits_put(out, 0x0178, 16); /* deflate, 32K window, fastest; a multiple of 31 */
+        rc = nd_deflate_header(out, &rcode.h, pad == 0);
+    }
     for (int y = 0; y < diff_rows && !rc; y++) {
         uint8_t *prev = row[y & 1], *cur = row[(y + 1) & 1];
         if (y < n)
             colour_index(bits + (size_t)y * (size_t)w, cur, w);
         else
             memset(cur, 0, (size_t)w);
-        rc = row_tokens(&t, prev, cur, w);
+        rc = put_row(&r, prev, cur, w);
     }
-    if (!rc) {
-        rc = nd_bits_reserve(out, 2);
-        nd_bits_put(out, 0x0178, 16); /* deflate, 32K window, fastest; a multiple of 31 */
-    }
-    if (!rc)
-        rc = nd_deflate_block(out, t.tok, t.n, 1, pad == 0);
-    uint32_t a = t.a, b = t.b;
-    if (!rc && pad > 0) {
-        /* a padding row below a padding row: filter byte, then 3w zeros */
-        tp.last_zero = false;
-        rc = tok_reserve(&tp, 16 + (size_t)w / 64);
-        if (!rc) {
-            lit(&tp, 2);
-            zeros(&tp, 3 * w);
-            rc = nd_deflate_block(out, tp.tok, tp.n, (uint32_t)pad, 1);
-        }
-        for (int y = 0; y < pad; y++) {
-            a = (a + 2) % ADLER_MOD;
-            b = (uint32_t)((b + a + (uint64_t)a * 3 * (uint64_t)w) % ADLER_MOD);
-        }
-    }
+    if (!rc && !(rc = nd_bits_reserve(out, 16)))
+        nd_bits_put(out, rcode.h.lcode[256], rcode.h.llen[256]);
+    uint32_t a = r.a, b = r.b;
+    if (!rc && pad > 0)
+        rc = put_padding(out, w, pad, &a, &b);
     if (!rc)
         rc = nd_bits_align(out);
     if (!rc && !(rc = nd_bits_reserve(out, 4))) {
@@ -193,8 +277,6 @@ static int bits_zstream(const int8_t *bits, int w, int n, int h, nd_bitbuf *out)
         for (int i = 3; i >= 0; i--)
             out->p[out->n++] = (uint8_t)(adler >> (8 * i));
     }
-    free(t.tok);
-    free(tp.tok);
     free(row[0]);
     free(row[1]);
     return rc;
