@@ -247,7 +247,20 @@ int nd_deflate_block(nd_bitbuf *b, const uint32_t *tok, size_t n, uint32_t repea
         if (nd_bits_reserve(&one, n * 6 + 16))
             return -1;
         put_tokens(&one, &h, tok, n);
-        for (uint32_t r = 0; r < repeat; r++) {
+        size_t nb = one.n * 8 + (size_t)one.nacc;
+        if (nb <= 56) {
+            /* the usual case: a padding row's code fits one put */
+            uint64_t v = 0;
+            memcpy(&v, one.p, one.n);
+            v |= one.acc << (one.n * 8);
+            if (nd_bits_reserve(b, (size_t)repeat * 7 + 16)) {
+                free(one.p);
+                return -1;
+            }
+            for (uint32_t r = 0; r < repeat; r++)
+                nd_bits_put(b, v, (int)nb);
+        }
+        for (uint32_t r = 0; r < repeat && nb > 56; r++) {
             if (nd_bits_reserve(b, one.n + 16)) {
                 free(one.p);
                 return -1;

@@ -145,15 +145,11 @@ void nd_row_vacate_block(int8_t *row, enum nd_block b)
 void nd_bits_from_bytes(int8_t *row_at_col, const uint8_t *bytes, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        uint8_t v = bytes[i];
-        int8_t *o = row_at_col + 8 * i;
-        o[0] = (int8_t)(v >> 7);
-        o[1] = (int8_t)((v >> 6) & 1);
-        o[2] = (int8_t)((v >> 5) & 1);
-        o[3] = (int8_t)((v >> 4) & 1);
-        o[4] = (int8_t)((v >> 3) & 1);
-        o[5] = (int8_t)((v >> 2) & 1);
-        o[6] = (int8_t)((v >> 1) & 1);
-        o[7] = (int8_t)(v & 1);
+        /* byte k of x keeps bit 7-k of v; adding 0x7f to each byte carries
+         * into its top bit exactly when that bit was set (never across
+         * bytes), so the top bits are the 8 bits MSB first */
+        uint64_t x = (bytes[i] * 0x0101010101010101ull) & 0x0102040810204080ull;
+        x = ((x + 0x7f7f7f7f7f7f7f7full) >> 7) & 0x0101010101010101ull;
+        memcpy(row_at_col + 8 * i, &x, 8); /* little-endian: byte k is column k */
     }
 }

@@ -101,12 +101,21 @@ static inline int run_piece(int len)
 typedef struct {
     nd_bitbuf *out;
     const row_code *c;
-    uint32_t a, b;  /* Adler-32 of the filtered bytes so far */
-    bool last_zero; /* the last of them is 0 (a distance-1 run can go on) */
+    uint64_t a, b;  /* Adler-32 sums of the filtered bytes so far, reduced at the end of each row */
+    bool last_zero; /* the last of those bytes is 0 (a distance-1 run can go on) */
+    bool wide;      /* rows too wide to leave the sums unreduced for a row */
 } row_writer;
 
-/* Adler-32 sums are reduced after each run, not after each literal: at
- * most four literals come between reductions. */
+static inline void reduce(row_writer *r)
+{
+    r->a %= ADLER_MOD;
+    r->b %= ADLER_MOD;
+}
+
+/* Between reductions a grows by at most 765 a pixel and b by 3a a pixel:
+ * for rows up to 2^20 pixels both stay far below 2^64. */
+#define ND_UNREDUCED_MAX_W (1 << 20)
+
 static inline void lit(row_writer *r, uint8_t v)
 {
     nd_bits_put(r->out, r->c->h.lcode[v], r->c->h.llen[v]);
@@ -115,14 +124,8 @@ static inline void lit(row_writer *r, uint8_t v)
     r->last_zero = v == 0;
 }
 
-static inline void reduce(row_writer *r)
-{
-    r->a %= ADLER_MOD;
-    r->b %= ADLER_MOD;
-}
-
 /* len >= 3 bytes copied from dist (1 or 3) back */
-static void copy(row_writer *r, int len, int dist)
+static inline void copy(row_writer *r, int len, int dist)
 {
     const uint64_t *m = dist == 1 ? r->c->m1 : r->c->m3;
     const uint8_t *mn = dist == 1 ? r->c->m1_n : r->c->m3_n;
@@ -133,7 +136,7 @@ static void copy(row_writer *r, int len, int dist)
     }
 }
 
-static void zeros(row_writer *r, int len)
+static inline void zeros(row_writer *r, int len)
 {
     if (!r->last_zero) {
         lit(r, 0);
@@ -142,17 +145,17 @@ static void zeros(row_writer *r, int len)
     if (len < 3) {
         while (len-- > 0)
             lit(r, 0);
-        reduce(r);
-        return;
+    } else {
+        copy(r, len, 1);
+        r->b += (uint64_t)len * r->a;
     }
-    reduce(r);
-    copy(r, len, 1);
-    r->b = (uint32_t)((r->b + (uint64_t)len * r->a) % ADLER_MOD);
+    if (r->wide)
+        reduce(r);
 }
 
 /* k + 1 pixels changed from colour p to q: the triple once as literals (one
  * precomputed bit string), then k more times as a distance-3 copy */
-static void triples(row_writer *r, int p, int q, int k)
+static inline void triples(row_writer *r, int p, int q, int k)
 {
     const uint8_t *above = colour_of[p], *now = colour_of[q];
     uint8_t tr[3] = {(uint8_t)(now[0] - above[0]), (uint8_t)(now[1] - above[1]),
@@ -163,16 +166,16 @@ static void triples(row_writer *r, int p, int q, int k)
         r->b += r->a;
     }
     r->last_zero = tr[2] == 0;
-    reduce(r);
-    if (k == 0)
-        return;
-    copy(r, 3 * k, 3);
-    /* repeat j adds 3 (a + j s) + 3 tr0 + 2 tr1 + tr2 to b and s to a */
-    uint64_t s = (uint64_t)tr[0] + tr[1] + tr[2], w = 3u * tr[0] + 2u * tr[1] + tr[2];
-    uint64_t kk = (uint64_t)k * (uint64_t)(k - 1) / 2 % ADLER_MOD;
-    r->b = (uint32_t)((r->b + 3 * (uint64_t)k % ADLER_MOD * r->a + 3 * s * kk + k % ADLER_MOD * w) %
-                      ADLER_MOD);
-    r->a = (uint32_t)((r->a + k % ADLER_MOD * s) % ADLER_MOD);
+    if (k > 0) {
+        copy(r, 3 * k, 3);
+        /* repeat j adds 3 (a + j s) + 3 tr0 + 2 tr1 + tr2 to b and s to a */
+        uint64_t s = (uint64_t)tr[0] + tr[1] + tr[2], w = 3u * tr[0] + 2u * tr[1] + tr[2];
+        uint64_t kk = (uint64_t)k * (uint64_t)(k - 1) / 2;
+        r->b += 3 * (uint64_t)k * r->a + 3 * s * kk + (uint64_t)k * w;
+        r->a += (uint64_t)k * s;
+    }
+    if (r->wide)
+        reduce(r);
 }
 
 /* One UP-filtered row: cur below prev (colour indices, w each). */
@@ -203,6 +206,7 @@ static int put_row(row_writer *r, const uint8_t *prev, const uint8_t *cur, int w
         }
         x = e;
     }
+    reduce(r);
     return 0;
 }
 
@@ -250,8 +254,8 @@ static int bits_zstream(const int8_t *bits, int w, int n, int h, nd_bitbuf *out)
     pthread_once(&rcode_once, rcode_init);
     int diff_rows = n < h ? n + 1 : n, pad = h - diff_rows;
     uint8_t *row[2] = {malloc((size_t)w), malloc((size_t)w)};
-    row_writer r = {.out = out, .c = &rcode, .a = 1};
-    int rc = !row[0] || !row[1] || nd_bits_reserve(out, 2);
+    row_writer r = {.out = out, .c = &rcode, .a = 1, .wide = w > ND_UNREDUCED_MAX_W};
+    int rc = !row[0] || !row[1] || nd_bits_reserve(out, 16);
     if (!rc) {
         memset(row[0], 3, (size_t)w);
         nd_bits_put(out, 0x0178, 16); /* deflate, 32K window, fastest; a multiple of 31 */
@@ -267,7 +271,7 @@ static int bits_zstream(const int8_t *bits, int w, int n, int h, nd_bitbuf *out)
     }
     if (!rc && !(rc = nd_bits_reserve(out, 16)))
         nd_bits_put(out, rcode.h.lcode[256], rcode.h.llen[256]);
-    uint32_t a = r.a, b = r.b;
+    uint32_t a = (uint32_t)r.a, b = (uint32_t)r.b;
     if (!rc && pad > 0)
         rc = put_padding(out, w, pad, &a, &b);
     if (!rc)

@@ -107,8 +107,19 @@ bool nd_row_encode(const uint8_t *l3, uint32_t caplen, int payload_bytes, int8_t
 
 void nd_addr_text(uint8_t ipver, const uint8_t *addr, char *buf, size_t n)
 {
-    if (ipver == 4) {
-        /* inet_ntoa's format */
+    if (ipver == 4 && n >= 16) {
+        /* inet_ntoa's format, without snprintf: this runs once a row */
+        char *o = buf;
+        for (int i = 0; i < 4; i++) {
+            unsigned v = addr[i];
+            if (v >= 100)
+                *o++ = (char)('0' + v / 100);
+            if (v >= 10)
+                *o++ = (char)('0' + v / 10 % 10);
+            *o++ = (char)('0' + v % 10);
+            *o++ = i < 3 ? '.' : '\0';
+        }
+    } else if (ipver == 4) {
         snprintf(buf, n, "%u.%u.%u.%u", addr[0], addr[1], addr[2], addr[3]);
     } else if (ipver == 6) {
         char tmp[INET6_ADDRSTRLEN];

@@ -37,17 +37,23 @@ printf '%-34s %9s %12s %9s\n' "task" "seconds" "packets/s" "peak MiB"
 set -- $(run $ND encode "$tmp/big.pcap" $flags -o "$tmp/a.csv")
 nd_csv=$1
 printf '%-34s %9s %12.0f %9.1f\n' "netdiff encode CSV ($flags)" "$1" "$(echo "$pk / $1" | bc -l)" "$(echo "$2/1024" | bc -l)"
-rm -rf "$tmp/img"
-set -- $(run sh -c "rm -rf $tmp/img; $ND encode $tmp/big.pcap --images $tmp/img")
-nimg=$(ls "$tmp/img" | wc -l)
+# Image runs write into a new directory each time and nothing is deleted
+# until the end: on ext4 without a journal, creating files shortly after
+# deleting thousands (the previous run's images) makes every creation scan
+# the recently deleted inodes, which then costs more than the encoding.
+set -- $(run sh -c "exec $ND encode $tmp/big.pcap --images \$(mktemp -d -p $tmp)")
+nd_img=$1
+nimg=$(ls "$(ls -d "$tmp"/tmp.* | head -1)" | wc -l)
 printf '%-34s %9s %12.0f %9.1f\n' "netdiff encode --images ($nimg PNG)" "$1" "$(echo "$pk / $1" | bc -l)" "$(echo "$2/1024" | bc -l)"
-set -- $(run sh -c "rm -rf $tmp/img; $ND encode $tmp/big.pcap --images $tmp/img --packets 128")
+set -- $(run sh -c "exec $ND encode $tmp/big.pcap --images \$(mktemp -d -p $tmp) --packets 128")
 printf '%-34s %9s %12.0f %9.1f\n' "netdiff encode --images K=128" "$1" "$(echo "$pk / $1" | bc -l)" "$(echo "$2/1024" | bc -l)"
+printf 'images vs CSV: %.2fx the packets/s\n' "$(echo "$nd_csv / $nd_img" | bc -l)"
 if [ -n "$NPRINT" ]; then
   set -- $(run "$NPRINT" -P "$tmp/big.pcap" $flags -W "$tmp/b.csv")
   printf '%-34s %9s %12.0f %9.1f\n' "nprint 1.2.1 -P ($flags)" "$1" "$(echo "$pk / $1" | bc -l)" "$(echo "$2/1024" | bc -l)"
   if cmp -s "$tmp/a.csv" "$tmp/b.csv"; then same="identical output"; else same="OUTPUT DIFFERS"; fi
   printf 'CSV speed-up over nprint: %.1fx (%s)\n' "$(echo "$1 / $nd_csv" | bc -l)" "$same"
+  printf 'image speed-up over nprint CSV: %.1fx\n' "$(echo "$1 / $nd_img" | bc -l)"
 else
   echo "nprint: not found on PATH (set NPRINT=/path/to/nprint for the comparison)"
 fi
