@@ -48,48 +48,26 @@ static const struct {
 };
 static const uint16_t row_dist_counts[2] = {2035, 775}; /* distance 1, 3 */
 
+/* 3 * 86 = 258 bytes: a run this short is at most a literal part and one match */
+#define SHORT_RUN 86
+
 typedef struct {
     nd_huff h;
     uint64_t trip[4][3]; /* a changed pixel: [colour above][colour now] */
     uint8_t trip_n[4][3];
     uint64_t m1[259], m3[259]; /* a match of length 3..258 at distance 1 / 3 */
     uint8_t m1_n[259], m3_n[259];
+    /* A run of L <= SHORT_RUN pixels of one key (0: unchanged, else 1 + 3 *
+     * colour above + colour now) after a zero byte or not: its whole code,
+     * bits | count << 56 (count 0xff: more than one put holds), and what it
+     * adds to the Adler-32 sums (b also gains 3L times a). */
+    uint64_t run[13][2][SHORT_RUN + 1];
+    uint32_t run_b[13][SHORT_RUN + 1];
+    uint16_t run_a[13][SHORT_RUN + 1];
+    uint8_t key_last_zero[13];
 } row_code;
 
 static row_code rcode;
-static pthread_once_t rcode_once = PTHREAD_ONCE_INIT;
-
-static void rcode_init(void)
-{
-    uint32_t lf[286], df[30] = {0};
-    for (int i = 0; i < 286; i++)
-        lf[i] = i > 256 ? 2 : 0;
-    for (size_t i = 0; i < ND_ARRAY_LEN(row_counts); i++)
-        lf[row_counts[i].sym] = row_counts[i].count;
-    df[0] = row_dist_counts[0];
-    df[2] = row_dist_counts[1];
-    row_code *c = &rcode;
-    nd_huff_from_freq(&c->h, lf, df);
-    for (int p = 0; p < 4; p++)
-        for (int q = 0; q < 3; q++) {
-            uint64_t v = 0;
-            int n = 0;
-            for (int i = 0; i < 3; i++) {
-                uint8_t byte = (uint8_t)(colour_of[q][i] - colour_of[p][i]);
-                v |= (uint64_t)c->h.lcode[byte] << n;
-                n += c->h.llen[byte];
-            }
-            c->trip[p][q] = v;
-            c->trip_n[p][q] = (uint8_t)n;
-        }
-    for (int len = 3; len <= 258; len++) {
-        int n;
-        c->m1[len] = nd_huff_match(&c->h, len, 1, &n);
-        c->m1_n[len] = (uint8_t)n;
-        c->m3[len] = nd_huff_match(&c->h, len, 3, &n);
-        c->m3_n[len] = (uint8_t)n;
-    }
-}
 
 /* The next match of a run of len >= 3 bytes: at most 258, never leaving
  * 1 or 2 bytes behind. */
@@ -178,31 +156,106 @@ static inline void triples(row_writer *r, int p, int q, int k)
         reduce(r);
 }
 
-/* One UP-filtered row: cur below prev (colour indices, w each). */
-static int put_row(row_writer *r, const uint8_t *prev, const uint8_t *cur, int w)
+static pthread_once_t rcode_once = PTHREAD_ONCE_INIT;
+
+static void rcode_init(void)
+{
+    uint32_t lf[286], df[30] = {0};
+    for (int i = 0; i < 286; i++)
+        lf[i] = i > 256 ? 2 : 0;
+    for (size_t i = 0; i < ND_ARRAY_LEN(row_counts); i++)
+        lf[row_counts[i].sym] = row_counts[i].count;
+    df[0] = row_dist_counts[0];
+    df[2] = row_dist_counts[1];
+    row_code *c = &rcode;
+    nd_huff_from_freq(&c->h, lf, df);
+    for (int p = 0; p < 4; p++)
+        for (int q = 0; q < 3; q++) {
+            uint64_t v = 0;
+            int n = 0;
+            for (int i = 0; i < 3; i++) {
+                uint8_t byte = (uint8_t)(colour_of[q][i] - colour_of[p][i]);
+                v |= (uint64_t)c->h.lcode[byte] << n;
+                n += c->h.llen[byte];
+            }
+            c->trip[p][q] = v;
+            c->trip_n[p][q] = (uint8_t)n;
+        }
+    for (int len = 3; len <= 258; len++) {
+        int n;
+        c->m1[len] = nd_huff_match(&c->h, len, 1, &n);
+        c->m1_n[len] = (uint8_t)n;
+        c->m3[len] = nd_huff_match(&c->h, len, 3, &n);
+        c->m3_n[len] = (uint8_t)n;
+    }
+    /* the run table: each short run written once by the general code */
+    for (int k = 0; k < 13; k++) {
+        for (int lz = 0; lz < 2; lz++)
+            for (int len = 1; len <= SHORT_RUN; len++) {
+                uint8_t buf[64];
+                nd_bitbuf bb = {.p = buf, .cap = sizeof buf};
+                row_writer r = {.out = &bb, .c = c, .last_zero = lz};
+                if (k == 0)
+                    zeros(&r, 3 * len);
+                else
+                    triples(&r, (k - 1) / 3, (k - 1) % 3, len - 1);
+                size_t nb = bb.n * 8 + (size_t)bb.nacc;
+                uint64_t v = 0;
+                if (nb <= 56) {
+                    memcpy(&v, buf, bb.n);
+                    v |= bb.acc << (bb.n * 8);
+                }
+                c->run[k][lz][len] = nb <= 56 ? v | (uint64_t)nb << 56 : 0xffull << 56;
+                c->run_a[k][len] = (uint16_t)r.a;
+                c->run_b[k][len] = (uint32_t)r.b;
+                c->key_last_zero[k] = r.last_zero;
+            }
+    }
+}
+
+/* One UP-filtered row: cur below prev (colour indices, w each), key[]
+ * scratch. Each run of one key is found by comparing 8 keys at a time and,
+ * when short (nearly all are), written as one table entry. */
+static int put_row(row_writer *r, const uint8_t *restrict prev, const uint8_t *restrict cur,
+                   uint8_t *restrict key, int w)
 {
     /* at most 6 bytes a pixel (a triple's 45 bits, or a short zero run) */
     if (nd_bits_reserve(r->out, 6 * (size_t)w + 64))
         return -1;
+    for (int i = 0; i < w; i++)
+        key[i] = (uint8_t)(prev[i] == cur[i] ? 0 : 1 + 3 * prev[i] + cur[i]);
+    const row_code *c = r->c;
     lit(r, 2);
     int x = 0;
     while (x < w) {
-        int e = x + 1;
-        if (prev[x] == cur[x]) {
-            for (; e + 8 <= w; e += 8) {
-                uint64_t p, c;
-                memcpy(&p, prev + e, 8);
-                memcpy(&c, cur + e, 8);
-                if (p != c)
-                    break;
+        int k = key[x], e = x + 1;
+        uint64_t kk = (uint64_t)k * 0x0101010101010101ull;
+        for (;; e += 8) {
+            if (e + 8 > w) {
+                while (e < w && key[e] == k)
+                    e++;
+                break;
             }
-            while (e < w && prev[e] == cur[e])
-                e++;
-            zeros(r, 3 * (e - x));
+            uint64_t v;
+            memcpy(&v, key + e, 8);
+            if ((v ^= kk) != 0) {
+                e += __builtin_ctzll(v) >> 3; /* little-endian: the first differing key */
+                break;
+            }
+        }
+        int len = e - x;
+        uint64_t ent = len <= SHORT_RUN ? c->run[k][r->last_zero][len] : 0xffull << 56;
+        if ((ent >> 56) != 0xff) {
+            nd_bits_put(r->out, ent & 0xffffffffffffffull, (int)(ent >> 56));
+            r->b += 3 * (uint64_t)len * r->a + c->run_b[k][len];
+            r->a += c->run_a[k][len];
+            r->last_zero = c->key_last_zero[k];
+            if (r->wide)
+                reduce(r);
+        } else if (k == 0) {
+            zeros(r, 3 * len);
         } else {
-            while (e < w && prev[e] == prev[x] && cur[e] == cur[x])
-                e++;
-            triples(r, prev[x], cur[x], e - x - 1);
+            triples(r, (k - 1) / 3, (k - 1) % 3, len - 1);
         }
         x = e;
     }
@@ -253,9 +306,9 @@ static int bits_zstream(const int8_t *bits, int w, int n, int h, nd_bitbuf *out)
 {
     pthread_once(&rcode_once, rcode_init);
     int diff_rows = n < h ? n + 1 : n, pad = h - diff_rows;
-    uint8_t *row[2] = {malloc((size_t)w), malloc((size_t)w)};
+    uint8_t *row[2] = {malloc((size_t)w), malloc((size_t)w)}, *key = malloc((size_t)w);
     row_writer r = {.out = out, .c = &rcode, .a = 1, .wide = w > ND_UNREDUCED_MAX_W};
-    int rc = !row[0] || !row[1] || nd_bits_reserve(out, 16);
+    int rc = !row[0] || !row[1] || !key || nd_bits_reserve(out, 16);
     if (!rc) {
         memset(row[0], 3, (size_t)w);
         nd_bits_put(out, 0x0178, 16); /* deflate, 32K window, fastest; a multiple of 31 */
@@ -267,7 +320,7 @@ static int bits_zstream(const int8_t *bits, int w, int n, int h, nd_bitbuf *out)
             colour_index(bits + (size_t)y * (size_t)w, cur, w);
         else
             memset(cur, 0, (size_t)w);
-        rc = put_row(&r, prev, cur, w);
+        rc = put_row(&r, prev, cur, key, w);
     }
     if (!rc && !(rc = nd_bits_reserve(out, 16)))
         nd_bits_put(out, rcode.h.lcode[256], rcode.h.llen[256]);
@@ -283,6 +336,7 @@ static int bits_zstream(const int8_t *bits, int w, int n, int h, nd_bitbuf *out)
     }
     free(row[0]);
     free(row[1]);
+    free(key);
     return rc;
 }
 
