@@ -26,6 +26,20 @@ int nd_bits_reserve(nd_bitbuf *b, size_t more)
     return 0;
 }
 
+void nd_bits_append(nd_bitbuf *b, const nd_bitbuf *src)
+{
+    size_t i = 0;
+    for (; i + 6 <= src->n; i += 6) {
+        uint64_t w;
+        memcpy(&w, src->p + i, 8); /* within src's slack: puts store 8 bytes */
+        nd_bits_put(b, w & 0xffffffffffffull, 48);
+    }
+    for (; i < src->n; i++)
+        nd_bits_put(b, src->p[i], 8);
+    if (src->nacc)
+        nd_bits_put(b, src->acc, src->nacc);
+}
+
 int nd_bits_align(nd_bitbuf *b)
 {
     if (nd_bits_reserve(b, 8))
@@ -208,18 +222,25 @@ uint64_t nd_huff_match(const nd_huff *h, int len, int dist, int *nbits)
     return v;
 }
 
-int nd_deflate_header(nd_bitbuf *b, const nd_huff *h, int final)
+int nd_deflate_tables(nd_bitbuf *b, const nd_huff *h)
 {
     int nl = 286, nd = 30;
     while (h->llen[nl - 1] == 0)
         nl--;
     while (nd > 1 && h->dlen[nd - 1] == 0)
         nd--;
-    if (nd_bits_reserve(b, 1024)) /* the header: under 600 bytes */
+    if (nd_bits_reserve(b, 1024)) /* the tables: under 600 bytes */
         return -1;
-    nd_bits_put(b, final ? 5u : 4u, 3); /* BFINAL, BTYPE 2 (dynamic) */
     put_tables(b, h->llen, nl, h->dlen, nd);
     return 0;
+}
+
+int nd_deflate_header(nd_bitbuf *b, const nd_huff *h, int final)
+{
+    if (nd_bits_reserve(b, 16))
+        return -1;
+    nd_bits_put(b, final ? 5u : 4u, 3); /* BFINAL, BTYPE 2 (dynamic) */
+    return nd_deflate_tables(b, h);
 }
 
 int nd_deflate_block(nd_bitbuf *b, const uint32_t *tok, size_t n, uint32_t repeat, int final)
@@ -265,16 +286,7 @@ int nd_deflate_block(nd_bitbuf *b, const uint32_t *tok, size_t n, uint32_t repea
                 free(one.p);
                 return -1;
             }
-            size_t i = 0;
-            for (; i + 6 <= one.n; i += 6) {
-                uint64_t w;
-                memcpy(&w, one.p + i, 8); /* within the reserved slack */
-                nd_bits_put(b, w & 0xffffffffffffull, 48);
-            }
-            for (; i < one.n; i++)
-                nd_bits_put(b, one.p[i], 8);
-            if (one.nacc)
-                nd_bits_put(b, one.acc, one.nacc);
+            nd_bits_append(b, &one);
         }
         free(one.p);
     }

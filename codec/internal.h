@@ -71,6 +71,9 @@ static inline void nd_bits_put(nd_bitbuf *b, uint64_t v, int n)
     b->acc >>= b->nacc & 56; /* nacc <= 63 here */
     b->nacc &= 7;
 }
+/* Appends src's bits (src->n bytes and src->acc's src->nacc); src->n + 16
+ * bytes must be reserved. */
+void nd_bits_append(nd_bitbuf *b, const nd_bitbuf *src);
 /* Pads to a byte boundary; -1 when out of memory. */
 int nd_bits_align(nd_bitbuf *b);
 /* A literal token is the byte itself; a match copies len (3..258) bytes
@@ -111,8 +114,10 @@ typedef struct nd_huff {
 void nd_huff_from_freq(nd_huff *h, const uint32_t *lf, const uint32_t *df);
 /* The bits of one match under h (its symbols must have codes); *nbits <= 48. */
 uint64_t nd_huff_match(const nd_huff *h, int len, int dist, int *nbits);
-/* The block header: BFINAL (final), BTYPE 2 and h's code lengths. */
+/* The block header: BFINAL (final), BTYPE 2 and h's code lengths; or only
+ * the code lengths (what follows BTYPE). -1 when out of memory. */
 int nd_deflate_header(nd_bitbuf *b, const nd_huff *h, int final);
+int nd_deflate_tables(nd_bitbuf *b, const nd_huff *h);
 /* One dynamic-Huffman block: the tokens, `repeat` times over, then the end
  * of block; final sets BFINAL. -1 when out of memory. */
 int nd_deflate_block(nd_bitbuf *b, const uint32_t *tok, size_t n, uint32_t repeat, int final);

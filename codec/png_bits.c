@@ -65,6 +65,8 @@ typedef struct {
     uint32_t run_b[13][SHORT_RUN + 1];
     uint16_t run_a[13][SHORT_RUN + 1];
     uint8_t key_last_zero[13];
+    nd_bitbuf tables; /* the code lengths, as the block header sends them */
+    int tables_ok;
 } row_code;
 
 static row_code rcode;
@@ -188,6 +190,8 @@ static void rcode_init(void)
         c->m3[len] = nd_huff_match(&c->h, len, 3, &n);
         c->m3_n[len] = (uint8_t)n;
     }
+    /* the header's code lengths, sent with every image */
+    c->tables_ok = nd_deflate_tables(&c->tables, &c->h) == 0;
     /* the run table: each short run written once by the general code */
     for (int k = 0; k < 13; k++) {
         for (int lz = 0; lz < 2; lz++)
@@ -312,8 +316,11 @@ static int bits_zstream(const int8_t *bits, int w, int n, int h, nd_bitbuf *out)
     if (!rc) {
         memset(row[0], 3, (size_t)w);
         nd_bits_put(out, 0x0178, 16); /* deflate, 32K window, fastest; a multiple of 31 */
-        rc = nd_deflate_header(out, &rcode.h, pad == 0);
+        nd_bits_put(out, pad == 0 ? 5u : 4u, 3); /* BFINAL, BTYPE 2 (dynamic) */
+        rc = !rcode.tables_ok || nd_bits_reserve(out, rcode.tables.n + 16);
     }
+    if (!rc)
+        nd_bits_append(out, &rcode.tables);
     for (int y = 0; y < diff_rows && !rc; y++) {
         uint8_t *prev = row[y & 1], *cur = row[(y + 1) & 1];
         if (y < n)

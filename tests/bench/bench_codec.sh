@@ -20,34 +20,35 @@ mergecap -a -F pcap -w "$tmp/big.pcap" $list
 rm -f $list
 pk=$(capinfos -Mc "$tmp/big.pcap" | awk '/Number of packets/ {print $NF}')
 mb=$(($(stat -c %s "$tmp/big.pcap") / 1048576))
-# run NAME CMD...: best wall time of 3 and peak RSS
+# run NAME CMD...: best wall time of 3, peak RSS, and the user / system
+# CPU seconds of the best run
 run() {
-  best=""; rss=0
+  best=""; rss=0; cpu=""
   for k in 1 2 3; do
-    /usr/bin/time -f "%e %M" -o "$tmp/t" "$@" >/dev/null 2>&1 || true
+    /usr/bin/time -f "%e %M %U %S" -o "$tmp/t" "$@" >/dev/null 2>&1 || true
     t=$(cut -d' ' -f1 "$tmp/t"); m=$(cut -d' ' -f2 "$tmp/t")
-    if [ -z "$best" ] || [ "$(echo "$t < $best" | bc -l)" = 1 ]; then best=$t; fi
+    if [ -z "$best" ] || [ "$(echo "$t < $best" | bc -l)" = 1 ]; then best=$t; cpu=$(cut -d' ' -f3,4 "$tmp/t"); fi
     [ "$m" -gt "$rss" ] && rss=$m
   done
-  echo "$best $rss"
+  echo "$best $rss $cpu"
 }
 flags="-4 -6 -t -u -i -p 0"
 echo "input: $pk packets ($mb MiB), $COPIES copies of 5 real captures; one core"
 printf '%-34s %9s %12s %9s\n' "task" "seconds" "packets/s" "peak MiB"
 set -- $(run $ND encode "$tmp/big.pcap" $flags -o "$tmp/a.csv")
-nd_csv=$1
+nd_csv=$1 csv_cpu="$3 s user, $4 s system"
 printf '%-34s %9s %12.0f %9.1f\n' "netdiff encode CSV ($flags)" "$1" "$(echo "$pk / $1" | bc -l)" "$(echo "$2/1024" | bc -l)"
 # Image runs write into a new directory each time and nothing is deleted
 # until the end: on ext4 without a journal, creating files shortly after
 # deleting thousands (the previous run's images) makes every creation scan
 # the recently deleted inodes, which then costs more than the encoding.
 set -- $(run sh -c "exec $ND encode $tmp/big.pcap --images \$(mktemp -d -p $tmp)")
-nd_img=$1
+nd_img=$1 img_cpu="$3 s user, $4 s system"
 nimg=$(ls "$(ls -d "$tmp"/tmp.* | head -1)" | wc -l)
 printf '%-34s %9s %12.0f %9.1f\n' "netdiff encode --images ($nimg PNG)" "$1" "$(echo "$pk / $1" | bc -l)" "$(echo "$2/1024" | bc -l)"
 set -- $(run sh -c "exec $ND encode $tmp/big.pcap --images \$(mktemp -d -p $tmp) --packets 128")
 printf '%-34s %9s %12.0f %9.1f\n' "netdiff encode --images K=128" "$1" "$(echo "$pk / $1" | bc -l)" "$(echo "$2/1024" | bc -l)"
-printf 'images vs CSV: %.2fx the packets/s\n' "$(echo "$nd_csv / $nd_img" | bc -l)"
+printf 'images vs CSV: %.2fx the packets/s (CPU: CSV %s; images %s)\n' "$(echo "$nd_csv / $nd_img" | bc -l)" "$csv_cpu" "$img_cpu"
 if [ -n "$NPRINT" ]; then
   set -- $(run "$NPRINT" -P "$tmp/big.pcap" $flags -W "$tmp/b.csv")
   printf '%-34s %9s %12.0f %9.1f\n' "nprint 1.2.1 -P ($flags)" "$1" "$(echo "$pk / $1" | bc -l)" "$(echo "$2/1024" | bc -l)"
