@@ -48,13 +48,28 @@ nimg=$(ls "$(ls -d "$tmp"/tmp.* | head -1)" | wc -l)
 printf '%-34s %9s %12.0f %9.1f\n' "netdiff encode --images ($nimg PNG)" "$1" "$(echo "$pk / $1" | bc -l)" "$(echo "$2/1024" | bc -l)"
 set -- $(run sh -c "exec $ND encode $tmp/big.pcap --images \$(mktemp -d -p $tmp) --packets 128")
 printf '%-34s %9s %12.0f %9.1f\n' "netdiff encode --images K=128" "$1" "$(echo "$pk / $1" | bc -l)" "$(echo "$2/1024" | bc -l)"
+# The file system's share: the same number of files with the same bytes,
+# made by split(1) with no encoding at all; and the images written to a
+# tmpfs (no disk, no inode scans), when there is one.
+cat "$(ls -d "$tmp"/tmp.* | head -1)"/*.png > "$tmp/all.png"
+set -- $(run sh -c "d=\$(mktemp -d -p $tmp) && exec split -n $nimg $tmp/all.png \$d/x")
+printf '%-34s %9s %12.0f %9.1f\n' "split: $nimg files, same bytes" "$1" "$(echo "$pk / $1" | bc -l)" "$(echo "$2/1024" | bc -l)"
+shm=${ND_BENCH_TMPFS:-/dev/shm}
+if [ -d "$shm" ] && [ -w "$shm" ] && stat -f -c %T "$shm" | grep -q tmpfs; then
+  shm_tmp=$(mktemp -d -p "$shm"); trap 'rm -rf "$tmp" "$shm_tmp"' EXIT
+  set -- $(run sh -c "exec $ND encode $tmp/big.pcap --images \$(mktemp -d -p $shm_tmp)")
+  printf '%-34s %9s %12.0f %9.1f\n' "netdiff encode --images, tmpfs" "$1" "$(echo "$pk / $1" | bc -l)" "$(echo "$2/1024" | bc -l)"
+  nd_img_shm=$1
+fi
 printf 'images vs CSV: %.2fx the packets/s (CPU: CSV %s; images %s)\n' "$(echo "$nd_csv / $nd_img" | bc -l)" "$csv_cpu" "$img_cpu"
 if [ -n "$NPRINT" ]; then
   set -- $(run "$NPRINT" -P "$tmp/big.pcap" $flags -W "$tmp/b.csv")
   printf '%-34s %9s %12.0f %9.1f\n' "nprint 1.2.1 -P ($flags)" "$1" "$(echo "$pk / $1" | bc -l)" "$(echo "$2/1024" | bc -l)"
   if cmp -s "$tmp/a.csv" "$tmp/b.csv"; then same="identical output"; else same="OUTPUT DIFFERS"; fi
   printf 'CSV speed-up over nprint: %.1fx (%s)\n' "$(echo "$1 / $nd_csv" | bc -l)" "$same"
-  printf 'image speed-up over nprint CSV: %.1fx\n' "$(echo "$1 / $nd_img" | bc -l)"
+  printf 'image speed-up over nprint CSV: %.1fx' "$(echo "$1 / $nd_img" | bc -l)"
+  [ -n "${nd_img_shm:-}" ] && printf ' (%.1fx to tmpfs)' "$(echo "$1 / $nd_img_shm" | bc -l)"
+  echo
 else
   echo "nprint: not found on PATH (set NPRINT=/path/to/nprint for the comparison)"
 fi
