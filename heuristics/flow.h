@@ -52,7 +52,7 @@ void nd_mode_add(nd_flowctx *f, uint64_t key);
 int nd_icmp_kind(const nd_flowctx *f, int type);
 /* Fills f->pk (packets, dirs), the vote and the steady values; returns the
  * number of packets. */
-int nd_flow_analyse(nd_flowctx *f, const nd_rows *rows, const float *conf,
+int nd_flow_analyse(nd_flowctx *f, const nd_rows *rows, const nd_conf *conf,
                     nd_repair_counts *cnt);
 int nd_gap_bin(int64_t gap_us);
 

@@ -380,7 +380,7 @@ static uint16_t next_id(side *s, uint16_t drawn, bool ok, bool df)
     return v;
 }
 
-nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *conf,
+nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *conf,
                          const nd_class_stats *cls, uint64_t flow_id, nd_repair_out *out,
                          nd_repair_counts *counts, nd_err *err)
 {

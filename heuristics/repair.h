@@ -157,21 +157,23 @@ void nd_repair_ctx_free(nd_repair_ctx *c);
 void nd_repair_set_start(nd_repair_ctx *c, int64_t start_us);
 
 /* Repairs one flow. rows: the snapped rows (any payload_bytes; gap_us used
- * where >= 0). conf: NULL, or one confidence in [0.5, 1] per cell of rows
- * (rows->n * nd_row_width(rows->payload_bytes) floats). cls: NULL for the
+ * where >= 0). conf: NULL (every cell sure), or one confidence per cell of
+ * rows (rows->n * nd_row_width(rows->payload_bytes) values, codec.h's
+ * nd_conf): it weighs each cell's vote, 0.5 + q / 510, in the protocol vote
+ * and in telling the two sides apart by their ports. cls: NULL for the
  * built-in default. flow_id: keys the randomness and the start time (same
  * rows + seed + flow id = same bytes). counts: NULL, or added to. */
-nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *conf,
+nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *conf,
                          const nd_class_stats *cls, uint64_t flow_id, nd_repair_out *out,
                          nd_repair_counts *counts, nd_err *err);
 
 /* Maps per-pixel confidence of an image with layout l (l->width *
- * l->packets floats, from nd_snap_*) to the per-cell confidence
+ * l->packets values, from nd_snap_*) to the per-cell confidence
  * nd_repair_flow takes, for the first n_rows rows of width
- * nd_row_width(payload_bytes) (row_conf: n_rows * width floats). Cells the
- * image does not show get 1 (the codec fills them by rule). */
-void nd_repair_conf_from_image(const nd_layout *l, const float *img_conf, int n_rows,
-                               int payload_bytes, float *row_conf);
+ * nd_row_width(payload_bytes) (row_conf: n_rows * width values). Cells the
+ * image does not show get ND_CONF_SURE (the codec fills them by rule). */
+void nd_repair_conf_from_image(const nd_layout *l, const nd_conf *img_conf, int n_rows,
+                               int payload_bytes, nd_conf *row_conf);
 
 /* Writes out's packets to w (its link type must be out->linktype). comment
  * (pcapng only, may be NULL) goes on every packet, e.g. "FLOWID,LABEL". */

@@ -91,7 +91,7 @@ static void test_confidence_vote(void)
     nd_err err = {{0}};
     CHECK_OK(nd_rows_init(&t, 0, 4, &err), &err);
     int w = nd_row_width(0);
-    float *conf = malloc(sizeof(float) * (size_t)w * 3);
+    nd_conf *conf = malloc((size_t)w * 3);
     for (int i = 0; i < 3; i++) {
         int8_t *r = nd_rows_push(&t, &err);
         for (int c = 0; c < 160; c++)
@@ -105,7 +105,7 @@ static void test_confidence_vote(void)
         for (int c = 0; c < w; c++) {
             int8_t v = r[c];
             bool tcp = c >= ND_COL_TCP && c < ND_COL_UDP;
-            conf[(size_t)i * (size_t)w + (size_t)c] = tcp && v != ND_VACANT ? 0.5f : 1.0f;
+            conf[(size_t)i * (size_t)w + (size_t)c] = tcp && v != ND_VACANT ? 0 : ND_CONF_SURE;
         }
     }
     nd_repair_ctx *c = new_ctx(1, ND_LINKTYPE_RAW);
