@@ -13,7 +13,6 @@ typedef struct nd_pkt {
     int row;                 /* row index in the input            */
     uint8_t dir;
     uint8_t icmp_kind;
-    uint8_t force_fin;       /* the peer closed: this side's last packet closes too */
     uint32_t payload;        /* payload bytes (after the MTU cut)  */
     int64_t ts_us;
 } nd_pkt;

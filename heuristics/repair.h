@@ -18,11 +18,31 @@
  *     ports is the source), ICMP from echo request/reply; the flow's two
  *     ports are the most frequent drawn pair.
  *   - addresses and MACs per flow from pools, deterministic from seed + flow id.
- *   - fields the model controls are kept when legal: TOS/TC, TTL (per
- *     direction mode), DF, lengths, ports, flags, window, options (parsed
- *     and kept when well-formed), seq/ack/IP ID/TS option when consistent.
+ *   - fields the model controls are kept when legal: TOS/TC, TTL / hop
+ *     limit (a drawn 0 or incomplete one becomes the side's most common),
+ *     flow label, DF, IP ID (any complete value: repair never fragments),
+ *     lengths, ports, flags, window, urgent pointer, options (parsed and
+ *     kept when well-formed), seq/ack/TS option when consistent with what
+ *     each side sent (with keep_seq_gaps, also a jump over segments the
+ *     capture missed; a retransmission when it is a tail copy, see below).
  *   - checksums always computed; payload bytes drawn by the model are kept
- *     (payload columns), the rest are random-looking bytes from the seed.
+ *     (payload columns), the rest are random-looking bytes from the seed,
+ *     shaped into well-formed messages where a port's dissector parses them
+ *     (DNS/mDNS, TLS records, ...: repair.c's payload shaping).
+ *
+ * Faithfulness (tests/heuristics/test_repair.c, test_faithful_real_flows):
+ * real flows through the NetDiffusion image and repair change only
+ *   - what the image does not carry: addresses (pools), timestamps (class
+ *     gaps; the layout has no timing columns), payload bytes (no payload
+ *     columns), and checksums (recomputed over the new addresses and bytes);
+ *   - nothing else: every other field the model draws comes out exactly as
+ *     drawn (rate 0, asserted per field). Rules that do change drawn values
+ *     on generated rows (never on real traffic) include: a TCP segment that
+ *     partly overlaps data its side already sent gets the side's next seq
+ *     (only a copy ending where the side's data ends is a retransmission to
+ *     tshark; other overlaps reach its reassembly and are reported as
+ *     malformed), flags by handshake phase, SYN-only options off SYNs, acks
+ *     beyond what the peer sent, a FIN before its side's last new data.
  *
  * Ownership: nd_repair_ctx owns every buffer; nd_repair_flow's output
  * (nd_repair_out) points into it and stays valid until the next call on the
