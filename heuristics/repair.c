@@ -8,6 +8,7 @@
  * whose value differs from what the model drew. */
 #include "heuristics/flow.h"
 #include "heuristics/opts.h"
+#include "heuristics/shape.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -277,66 +278,6 @@ static bool fill_payload(const nd_flowctx *f, const int8_t *row, int payload_col
         }
     }
     return all && drawn == n;
-}
-
-/* DNS over UDP port 53 (and mDNS, 5353): the model draws a length, not a message, and random
- * bytes there are a malformed DNS packet to every tool. Shape them into a
- * well-formed message of exactly n bytes: header (a seeded id; query from
- * the initiator, response from the responder), one question with a seeded
- * name, and an EDNS OPT record whose padding option (RFC 7830) takes the rest.
- * Under 12 bytes nothing fits; under 17 the header alone (no question). */
-static void dns_shape(uint8_t *p, uint32_t n, int response, uint64_t key)
-{
-    if (n < 12)
-        return;
-    memset(p, 0, n);
-    nd_put16(p, (uint16_t)nd_rand(key, 1));
-    nd_put16(p + 2, response ? 0x8180 : 0x0100);
-    if (n < 17)
-        return;
-    uint32_t rest = n - 12, q;  /* q: bytes of the encoded name */
-    if (rest - 4 < 1 + 15)
-        q = rest - 4;           /* no room for OPT: the name takes it all */
-    else {
-        q = 8 + (uint32_t)(nd_rand(key, 2) % 24);
-        if (q > rest - 4 - 15)
-            q = rest - 4 - 15;
-    }
-    if (q > 255)
-        q = 255;
-    if (q == 2)
-        q = 1;                  /* a label needs 3 bytes: the root name, one byte left over */
-    nd_put16(p + 4, 1);         /* one question */
-    uint8_t *o = p + 12;
-    uint32_t left = q - 1;      /* label bytes before the final 0 */
-    uint64_t c = 3;
-    while (left > 0) {
-        uint32_t len = left - 1 < 63 ? left - 1 : 63;
-        if (left - (len + 1) == 1)
-            len--;              /* never leave one byte: no room for a label */
-        if (len == 0)
-            len = 1;
-        *o++ = (uint8_t)len;
-        for (uint32_t i = 0; i < len; i++)
-            *o++ = (uint8_t)('a' + nd_rand(key, c++) % 26);
-        left -= len + 1;
-    }
-    *o++ = 0;
-    nd_put16(o, 1);             /* QTYPE A  */
-    nd_put16(o + 2, 1);         /* QCLASS IN */
-    o += 4;
-    uint32_t used = (uint32_t)(o - p);
-    if (n - used >= 15) {
-        nd_put16(p + 10, 1);    /* one additional record: OPT */
-        uint32_t pad = n - used - 15;
-        o[0] = 0;               /* root name */
-        nd_put16(o + 1, 41);    /* OPT */
-        nd_put16(o + 3, 1232);  /* UDP payload size */
-        /* ttl (extended rcode, version, flags) 0 */
-        nd_put16(o + 9, (uint16_t)(4 + pad));
-        nd_put16(o + 11, 12);   /* option: padding */
-        nd_put16(o + 13, (uint16_t)pad);
-    }
 }
 
 /* ---- the per-direction TCP state of pass B */
@@ -933,9 +874,13 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
             bool all = fill_payload(f, r, rows->payload_bytes, d,
                                     proto == 6 ? stream_off : ((uint64_t)k << 20), !retrans,
                                     pl, pay);
-            if (proto == 17 && !all && pay <= 65535 &&
-                (f->port[0] == 53 || f->port[1] == 53 || f->port[0] == 5353 || f->port[1] == 5353))
-                dns_shape(pl, pay, d == 1, nd_mix64(f->key ^ ((uint64_t)k << 8)));
+            /* random bytes where the port's protocol expects a message:
+             * shaped into one (shape.c) */
+            if (!all && proto == 17)
+                nd_shape_udp(pl, pay, f->port, d, nd_mix64(f->key ^ ((uint64_t)k << 8)));
+            else if (!all && proto == 6)
+                nd_shape_tcp(pl, pay, stream_off - me->syn, f->port, d,
+                             nd_mix64(f->key ^ 0x5ea9ULL ^ (uint64_t)d));
             cnt->seen[ND_RP_PAYLOAD]++;
             cnt->changed[ND_RP_PAYLOAD] += !all;
         }
