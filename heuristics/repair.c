@@ -241,6 +241,14 @@ static void cnt_opts(counter *c, nd_field_id f, const uint8_t *opt, int n)
  * flags overlapping segments whose bytes differ as malformed). UDP/ICMP use
  * the packet index as their "stream". Drawn bytes (payload columns) win,
  * except on retransmissions (use_drawn false). */
+/* Word w (8 bytes) of a side's payload stream: splitmix64's output for
+ * counter w under the side's key, one multiply-xorshift round per word
+ * (the payload is most of the bytes repair writes). */
+static inline uint64_t stream_word(uint64_t pkey, uint64_t w)
+{
+    return nd_mix64(pkey + w * 0x9e3779b97f4a7c15ull);
+}
+
 static bool fill_payload(const nd_flowctx *f, const int8_t *row, int payload_cols, int dir,
                          uint64_t off, bool use_drawn, uint8_t *dst, uint32_t n)
 {
@@ -253,17 +261,15 @@ static bool fill_payload(const nd_flowctx *f, const int8_t *row, int payload_col
     uint64_t pkey = nd_mix64(f->key ^ 0x9a110adULL ^ (uint64_t)dir);
     uint32_t i = 0;
     /* head up to 8-byte stream alignment, then whole words */
-    for (; i < n && ((off + i) & 7); i++) {
-        uint64_t r = nd_rand(pkey, (off + i) >> 3);
-        dst[i] = (uint8_t)(r >> (8 * ((off + i) & 7)));
-    }
-    for (; i + 8 <= n; i += 8) {
-        uint64_t r = nd_rand(pkey, (off + i) >> 3);
+    for (; i < n && ((off + i) & 7); i++)
+        dst[i] = (uint8_t)(stream_word(pkey, (off + i) >> 3) >> (8 * ((off + i) & 7)));
+    for (uint64_t w = (off + i) >> 3; i + 8 <= n; i += 8, w++) {
+        uint64_t r = stream_word(pkey, w);
         for (int b = 0; b < 8; b++)
             dst[i + (uint32_t)b] = (uint8_t)(r >> (8 * b));
     }
     if (i < n) {
-        uint64_t r = nd_rand(pkey, (off + i) >> 3);
+        uint64_t r = stream_word(pkey, (off + i) >> 3);
         for (int b = 0; i < n; i++, b++)
             dst[i] = (uint8_t)(r >> (8 * b));
     }
