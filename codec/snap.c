@@ -80,6 +80,63 @@ static void run_f16(const uint16_t *restrict R, const uint16_t *restrict G,
                 clip01(half_to_float(B[i])), &bits[i], &conf[i]);
 }
 
+/* Hand-written AVX2 (+ F16C for halves): gcc's vectoriser handles the
+ * mixed widths (float in, bytes out) poorly, at 0.65 ns a pixel (f32) and
+ * 0.9 (f16) on a Zen 4; this does 32 pixels a round, the same arithmetic
+ * in the same order (mul, then add: no FMA, like the scalar code), so
+ * results are identical (tests/codec/test_snap.c). */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define ND_SNAP_AVX2 1
+__attribute__((target("avx2,f16c"))) static inline __m256 load8(const void *p, size_t i, int f16)
+{
+    if (f16)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+    return _mm256_loadu_ps((const float *)p + i);
+}
+__attribute__((target("avx2,f16c"))) static void
+run_avx2(const void *R, const void *G, const void *B, int f16, size_t n, int8_t *bits,
+         nd_conf *conf)
+{
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f),
+                 k255 = _mm256_set1_ps(255.0f), half = _mm256_set1_ps(0.5f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), m1 = _mm256_set1_epi32(-1);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i bt[4], qt[4];
+        for (int k = 0; k < 4; k++) {
+            /* max(v, 0) returns 0 for NaN, as the scalar clip does */
+            __m256 r = _mm256_min_ps(_mm256_max_ps(load8(R, i + 8 * (size_t)k, f16), zero), one);
+            __m256 g = _mm256_min_ps(_mm256_max_ps(load8(G, i + 8 * (size_t)k, f16), zero), one);
+            __m256 b = _mm256_min_ps(_mm256_max_ps(load8(B, i + 8 * (size_t)k, f16), zero), one);
+            __m256 red = _mm256_and_ps(_mm256_cmp_ps(r, g, _CMP_GE_OQ), _mm256_cmp_ps(r, b, _CMP_GE_OQ));
+            __m256 green = _mm256_and_ps(_mm256_cmp_ps(g, r, _CMP_GT_OQ), _mm256_cmp_ps(g, b, _CMP_GE_OQ));
+            /* -1 - (red | green) - red over all-ones masks: 1, 0 or -1 */
+            __m256i rg = _mm256_castps_si256(_mm256_or_ps(red, green));
+            bt[k] = _mm256_sub_epi32(_mm256_sub_epi32(m1, rg), _mm256_castps_si256(red));
+            __m256 mx = _mm256_max_ps(r, _mm256_max_ps(g, b));
+            __m256 med = _mm256_max_ps(_mm256_min_ps(r, g), _mm256_min_ps(_mm256_max_ps(r, g), b));
+            __m256 q = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(mx, med), k255), half);
+            qt[k] = _mm256_cvttps_epi32(q);
+        }
+        __m256i b16 = _mm256_packs_epi16(_mm256_packs_epi32(bt[0], bt[1]),
+                                         _mm256_packs_epi32(bt[2], bt[3]));
+        __m256i q16 = _mm256_packus_epi16(_mm256_packus_epi32(qt[0], qt[1]),
+                                          _mm256_packus_epi32(qt[2], qt[3]));
+        _mm256_storeu_si256((__m256i *)(bits + i), _mm256_permutevar8x32_epi32(b16, order));
+        _mm256_storeu_si256((__m256i *)(conf + i), _mm256_permutevar8x32_epi32(q16, order));
+    }
+    if (i < n) {
+        if (f16)
+            run_f16((const uint16_t *)R + i, (const uint16_t *)G + i, (const uint16_t *)B + i,
+                    n - i, bits + i, conf + i);
+        else
+            run_f32((const float *)R + i, (const float *)G + i, (const float *)B + i, n - i,
+                    bits + i, conf + i);
+    }
+}
+#endif
+
 /* Pixels [off, off + n) of a planar image whose planes hold `plane`
  * pixels each. conf may be NULL (a scratch block takes it). */
 #define SNAP_BLOCK 4096
@@ -90,6 +147,14 @@ static void snap_run(nd_snap_mode m, nd_pixfmt fmt, const void *planes, size_t p
     for (size_t i0 = 0; i0 < n; i0 += SNAP_BLOCK) {
         size_t k = n - i0 < SNAP_BLOCK ? n - i0 : SNAP_BLOCK, at = off + i0;
         nd_conf *q = conf ? conf + i0 : scratch;
+#ifdef ND_SNAP_AVX2
+        if (__builtin_cpu_supports("avx2")) { /* every AVX2 CPU has F16C */
+            size_t sz = fmt == ND_PIX_F16 ? 2 : 4;
+            const char *p = planes;
+            run_avx2(p + sz * at, p + sz * (plane + at), p + sz * (2 * plane + at),
+                     fmt == ND_PIX_F16, k, bits + i0, q);
+        } else
+#endif
         if (fmt == ND_PIX_F16) {
             const uint16_t *p = planes;
             run_f16(p + at, p + plane + at, p + 2 * plane + at, k, bits + i0, q);

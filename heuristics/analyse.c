@@ -14,9 +14,17 @@ static const int vote_col[ND_BLK_COUNT] = {ND_COL_IPV4, ND_COL_IPV6, ND_COL_TCP,
                                            ND_COL_ICMP};
 static const int vote_n[ND_BLK_COUNT] = {160, 320, 160, 64, 64};
 
+/* AVX2 where the CPU has it (gcc's ifunc clones), SSE2 otherwise. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define ND_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define ND_SIMD_CLONES
+#endif
+
 /* Presence of each block in one row, in [-1, 1]: +1 all cells drawn
  * (confidently), -1 all vacant. Confidence weighs each cell's vote by
  * 0.5 + q / 510, summed in integers as 255 + q (vectorises). */
+ND_SIMD_CLONES
 static void row_presence(const int8_t *row, const nd_conf *conf, float pres[ND_BLK_COUNT])
 {
     for (int b = 0; b < ND_BLK_COUNT; b++) {
