@@ -236,11 +236,6 @@ static void cnt_opts(counter *c, nd_field_id f, const uint8_t *opt, int n)
 
 /* ---- payload: drawn bytes where the row has them, else seeded bytes */
 
-/* Payload bytes are a function of (flow, direction, stream offset): a TCP
- * retransmission repeats exactly the bytes it resends (reassembly in tshark
- * flags overlapping segments whose bytes differ as malformed). UDP/ICMP use
- * the packet index as their "stream". Drawn bytes (payload columns) win,
- * except on retransmissions (use_drawn false). */
 /* Word w (8 bytes) of a side's payload stream: splitmix64's output for
  * counter w under the side's key, one multiply-xorshift round per word
  * (the payload is most of the bytes repair writes). */
@@ -249,6 +244,11 @@ static inline uint64_t stream_word(uint64_t pkey, uint64_t w)
     return nd_mix64(pkey + w * 0x9e3779b97f4a7c15ull);
 }
 
+/* Payload bytes are a function of (flow, direction, stream offset): a TCP
+ * retransmission repeats exactly the bytes it resends (reassembly in tshark
+ * flags overlapping segments whose bytes differ as malformed). UDP/ICMP use
+ * the packet index as their "stream". Drawn bytes (payload columns) win,
+ * except on retransmissions (use_drawn false). */
 static bool fill_payload(const nd_flowctx *f, const int8_t *row, int payload_cols, int dir,
                          uint64_t off, bool use_drawn, uint8_t *dst, uint32_t n)
 {
@@ -312,9 +312,9 @@ typedef struct {
 
 /* The IP ID only matters for reassembly, and repair never emits a
  * fragment (MF 0, offset 0): any complete drawn ID is kept. Real stacks send
- * per-connection counters, global counters, random IDs (OpenBSD, macOS,
- * Windows for UDP) and a constant 0, with and without DF, so none of these
- * is "wrong". A partly vacant ID continues the side's last one. */
+ * per-connection counters, global counters, random IDs (some BSDs) and a
+ * constant 0, with and without DF (the test captures have all of these),
+ * so none is "wrong". A partly vacant ID continues the side's last one. */
 static uint16_t next_id(side *s, uint16_t drawn, bool ok)
 {
     uint16_t v = ok || !s->id_set ? drawn : (uint16_t)(s->id + 1);
