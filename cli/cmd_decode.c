@@ -43,7 +43,7 @@ static int has_suffix(const char *s, const char *suf)
 }
 
 static nd_status load_rows(const char *path, const nd_layout *base, nd_snap_mode snap,
-                           nd_rows *rows, float **conf, nd_layout *img_layout, nd_err *err)
+                           nd_rows *rows, nd_conf **conf, nd_layout *img_layout, nd_err *err)
 {
     *conf = NULL;
     if (!has_suffix(path, ".png"))
@@ -197,7 +197,7 @@ static int run(int argc, char **argv)
         }
     for (int i = 0; i < nf; i++) {
         nd_rows rows;
-        float *conf;
+        nd_conf *conf;
         nd_layout img_layout;
         st = load_rows(files[i], &layout, snap, &rows, &conf, &img_layout, &err);
         if (st) {

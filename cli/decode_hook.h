@@ -12,7 +12,7 @@
 /* conf: per image pixel of `layout` (both NULL for CSV input). The packets
  * carry the pcapml comment "FLOWID,LABEL" (shown in pcapng output). */
 extern nd_status nd_decode_repair(nd_capwriter *w, const nd_rows *rows, const nd_layout *layout,
-                                  const float *conf, const char *label, uint64_t seed,
+                                  const nd_conf *conf, const char *label, uint64_t seed,
                                   uint64_t flow_id, int64_t *t_us, uint64_t *packets,
                                   nd_err *err) __attribute__((weak));
 /* Link type of repaired output (ND_LINKTYPE_ETHERNET or ND_LINKTYPE_RAW). */

@@ -9,7 +9,7 @@
 const int nd_decode_linktype = ND_LINKTYPE_ETHERNET;
 
 nd_status nd_decode_repair(nd_capwriter *w, const nd_rows *rows, const nd_layout *layout,
-                           const float *conf, const char *label, uint64_t seed, uint64_t flow_id,
+                           const nd_conf *conf, const char *label, uint64_t seed, uint64_t flow_id,
                            int64_t *t_us, uint64_t *packets, nd_err *err)
 {
     /* One context for the process (decode is single-threaded); rebuilt
@@ -33,7 +33,7 @@ nd_status nd_decode_repair(nd_capwriter *w, const nd_rows *rows, const nd_layout
     nd_status st;
     nd_repair_out out;
     /* per-pixel confidence -> per-cell confidence for the vote */
-    float *row_conf = NULL;
+    nd_conf *row_conf = NULL;
     if (layout && conf && rows->n > 0) {
         row_conf = malloc((size_t)rows->n * (size_t)nd_row_width(rows->payload_bytes) *
                           sizeof *row_conf);

@@ -263,20 +263,48 @@ nd_status nd_png_write(const char *path, const uint8_t *rgb, int w, int h, nd_er
 nd_status nd_png_write_bits(const char *path, const int8_t *bits, int w, int n, int h,
                             nd_err *err);
 
-/* Colour snapping: each pixel to 1 / 0 / -1 and a confidence in [0.5, 1]
- * (1 = exactly one of the three colours; 0.5 = equidistant from two).
- * ND_SNAP_NEAREST: nearest of the three colours (Euclidean in RGB).
+/* Colour snapping: each pixel to 1 / 0 / -1 and a confidence.
+ * ND_SNAP_NEAREST: nearest of the three colours (Euclidean in RGB), which
+ * is simply the largest channel (ties: red, then green).
  * ND_SNAP_NETDIFFUSION: their color_processor.py rule: red if r > 0 and
- * g < 160 and b < 100, else the largest channel, ties red > green > blue. */
+ * g < 160 and b < 100, else the largest channel, ties red > green > blue.
+ *
+ * Confidence (nd_conf, one byte per pixel: a generator moves millions of
+ * them per flow): the margin by which the largest channel beat the middle
+ * one, channels clipped to [0, 1] and scaled to 0..255. 255: exactly one of
+ * the three colours; 0: a tie between the two nearest colours. It is the
+ * nearest-colour rule's own margin, so it is computed in the same pass as
+ * the bit. As a weight in [0.5, 1] (nd_conf_weight), 0.5 + q / 510: on the
+ * line between two colours this equals d2 / (d1 + d2), d1 and d2 the
+ * distances to the nearest and the second-nearest colour. */
+typedef uint8_t nd_conf;
+#define ND_CONF_SURE 255 /* a cell set by rule, not drawn */
+static inline float nd_conf_weight(nd_conf q) { return 0.5f + (float)q / 510.0f; }
+
 typedef enum { ND_SNAP_NEAREST, ND_SNAP_NETDIFFUSION } nd_snap_mode;
 void nd_snap_u8(nd_snap_mode m, const uint8_t *rgb, size_t n_pixels, int8_t *bits,
-                float *conf /* may be NULL */);
+                nd_conf *conf /* may be NULL */);
 /* Float pixels in [0, 1] (e.g. a VAE's output mapped from [-1, 1]). */
-void nd_snap_f32(nd_snap_mode m, const float *rgb, size_t n_pixels, int8_t *bits, float *conf);
+void nd_snap_f32(nd_snap_mode m, const float *rgb, size_t n_pixels, int8_t *bits,
+                 nd_conf *conf);
 /* The same on planar input, the layout a VAE decoder produces ([3][n]: all
- * red, then all green, then all blue), which vectorises: the fast path. */
+ * red, then all green, then all blue), which vectorises. */
 void nd_snap_planar_f32(nd_snap_mode m, const float *planes, size_t n_pixels, int8_t *bits,
-                        float *conf);
+                        nd_conf *conf);
+
+/* Planar pixel formats a decoder hands over: 32-bit floats, or IEEE
+ * half floats (uint16_t bit patterns; what a GPU VAE produces in fp16). */
+typedef enum { ND_PIX_F32, ND_PIX_F16 } nd_pixfmt;
+/* A whole planar image ([3][height][width]), the generator's fast path.
+ * Finds the flow's end first: from the bottom up, rows whose pixels all
+ * snap to vacant (blue padding) get vacant bits and no confidence; the
+ * rows above and including the last other row get bits and confidence
+ * (conf may be NULL). Returns that row count (0: an all-blue image).
+ * bits: width * height values; conf: width * height, of which only the
+ * returned rows are written. Same bits and confidence as
+ * nd_snap_planar_f32 on the same (f32) pixels. */
+int nd_snap_image(nd_snap_mode m, nd_pixfmt fmt, const void *planes, int width, int height,
+                  int8_t *bits, nd_conf *conf);
 
 /* ----------------------------------------------------------- raw inverse */
 

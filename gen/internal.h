@@ -6,7 +6,7 @@
 /* Buffers for one flow's snap + repair. */
 typedef struct nd_gen_scratch {
     int8_t *bits;
-    float *conf, *row_conf;
+    nd_conf *conf, *row_conf; /* codec.h: one byte per pixel / cell */
 } nd_gen_scratch;
 nd_status nd_gen_scratch_init(nd_gen_scratch *s, const nd_layout *l, nd_err *err);
 void nd_gen_scratch_free(nd_gen_scratch *s);

@@ -121,8 +121,8 @@ nd_status nd_gen_scratch_init(nd_gen_scratch *s, const nd_layout *l, nd_err *err
 {
     size_t npx = (size_t)l->width * (size_t)l->packets;
     s->bits = malloc(npx);
-    s->conf = malloc(npx * sizeof(float));
-    s->row_conf = malloc((size_t)l->packets * (size_t)nd_row_width(0) * sizeof(float));
+    s->conf = malloc(npx * sizeof *s->conf);
+    s->row_conf = malloc((size_t)l->packets * (size_t)nd_row_width(0) * sizeof *s->row_conf);
     if (!s->bits || !s->conf || !s->row_conf) {
         nd_gen_scratch_free(s);
         return nd_fail(err, ND_ENOMEM, "out of memory");

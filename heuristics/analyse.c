@@ -14,9 +14,18 @@ static const int vote_col[ND_BLK_COUNT] = {ND_COL_IPV4, ND_COL_IPV6, ND_COL_TCP,
                                            ND_COL_ICMP};
 static const int vote_n[ND_BLK_COUNT] = {160, 320, 160, 64, 64};
 
+/* AVX2 where the CPU has it (gcc's ifunc clones), SSE2 otherwise. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define ND_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define ND_SIMD_CLONES
+#endif
+
 /* Presence of each block in one row, in [-1, 1]: +1 all cells drawn
- * (confidently), -1 all vacant. Confidence weights each cell's vote. */
-static void row_presence(const int8_t *row, const float *conf, float pres[ND_BLK_COUNT])
+ * (confidently), -1 all vacant. Confidence weighs each cell's vote by
+ * 0.5 + q / 510, summed in integers as 255 + q (vectorises). */
+ND_SIMD_CLONES
+static void row_presence(const int8_t *row, const nd_conf *conf, float pres[ND_BLK_COUNT])
 {
     for (int b = 0; b < ND_BLK_COUNT; b++) {
         const int8_t *p = row + vote_col[b];
@@ -25,11 +34,13 @@ static void row_presence(const int8_t *row, const float *conf, float pres[ND_BLK
             int vac = nd_cells_vacant(p, n);
             pres[b] = 1.0f - 2.0f * (float)vac / (float)n;
         } else {
-            const float *c = conf + vote_col[b];
-            float s = 0;
-            for (int i = 0; i < n; i++)
-                s += p[i] == ND_VACANT ? -c[i] : c[i];
-            pres[b] = s / (float)n;
+            const nd_conf *c = conf + vote_col[b];
+            int s = 0;
+            for (int i = 0; i < n; i++) {
+                int neg = -(p[i] == ND_VACANT); /* 0 or -1: negate by xor */
+                s += ((255 + c[i]) ^ neg) - neg;
+            }
+            pres[b] = (float)s / (510.0f * (float)n);
         }
     }
 }
@@ -66,17 +77,19 @@ void nd_mode_add(nd_flowctx *f, uint64_t key)
     }
 }
 
-/* Weighted mismatch between 16 drawn port cells and a port value. */
-static float port_cost(const int8_t *p, const float *c, uint16_t v)
+/* Weighted mismatch between 16 drawn port cells and a port value, in
+ * units of 1/1020: a wrong cell costs its weight (2 * (255 + q)), a vacant
+ * one half of it. */
+static int port_cost(const int8_t *p, const nd_conf *c, uint16_t v)
 {
-    float s = 0;
+    int s = 0;
     for (int i = 0; i < 16; i++) {
         int want = (v >> (15 - i)) & 1;
-        float w = c ? c[i] : 1.0f;
+        int w = c ? 255 + c[i] : 510;
         if (p[i] == ND_VACANT)
-            s += 0.5f * w;
-        else if (p[i] != want)
             s += w;
+        else if (p[i] != want)
+            s += 2 * w;
     }
     return s;
 }
@@ -89,7 +102,7 @@ static int ttl_of(const nd_flowctx *f, const int8_t *row)
     return (int)nd_cells_get(row + nd_fields[ND_F_IPV6_HL].col, 8, &ok);
 }
 
-int nd_flow_analyse(nd_flowctx *f, const nd_rows *rows, const float *conf,
+int nd_flow_analyse(nd_flowctx *f, const nd_rows *rows, const nd_conf *conf,
                     nd_repair_counts *cnt)
 {
     int n = rows->n, w = nd_row_width(rows->payload_bytes);
@@ -157,10 +170,10 @@ int nd_flow_analyse(nd_flowctx *f, const nd_rows *rows, const float *conf,
             nd_mode_add(f, (uint64_t)a << 16 | b);
         }
         uint16_t a = (uint16_t)(f->hbest >> 16), b = (uint16_t)f->hbest;
-        const float *c0 = conf ? conf + (size_t)f->pk[0].row * w + pc : NULL;
+        const nd_conf *c0 = conf ? conf + (size_t)f->pk[0].row * w + pc : NULL;
         /* the initiator is the side whose port is the source of packet 0 */
-        float ab = port_cost(r0 + pc, c0, a) + port_cost(r0 + pc + 16, c0 ? c0 + 16 : NULL, b);
-        float ba = port_cost(r0 + pc, c0, b) + port_cost(r0 + pc + 16, c0 ? c0 + 16 : NULL, a);
+        int ab = port_cost(r0 + pc, c0, a) + port_cost(r0 + pc + 16, c0 ? c0 + 16 : NULL, b);
+        int ba = port_cost(r0 + pc, c0, b) + port_cost(r0 + pc + 16, c0 ? c0 + 16 : NULL, a);
         f->port[0] = ba < ab ? b : a;
         f->port[1] = ba < ab ? a : b;
     }
@@ -172,10 +185,10 @@ int nd_flow_analyse(nd_flowctx *f, const nd_rows *rows, const float *conf,
         bool ambiguous = false;
         if (f->proto != 1 && f->port[0] != f->port[1]) {
             int pc = tr == ND_BLK_TCP ? ND_COL_TCP : ND_COL_UDP;
-            const float *c = conf ? conf + (size_t)f->pk[k].row * w + pc : NULL;
-            float c0 = port_cost(r + pc, c, f->port[0]) +
+            const nd_conf *c = conf ? conf + (size_t)f->pk[k].row * w + pc : NULL;
+            int c0 = port_cost(r + pc, c, f->port[0]) +
                        port_cost(r + pc + 16, c ? c + 16 : NULL, f->port[1]);
-            float c1 = port_cost(r + pc, c, f->port[1]) +
+            int c1 = port_cost(r + pc, c, f->port[1]) +
                        port_cost(r + pc + 16, c ? c + 16 : NULL, f->port[0]);
             dir = c1 < c0;
             ambiguous = c1 == c0;

@@ -1,6 +1,8 @@
 /* heuristics/counts.c - names and sums of the per-field change counters. */
 #include "heuristics/repair.h"
 
+#include <string.h>
+
 const char *nd_repair_counter_name(int i)
 {
     if (i >= 0 && i < ND_F_COUNT)
@@ -27,19 +29,32 @@ void nd_repair_counts_add(nd_repair_counts *a, const nd_repair_counts *b)
     }
 }
 
-void nd_repair_conf_from_image(const nd_layout *l, const float *img_conf, int n_rows,
-                               int payload_bytes, float *row_conf)
+void nd_repair_conf_from_image(const nd_layout *l, const nd_conf *img_conf, int n_rows,
+                               int payload_bytes, nd_conf *row_conf)
 {
     int w = nd_row_width(payload_bytes);
+    /* runs of image columns that are adjacent row columns too (the
+     * layout's blocks): one copy each per row */
+    uint16_t x0[ND_HDR_BITS], c0[ND_HDR_BITS], len[ND_HDR_BITS];
+    int nr = 0;
+    for (int k = 0; k < l->n_bit_cols;) {
+        int c = l->bit_cols[k], n = 1;
+        while (k + n < l->n_bit_cols && l->bit_cols[k + n] == c + n)
+            n++;
+        if (c < w) {
+            x0[nr] = (uint16_t)k;
+            c0[nr] = (uint16_t)c;
+            len[nr++] = (uint16_t)(c + n <= w ? n : w - c);
+        }
+        k += n;
+    }
     for (int i = 0; i < n_rows; i++) {
-        float *rc = row_conf + (size_t)i * (size_t)w;
-        for (int c = 0; c < w; c++)
-            rc[c] = 1.0f;
+        nd_conf *rc = row_conf + (size_t)i * (size_t)w;
+        memset(rc, ND_CONF_SURE, (size_t)w);
         if (i >= l->packets)
             continue;
-        const float *ic = img_conf + (size_t)i * (size_t)l->width;
-        for (int k = 0; k < l->n_bit_cols; k++)
-            if (l->bit_cols[k] < w)
-                rc[l->bit_cols[k]] = ic[k];
+        const nd_conf *ic = img_conf + (size_t)i * (size_t)l->width;
+        for (int r = 0; r < nr; r++)
+            memcpy(rc + c0[r], ic + x0[r], len[r]);
     }
 }

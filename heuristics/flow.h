@@ -13,7 +13,6 @@ typedef struct nd_pkt {
     int row;                 /* row index in the input            */
     uint8_t dir;
     uint8_t icmp_kind;
-    uint8_t force_fin;       /* the peer closed: this side's last packet closes too */
     uint32_t payload;        /* payload bytes (after the MTU cut)  */
     int64_t ts_us;
 } nd_pkt;
@@ -52,7 +51,7 @@ void nd_mode_add(nd_flowctx *f, uint64_t key);
 int nd_icmp_kind(const nd_flowctx *f, int type);
 /* Fills f->pk (packets, dirs), the vote and the steady values; returns the
  * number of packets. */
-int nd_flow_analyse(nd_flowctx *f, const nd_rows *rows, const float *conf,
+int nd_flow_analyse(nd_flowctx *f, const nd_rows *rows, const nd_conf *conf,
                     nd_repair_counts *cnt);
 int nd_gap_bin(int64_t gap_us);
 

@@ -8,6 +8,7 @@
  * whose value differs from what the model drew. */
 #include "heuristics/flow.h"
 #include "heuristics/opts.h"
+#include "heuristics/shape.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -235,6 +236,14 @@ static void cnt_opts(counter *c, nd_field_id f, const uint8_t *opt, int n)
 
 /* ---- payload: drawn bytes where the row has them, else seeded bytes */
 
+/* Word w (8 bytes) of a side's payload stream: splitmix64's output for
+ * counter w under the side's key, one multiply-xorshift round per word
+ * (the payload is most of the bytes repair writes). */
+static inline uint64_t stream_word(uint64_t pkey, uint64_t w)
+{
+    return nd_mix64(pkey + w * 0x9e3779b97f4a7c15ull);
+}
+
 /* Payload bytes are a function of (flow, direction, stream offset): a TCP
  * retransmission repeats exactly the bytes it resends (reassembly in tshark
  * flags overlapping segments whose bytes differ as malformed). UDP/ICMP use
@@ -252,17 +261,15 @@ static bool fill_payload(const nd_flowctx *f, const int8_t *row, int payload_col
     uint64_t pkey = nd_mix64(f->key ^ 0x9a110adULL ^ (uint64_t)dir);
     uint32_t i = 0;
     /* head up to 8-byte stream alignment, then whole words */
-    for (; i < n && ((off + i) & 7); i++) {
-        uint64_t r = nd_rand(pkey, (off + i) >> 3);
-        dst[i] = (uint8_t)(r >> (8 * ((off + i) & 7)));
-    }
-    for (; i + 8 <= n; i += 8) {
-        uint64_t r = nd_rand(pkey, (off + i) >> 3);
+    for (; i < n && ((off + i) & 7); i++)
+        dst[i] = (uint8_t)(stream_word(pkey, (off + i) >> 3) >> (8 * ((off + i) & 7)));
+    for (uint64_t w = (off + i) >> 3; i + 8 <= n; i += 8, w++) {
+        uint64_t r = stream_word(pkey, w);
         for (int b = 0; b < 8; b++)
             dst[i + (uint32_t)b] = (uint8_t)(r >> (8 * b));
     }
     if (i < n) {
-        uint64_t r = nd_rand(pkey, (off + i) >> 3);
+        uint64_t r = stream_word(pkey, (off + i) >> 3);
         for (int b = 0; i < n; i++, b++)
             dst[i] = (uint8_t)(r >> (8 * b));
     }
@@ -279,72 +286,11 @@ static bool fill_payload(const nd_flowctx *f, const int8_t *row, int payload_col
     return all && drawn == n;
 }
 
-/* DNS over UDP port 53 (and mDNS, 5353): the model draws a length, not a message, and random
- * bytes there are a malformed DNS packet to every tool. Shape them into a
- * well-formed message of exactly n bytes: header (a seeded id; query from
- * the initiator, response from the responder), one question with a seeded
- * name, and an EDNS OPT record whose padding option (RFC 7830) takes the rest.
- * Under 12 bytes nothing fits; under 17 the header alone (no question). */
-static void dns_shape(uint8_t *p, uint32_t n, int response, uint64_t key)
-{
-    if (n < 12)
-        return;
-    memset(p, 0, n);
-    nd_put16(p, (uint16_t)nd_rand(key, 1));
-    nd_put16(p + 2, response ? 0x8180 : 0x0100);
-    if (n < 17)
-        return;
-    uint32_t rest = n - 12, q;  /* q: bytes of the encoded name */
-    if (rest - 4 < 1 + 15)
-        q = rest - 4;           /* no room for OPT: the name takes it all */
-    else {
-        q = 8 + (uint32_t)(nd_rand(key, 2) % 24);
-        if (q > rest - 4 - 15)
-            q = rest - 4 - 15;
-    }
-    if (q > 255)
-        q = 255;
-    if (q == 2)
-        q = 1;                  /* a label needs 3 bytes: the root name, one byte left over */
-    nd_put16(p + 4, 1);         /* one question */
-    uint8_t *o = p + 12;
-    uint32_t left = q - 1;      /* label bytes before the final 0 */
-    uint64_t c = 3;
-    while (left > 0) {
-        uint32_t len = left - 1 < 63 ? left - 1 : 63;
-        if (left - (len + 1) == 1)
-            len--;              /* never leave one byte: no room for a label */
-        if (len == 0)
-            len = 1;
-        *o++ = (uint8_t)len;
-        for (uint32_t i = 0; i < len; i++)
-            *o++ = (uint8_t)('a' + nd_rand(key, c++) % 26);
-        left -= len + 1;
-    }
-    *o++ = 0;
-    nd_put16(o, 1);             /* QTYPE A  */
-    nd_put16(o + 2, 1);         /* QCLASS IN */
-    o += 4;
-    uint32_t used = (uint32_t)(o - p);
-    if (n - used >= 15) {
-        nd_put16(p + 10, 1);    /* one additional record: OPT */
-        uint32_t pad = n - used - 15;
-        o[0] = 0;               /* root name */
-        nd_put16(o + 1, 41);    /* OPT */
-        nd_put16(o + 3, 1232);  /* UDP payload size */
-        /* ttl (extended rcode, version, flags) 0 */
-        nd_put16(o + 9, (uint16_t)(4 + pad));
-        nd_put16(o + 11, 12);   /* option: padding */
-        nd_put16(o + 13, (uint16_t)pad);
-    }
-}
-
 /* ---- the per-direction TCP state of pass B */
 
 typedef struct {
     bool started;            /* sent anything                        */
     uint32_t syn;            /* 1 when its first packet was a SYN     */
-    uint32_t seg_seq, seg_len; /* its last data segment                 */
     uint32_t isn, nxt;       /* first seq, next seq                   */
     bool fin;                /* sent its FIN                          */
     uint32_t fin_seq;
@@ -364,23 +310,20 @@ typedef struct {
     bool echo_set;
 } side;
 
-static uint16_t next_id(side *s, uint16_t drawn, bool ok, bool df)
+/* The IP ID only matters for reassembly, and repair never emits a
+ * fragment (MF 0, offset 0): any complete drawn ID is kept. Real stacks send
+ * per-connection counters, global counters, random IDs (some BSDs) and a
+ * constant 0, with and without DF (the test captures have all of these),
+ * so none is "wrong". A partly vacant ID continues the side's last one. */
+static uint16_t next_id(side *s, uint16_t drawn, bool ok)
 {
-    uint16_t v;
-    if (!s->id_set || (ok && df))
-        v = drawn; /* an atomic datagram's ID means nothing (RFC 6864): keep it */
-    else if (ok && ((uint16_t)(drawn - s->id) >= 1 && (uint16_t)(drawn - s->id) <= 2048))
-        v = drawn; /* advancing: a per-connection or a global counter */
-    else if (ok && df && drawn == 0 && s->id == 0)
-        v = 0; /* stacks that send ID 0 on DF packets */
-    else
-        v = (uint16_t)(s->id + 1);
+    uint16_t v = ok || !s->id_set ? drawn : (uint16_t)(s->id + 1);
     s->id = v;
     s->id_set = true;
     return v;
 }
 
-nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *conf,
+nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *conf,
                          const nd_class_stats *cls, uint64_t flow_id, nd_repair_out *out,
                          nd_repair_counts *counts, nd_err *err)
 {
@@ -490,32 +433,36 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
         if (proto == 1 && p->icmp_kind == ND_ICMP_ERR)
             len = v4 ? 28 : 48; /* the quoted header, built below */
         p->payload = (uint32_t)len;
-        if (len > 0)
-            sd[p->dir].last_data = k;
+        /* where each side's new data ends: a TCP segment whose drawn seq
+         * lies inside what its side already sent is a retransmission,
+         * which may follow that side's FIN */
+        bool sok = true;
+        uint32_t dseq = (uint32_t)nd_cells_get(r + nd_fields[ND_F_TCP_SEQ].col, 32, &sok);
+        side *ps = &sd[p->dir];
+        bool fresh = proto != 6 || !sok || !ps->started ||
+                     nd_sdiff32(dseq + (uint32_t)len, ps->nxt) > 0;
+        if (proto == 6 && sok && (!ps->started || fresh)) {
+            ps->started = true; /* pass A's own use of the side state, reset below */
+            ps->nxt = dseq + (uint32_t)len;
+        }
+        if (len > 0 && fresh)
+            ps->last_data = k;
         bytes += (size_t)link + 60 + 60 + (size_t)len;
     }
+    for (int d = 0; d < 2; d++) {
+        sd[d].started = false;
+        sd[d].nxt = 0;
+    }
     if (proto == 6) {
-        /* FIN legality and "FIN in both directions": a side may close once
-         * its data is done; when one side closes and the other keeps
-         * sending without ever closing, its last packet closes too. */
+        /* FIN legality: a side may close once its data is done. The other
+         * side may go on sending and never close (a half-close, RFC 9293
+         * 3.6; captures end mid-connection too). */
         for (int k = 0; k < np; k++) {
             nd_pkt *p = &f->pk[k];
             const int8_t *r = rows->bits + (size_t)p->row * w;
             bool fin = r[nd_fields[ND_F_TCP_FIN].col] == 1, rst = r[nd_fields[ND_F_TCP_RST].col] == 1;
             if (fin && !rst && k >= sd[p->dir].last_data && sd[p->dir].fin_at < 0 && k > 0)
                 sd[p->dir].fin_at = k;
-        }
-        for (int d = 0; d < 2; d++) {
-            if (sd[d].fin_at < 0 || sd[1 - d].fin_at >= 0)
-                continue;
-            int lastp = -1;
-            for (int k = sd[d].fin_at + 1; k < np; k++)
-                if (f->pk[k].dir == 1 - d)
-                    lastp = k;
-            if (lastp >= 0 && lastp >= sd[1 - d].last_data) {
-                f->pk[lastp].force_fin = 1;
-                sd[1 - d].fin_at = lastp;
-            }
         }
     }
     st = reserve_buf(f, bytes, err);
@@ -547,6 +494,11 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
         uint8_t *ip = o;
         bool ok;
 #define GET(fid) (ok = true, nd_cells_get(r + nd_fields[fid].col, nd_fields[fid].width, &ok))
+        /* TTL / hop limit: the drawn one when complete and not 0 (a path
+         * can change within a flow), else the side's steady value */
+        uint8_t ttl = (uint8_t)GET(v4 ? ND_F_IPV4_TTL : ND_F_IPV6_HL);
+        if (!ok || ttl == 0)
+            ttl = f->ttl[d];
         /* -- network header (lengths and checksum patched below) */
         int iph;
         uint8_t ipopt[44];
@@ -561,12 +513,12 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
             bool df = GET(ND_F_IPV4_DFBIT) == 1;
             cnt_field(&cn, ND_F_IPV4_DFBIT, df);
             uint16_t id = (uint16_t)GET(ND_F_IPV4_ID);
-            id = next_id(me, id, ok, df);
+            id = next_id(me, id, ok);
             ip[0] = (uint8_t)(0x40 | (iph / 4));
             ip[1] = tos;
             nd_put16(ip + 4, id);
             nd_put16(ip + 6, df ? 0x4000 : 0);
-            ip[8] = f->ttl[d];
+            ip[8] = ttl;
             ip[9] = (uint8_t)proto;
             memcpy(ip + 12, addr[d], 4);
             memcpy(ip + 16, addr[1 - d], 4);
@@ -577,7 +529,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
             cnt_field(&cn, ND_F_IPV4_RBIT, 0);
             cnt_field(&cn, ND_F_IPV4_MFBIT, 0);
             cnt_field(&cn, ND_F_IPV4_FOFF, 0);
-            cnt_field(&cn, ND_F_IPV4_TTL, f->ttl[d]);
+            cnt_field(&cn, ND_F_IPV4_TTL, ttl);
             cnt_field(&cn, ND_F_IPV4_PROTO, (uint64_t)proto);
             cnt_field(&cn, ND_F_IPV4_SRC, (uint64_t)ip[12] << 24 | (uint64_t)ip[13] << 16 |
                                               (uint64_t)ip[14] << 8 | ip[15]);
@@ -588,16 +540,20 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
             iph = 40;
             uint8_t tc = (uint8_t)GET(ND_F_IPV6_TC);
             cnt_field(&cn, ND_F_IPV6_TC, tc);
-            uint32_t fl = f->flow_label[d];
+            /* flow label: drawn when complete (stacks re-draw it when a
+             * path fails, RFC 6437), else the side's most common one */
+            uint32_t fl = (uint32_t)GET(ND_F_IPV6_FL);
+            if (!ok)
+                fl = f->flow_label[d];
             nd_put32(ip, 0x60000000u | (uint32_t)tc << 20 | fl);
             ip[6] = (uint8_t)(proto == 1 ? 58 : proto);
-            ip[7] = f->ttl[d];
+            ip[7] = ttl;
             memcpy(ip + 8, addr[d], 16);
             memcpy(ip + 24, addr[1 - d], 16);
             cnt_field(&cn, ND_F_IPV6_VER, 6);
             cnt_field(&cn, ND_F_IPV6_FL, fl);
             cnt_field(&cn, ND_F_IPV6_NH, ip[6]);
-            cnt_field(&cn, ND_F_IPV6_HL, f->ttl[d]);
+            cnt_field(&cn, ND_F_IPV6_HL, ttl);
             /* addresses: 128-bit fields, counted as changed unless all drawn
              * bits already match (they never do: the image omits them) */
             for (int a = 0; a < 2; a++) {
@@ -620,7 +576,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
             uint8_t fl = (uint8_t)nd_cells_get(r + nd_fields[ND_F_TCP_CWR].col, 8, &fok);
             bool ns = GET(ND_F_TCP_NS) == 1;
             enum { FIN = 1, SYN = 2, RST = 4, PSH = 8, ACK = 16, URG = 32, ECE = 64, CWR = 128 };
-            bool rst_reply = false;
+            bool rst_reply = false, rtx = false;
             /* flags by handshake phase */
             if (phase == 0 && d == 0) {
                 fl = (uint8_t)(SYN | (fl & (ECE | CWR))); /* SYN (retransmissions) */
@@ -644,17 +600,26 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
                     fl |= ACK;
                 if ((fl & FIN) && (k < me->fin_at || me->fin_at < 0))
                     fl &= (uint8_t)~FIN;
-                if (p->force_fin && !(fl & RST))
-                    fl |= FIN;
-                if (me->fin && !(fl & FIN))
-                    pay = 0; /* nothing after our FIN but ACKs */
+                /* a drawn retransmission: data this side already sent,
+                 * ending where its data ends (with the FIN again once it
+                 * closed). Only such a tail copy is one to tshark whatever
+                 * the timing: a copy that ends earlier and comes soon is
+                 * "out of order", goes to reassembly and is reported
+                 * there as overlapping data. Its bytes are a function of
+                 * the stream offset, so the copy is exact; not with
+                 * payload columns, whose drawn bytes would differ. */
+                uint32_t dseq = (uint32_t)GET(ND_F_TCP_SEQ);
+                rtx = ok && pay > 0 && rows->payload_bytes == 0 && me->started && !(fl & RST) &&
+                      nd_sdiff32(dseq, me->isn + me->syn) >= 0 &&
+                      (me->fin ? (fl & FIN) && dseq + pay == me->fin_seq
+                               : dseq + pay == me->nxt);
+                if (me->fin && !rtx)
+                    pay = 0; /* nothing after our FIN but ACKs (and FIN copies) */
                 if ((fl & URG) && pay == 0)
                     fl &= (uint8_t)~URG;
             }
             if (fl & (SYN | RST))
                 ns = false;
-            if (fl & FIN && me->fin)
-                pay = 0; /* FIN retransmission */
             /* options */
             uint8_t drawn_opt[40], opt[44];
             nd_tcp_opt_info oi;
@@ -670,8 +635,11 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
             if ((fl & SYN) && (fl & ACK) && !(oi.present & ND_OPT_TS))
                 est_opts &= ~(unsigned)ND_OPT_TS;
             l4h = 20 + on;
-            if ((uint32_t)(iph + l4h) + pay > (uint32_t)f->o.mtu)
+            if ((uint32_t)(iph + l4h) + pay > (uint32_t)f->o.mtu) {
                 pay = (uint32_t)(f->o.mtu - iph - l4h); /* before seq: it counts */
+                if (rtx && (fl & FIN) && me->fin)
+                    pay = 0; /* cut short, the copy no longer ends at the FIN */
+            }
             /* seq */
             uint32_t dseq = (uint32_t)GET(ND_F_TCP_SEQ);
             bool seq_ok = ok;
@@ -690,25 +658,20 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
                 me->syn = (fl & SYN) != 0;
             } else if (fl & SYN) {
                 seq = me->isn; /* SYN / SYN-ACK retransmission */
-            } else if ((fl & FIN) && me->fin) {
+            } else if ((fl & FIN) && me->fin && !(rtx && pay > 0)) {
                 seq = me->fin_seq;
             } else {
                 seq = me->nxt;
                 /* segments the capture missed: a forward jump, when allowed */
-                if (f->o.keep_seq_gaps && seq_ok && !(fl & FIN) &&
-                    nd_sdiff32(dseq, me->nxt) > 0 && nd_sdiff32(dseq, me->nxt) <= (1 << 20))
+                if (f->o.keep_seq_gaps && seq_ok && nd_sdiff32(dseq, me->nxt) > 0 &&
+                    nd_sdiff32(dseq, me->nxt) <= (1 << 20))
                     seq = dseq;
-                /* keep a drawn retransmission when it resends exactly the
-                 * side's previous segment (partial overlaps make tshark's
-                 * reassembly report malformed data), and not with payload
-                 * columns (the drawn bytes of the copy would differ) */
-                if (seq_ok && pay > 0 && !(fl & FIN) && rows->payload_bytes == 0 &&
-                    me->seg_len && dseq == me->seg_seq && pay == me->seg_len)
+                /* a reset after our FIN may carry the FIN's own seq (the
+                 * peer has not acked it): both are acceptable to the peer */
+                if (seq_ok && (fl & RST) && me->fin && dseq == me->fin_seq)
                     seq = dseq;
-            }
-            if (pay) {
-                me->seg_seq = seq;
-                me->seg_len = pay;
+                if (rtx && pay > 0)
+                    seq = dseq;
             }
             stream_off = (uint32_t)(seq - me->isn);
             retrans = nd_sdiff32(seq + pay, me->nxt) <= 0 && pay > 0;
@@ -768,10 +731,14 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
                 } else {
                     me->ts_first = tv;
                 }
+                /* TSecr echoes a TSval the peer sent: with keep_seq_gaps
+                 * also one of the segments the capture missed (ahead of the
+                 * last one seen, as acks may be) */
+                int32_t ahead = f->o.keep_seq_gaps ? (1 << 20) : 0;
                 if (!(fl & ACK))
                     te = 0;
                 else if (peer->ts && (nd_sdiff32(te, peer->ts_first) < 0 ||
-                                      nd_sdiff32(te, peer->ts_last) > 0))
+                                      nd_sdiff32(te, peer->ts_last) > ahead))
                     te = peer->ts_last;
                 me->ts = true;
                 me->ts_last = tv;
@@ -913,9 +880,13 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *con
             bool all = fill_payload(f, r, rows->payload_bytes, d,
                                     proto == 6 ? stream_off : ((uint64_t)k << 20), !retrans,
                                     pl, pay);
-            if (proto == 17 && !all && pay <= 65535 &&
-                (f->port[0] == 53 || f->port[1] == 53 || f->port[0] == 5353 || f->port[1] == 5353))
-                dns_shape(pl, pay, d == 1, nd_mix64(f->key ^ ((uint64_t)k << 8)));
+            /* random bytes where the port's protocol expects a message:
+             * shaped into one (shape.c) */
+            if (!all && proto == 17)
+                nd_shape_udp(pl, pay, f->port, d, nd_mix64(f->key ^ ((uint64_t)k << 8)));
+            else if (!all && proto == 6)
+                nd_shape_tcp(pl, pay, stream_off - me->syn, f->port, d,
+                             nd_mix64(f->key ^ 0x5ea9ULL ^ (uint64_t)d));
             cnt->seen[ND_RP_PAYLOAD]++;
             cnt->changed[ND_RP_PAYLOAD] += !all;
         }

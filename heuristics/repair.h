@@ -18,11 +18,31 @@
  *     ports is the source), ICMP from echo request/reply; the flow's two
  *     ports are the most frequent drawn pair.
  *   - addresses and MACs per flow from pools, deterministic from seed + flow id.
- *   - fields the model controls are kept when legal: TOS/TC, TTL (per
- *     direction mode), DF, lengths, ports, flags, window, options (parsed
- *     and kept when well-formed), seq/ack/IP ID/TS option when consistent.
+ *   - fields the model controls are kept when legal: TOS/TC, TTL / hop
+ *     limit (a drawn 0 or incomplete one becomes the side's most common),
+ *     flow label, DF, IP ID (any complete value: repair never fragments),
+ *     lengths, ports, flags, window, urgent pointer, options (parsed and
+ *     kept when well-formed), seq/ack/TS option when consistent with what
+ *     each side sent (with keep_seq_gaps, also a jump over segments the
+ *     capture missed; a retransmission when it is a tail copy, see below).
  *   - checksums always computed; payload bytes drawn by the model are kept
- *     (payload columns), the rest are random-looking bytes from the seed.
+ *     (payload columns), the rest are random-looking bytes from the seed,
+ *     shaped into well-formed messages where a port's dissector parses them
+ *     (DNS/mDNS, TLS records, ...: repair.c's payload shaping).
+ *
+ * Faithfulness (tests/heuristics/test_repair.c, test_faithful_real_flows):
+ * real flows through the NetDiffusion image and repair change only
+ *   - what the image does not carry: addresses (pools), timestamps (class
+ *     gaps; the layout has no timing columns), payload bytes (no payload
+ *     columns), and checksums (recomputed over the new addresses and bytes);
+ *   - nothing else: every other field the model draws comes out exactly as
+ *     drawn (rate 0, asserted per field). Rules that do change drawn values
+ *     on generated rows (never on real traffic) include: a TCP segment that
+ *     partly overlaps data its side already sent gets the side's next seq
+ *     (only a copy ending where the side's data ends is a retransmission to
+ *     tshark; other overlaps reach its reassembly and are reported as
+ *     malformed), flags by handshake phase, SYN-only options off SYNs, acks
+ *     beyond what the peer sent, a FIN before its side's last new data.
  *
  * Ownership: nd_repair_ctx owns every buffer; nd_repair_flow's output
  * (nd_repair_out) points into it and stays valid until the next call on the
@@ -157,21 +177,23 @@ void nd_repair_ctx_free(nd_repair_ctx *c);
 void nd_repair_set_start(nd_repair_ctx *c, int64_t start_us);
 
 /* Repairs one flow. rows: the snapped rows (any payload_bytes; gap_us used
- * where >= 0). conf: NULL, or one confidence in [0.5, 1] per cell of rows
- * (rows->n * nd_row_width(rows->payload_bytes) floats). cls: NULL for the
+ * where >= 0). conf: NULL (every cell sure), or one confidence per cell of
+ * rows (rows->n * nd_row_width(rows->payload_bytes) values, codec.h's
+ * nd_conf): it weighs each cell's vote, 0.5 + q / 510, in the protocol vote
+ * and in telling the two sides apart by their ports. cls: NULL for the
  * built-in default. flow_id: keys the randomness and the start time (same
  * rows + seed + flow id = same bytes). counts: NULL, or added to. */
-nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const float *conf,
+nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *conf,
                          const nd_class_stats *cls, uint64_t flow_id, nd_repair_out *out,
                          nd_repair_counts *counts, nd_err *err);
 
 /* Maps per-pixel confidence of an image with layout l (l->width *
- * l->packets floats, from nd_snap_*) to the per-cell confidence
+ * l->packets values, from nd_snap_*) to the per-cell confidence
  * nd_repair_flow takes, for the first n_rows rows of width
- * nd_row_width(payload_bytes) (row_conf: n_rows * width floats). Cells the
- * image does not show get 1 (the codec fills them by rule). */
-void nd_repair_conf_from_image(const nd_layout *l, const float *img_conf, int n_rows,
-                               int payload_bytes, float *row_conf);
+ * nd_row_width(payload_bytes) (row_conf: n_rows * width values). Cells the
+ * image does not show get ND_CONF_SURE (the codec fills them by rule). */
+void nd_repair_conf_from_image(const nd_layout *l, const nd_conf *img_conf, int n_rows,
+                               int payload_bytes, nd_conf *row_conf);
 
 /* Writes out's packets to w (its link type must be out->linktype). comment
  * (pcapng only, may be NULL) goes on every packet, e.g. "FLOWID,LABEL". */

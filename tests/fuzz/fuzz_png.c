@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nd_layout_netdiffusion(&l, h);
     if (w == l.width) {
         int8_t *bits = malloc((size_t)w * h);
-        float *conf = malloc((size_t)w * h * sizeof *conf);
+        nd_conf *conf = malloc((size_t)w * h * sizeof *conf);
         if (bits && conf) {
             nd_snap_u8(ND_SNAP_NEAREST, rgb, (size_t)w * h, bits, conf);
             nd_rows t;

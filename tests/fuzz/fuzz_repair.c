@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nd_err err = {{0}};
     if (nd_rows_init(&t, pb, n, &err))
         return 0;
-    float *conf = use_conf ? malloc(sizeof(float) * (size_t)w * (size_t)n) : NULL;
+    nd_conf *conf = use_conf ? malloc((size_t)w * (size_t)n) : NULL;
     size_t k = 0;
     for (int i = 0; i < n; i++) {
         int8_t *row = nd_rows_push(&t, &err);
@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             int v = b % 3;
             row[c] = v == 2 ? ND_VACANT : (int8_t)v;
             if (conf)
-                conf[(size_t)i * (size_t)w + (size_t)c] = 0.5f + (float)(b >> 2) / 126.0f;
+                conf[(size_t)i * (size_t)w + (size_t)c] = (nd_conf)(b & 0xfc);
         }
         t.gap_us[i] = size ? (int64_t)(data[(size_t)i % size]) * 1000 - 1000 : -1;
     }

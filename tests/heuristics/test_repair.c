@@ -91,7 +91,7 @@ static void test_confidence_vote(void)
     nd_err err = {{0}};
     CHECK_OK(nd_rows_init(&t, 0, 4, &err), &err);
     int w = nd_row_width(0);
-    float *conf = malloc(sizeof(float) * (size_t)w * 3);
+    nd_conf *conf = malloc((size_t)w * 3);
     for (int i = 0; i < 3; i++) {
         int8_t *r = nd_rows_push(&t, &err);
         for (int c = 0; c < 160; c++)
@@ -105,7 +105,7 @@ static void test_confidence_vote(void)
         for (int c = 0; c < w; c++) {
             int8_t v = r[c];
             bool tcp = c >= ND_COL_TCP && c < ND_COL_UDP;
-            conf[(size_t)i * (size_t)w + (size_t)c] = tcp && v != ND_VACANT ? 0.5f : 1.0f;
+            conf[(size_t)i * (size_t)w + (size_t)c] = tcp && v != ND_VACANT ? 0 : ND_CONF_SURE;
         }
     }
     nd_repair_ctx *c = new_ctx(1, ND_LINKTYPE_RAW);
@@ -216,26 +216,35 @@ static void test_faithful_real_flows(void)
             printf("    %-12s %8llu / %-8llu %6.2f%%\n", nd_repair_counter_name(f),
                    (unsigned long long)cnt.changed[f], (unsigned long long)cnt.seen[f],
                    100.0 * (double)cnt.changed[f] / (double)cnt.seen[f]);
-    /* What the model controls and real traffic never violates: these must
-     * survive repair exactly. */
-    static const int exact[] = {
-        ND_F_IPV4_VER, ND_F_IPV4_HL, ND_F_IPV4_TOS, ND_F_IPV4_TL, ND_F_IPV4_RBIT,
-        ND_F_IPV4_DFBIT, ND_F_IPV4_MFBIT, ND_F_IPV4_FOFF, ND_F_IPV4_PROTO,
-        ND_F_IPV6_VER, ND_F_IPV6_TC, ND_F_IPV6_LEN, ND_F_IPV6_NH,
-        ND_F_TCP_SPRT, ND_F_TCP_DPRT, ND_F_TCP_DOFF, ND_F_TCP_RES, ND_F_TCP_SYN,
-        ND_F_TCP_RST, ND_F_TCP_ACKF, ND_F_TCP_PSH, ND_F_TCP_URG, ND_F_TCP_WSIZE,
-        ND_F_UDP_SPORT, ND_F_UDP_DPORT, ND_F_UDP_LEN, ND_F_ICMP_CODE,
+    /* What the image does not carry is made by rule (repair.h): addresses,
+     * checksums over them, timestamps (no timing columns), payload bytes
+     * (no payload columns); "dir" counts packets whose direction the ports
+     * could not tell (same port both sides), not a field. Every other field
+     * the model draws must survive repair exactly on real traffic. */
+    static const int made[] = {
+        ND_F_IPV4_SRC, ND_F_IPV4_DST, ND_F_IPV6_SRC, ND_F_IPV6_DST, ND_F_IPV4_CKSUM,
+        ND_F_TCP_CKSUM, ND_F_UDP_CKSUM, ND_F_ICMP_CKSUM, ND_RP_GAP, ND_RP_PAYLOAD,
     };
-    for (size_t k = 0; k < ND_ARRAY_LEN(exact); k++)
-        CHECKF(cnt.changed[exact[k]] == 0, "%s changed in %llu of %llu real packets",
-               nd_repair_counter_name(exact[k]), (unsigned long long)cnt.changed[exact[k]],
-               (unsigned long long)cnt.seen[exact[k]]);
-    /* Rule-made fields on real flows: checked loosely, reported above. */
-    CHECK(cnt.changed[ND_F_TCP_SEQ] * 100 <= cnt.seen[ND_F_TCP_SEQ] * 1);
-    CHECK(cnt.changed[ND_F_TCP_ACKN] * 100 <= cnt.seen[ND_F_TCP_ACKN] * 1);
-    CHECK(cnt.changed[ND_F_IPV4_TTL] * 100 <= cnt.seen[ND_F_IPV4_TTL] * 5);
-    CHECK_EQ_INT(cnt.changed[ND_RP_GAP], cnt.seen[ND_RP_GAP]); /* no timing columns */
-    CHECK_EQ_INT(cnt.changed[ND_F_IPV4_SRC], cnt.seen[ND_F_IPV4_SRC]);
+    int kept_fields = 0;
+    for (int f = 0; f < ND_RP_COUNT; f++) {
+        bool is_made = false;
+        for (size_t k = 0; k < ND_ARRAY_LEN(made); k++)
+            is_made |= made[k] == f;
+        if (is_made) {
+            CHECKF(cnt.changed[f] == cnt.seen[f], "%s: made by rule, yet %llu of %llu kept",
+                   nd_repair_counter_name(f),
+                   (unsigned long long)(cnt.seen[f] - cnt.changed[f]),
+                   (unsigned long long)cnt.seen[f]);
+        } else if (f != ND_RP_DIR) {
+            CHECKF(cnt.changed[f] == 0, "%s changed in %llu of %llu real packets",
+                   nd_repair_counter_name(f), (unsigned long long)cnt.changed[f],
+                   (unsigned long long)cnt.seen[f]);
+            kept_fields += cnt.seen[f] > 0;
+        }
+    }
+    CHECKF(kept_fields >= 40, "only %d drawn fields seen", kept_fields);
+    /* same port on both sides: only NTP's 123 <-> 123 in these captures */
+    CHECK(cnt.changed[ND_RP_DIR] * 100 <= cnt.seen[ND_RP_DIR]);
     nd_repair_ctx_free(c);
     th_free(&im);
 }
