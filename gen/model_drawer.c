@@ -498,6 +498,7 @@ static nd_status flow_finish(void *ctx, void *flow, float *planar, nd_err *err)
 
 void nd_model_drawer_steps(nd_model_drawer *m, nd_step_drawer *sd)
 {
+    /* finish() decodes on the backend (and arena) the steps use: same thread */
     *sd = (nd_step_drawer){m, m->p.batch, m->t->layout, flow_begin, flows_step, flow_finish,
-                           flow_free};
+                           flow_free, 0};
 }
