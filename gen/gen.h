@@ -219,6 +219,9 @@ nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
 void nd_model_drawer_free(nd_model_drawer *m);
 /* Seconds spent per stage so far (text encoder, UNet steps, VAE). */
 void nd_model_drawer_times(const nd_model_drawer *m, double *text, double *steps, double *vae);
+/* Device memory its backend has in use (0 on the CPU backends; see
+ * nd_backend_device_bytes in kernels/ops.h). */
+size_t nd_model_drawer_device_bytes(const nd_model_drawer *m);
 
 /* The embedded default model: where its files are. home is $ND_HOME, else
  * the parent of the running binary's folder (build/ in a checkout). */
@@ -287,8 +290,10 @@ typedef struct nd_oneshot_drawer nd_oneshot_drawer;
 nd_status nd_oneshot_drawer_new(const nd_drawer *d, nd_oneshot_drawer **out, nd_step_drawer *sd,
                                 nd_err *err);
 void nd_oneshot_drawer_free(nd_oneshot_drawer *o);
-/* The model drawer, step by step (flow params override nd_model_params'). */
-void nd_model_drawer_steps(nd_model_drawer *m, nd_step_drawer *sd);
+/* The model drawer, step by step (flow params override nd_model_params').
+ * Opens a second backend (half the threads) and VAE for finish(), so that
+ * decoding runs beside the next step (finish_concurrent). */
+nd_status nd_model_drawer_steps(nd_model_drawer *m, nd_step_drawer *sd, nd_err *err);
 
 /* A stand-in drawer for tests and load runs without a model: each image is
  * one of the class's template flows plus noise from the flow's seed (~1% of
