@@ -12,8 +12,10 @@
 #
 # Fair comparison: the CLI runs at each batch of BATCHES and its best rate
 # (its own flows/s: drawing + repair + writing, model load left out) is the
-# bar; the daemon then runs with that batch as --max-batch. The daemon's
-# flows/s are the flows it streamed during the window (from /metrics).
+# bar; the daemon then runs with that batch as --max-batch, and the CLI runs
+# again after the load (the machine is shared: the better run is the bar).
+# The daemon's flows/s are the flows it streamed during the last two thirds
+# of each level's window (from /metrics: steady state, no ramp-up).
 TD=${ND_TESTDATA:-../shared/testdata}
 T=$(mktemp -d /tmp/ndbench.XXXXXX)
 PID=
@@ -22,7 +24,7 @@ if [ -f weights/default/netdiff_default.safetensors ] && [ -f conf/classes.json 
   unset ND_STANDIN_DRAWER
   MODE="default model, $((${STEPS:=4})) steps (ddim, cfg 7.5)"
   CLASSES=conf/classes.json; CLS=${CLS:-http}
-  SECS=${SECS:-20}; N=${N:-1}; CLI_FLOWS=${CLI_FLOWS:-32}
+  SECS=${SECS:-60}; N=${N:-1}; CLI_FLOWS=${CLI_FLOWS:-24}
   OPTS="--steps $STEPS"; Q="steps=$STEPS"
 else
   export ND_STANDIN_DRAWER=1; MODE="stand-in drawer (no UNet)"

@@ -3,9 +3,11 @@
 GET /generate?class=CLS&n=N&seed=...[&EXTRA] for SECS seconds (then the
 requests in flight finish). Prints one table row:
   clients, requests/s (completed / wall), flows/s (flows the daemon streamed
-  during the SECS window, from /metrics: a steady-state rate that does not
-  count the ramp-down), p50/p99 latency and p50 time to first flow (client
-  side: the first bytes after the capture's file header), errors.
+  during the last two thirds of the SECS window, from /metrics: a steady-state
+  rate, without the ramp-up while the first batch is drawn nor the ramp-down),
+  p50/p99 latency and p50 time to first flow (client side: the first bytes
+  after the capture's file header; the whole request for a flow that has no
+  packets), errors (no 200, or no capture header).
 Stdlib only (http.client, threads)."""
 import http.client, sys, threading, time
 
@@ -42,7 +44,7 @@ def worker(k, end):
                 got += len(b)
                 if first is None and got > HEADER:
                     first = time.monotonic() - t0
-            ok = r.status == 200 and got > HEADER
+            ok = r.status == 200 and got >= HEADER
             c.close()
         except Exception:
             ok = False
@@ -50,22 +52,23 @@ def worker(k, end):
         with lock:
             if ok:
                 lat.append(dt)
-                ttff.append(first)
+                ttff.append(first if first is not None else dt)
             else:
                 errors[0] += 1
         if not ok:
             time.sleep(0.05)
 
 
-f0 = flows_streamed()
 t0 = time.monotonic()
 end = t0 + secs
 th = [threading.Thread(target=worker, args=(k, end)) for k in range(conc)]
 for t in th:
     t.start()
+time.sleep(secs / 3)
+f0, w0 = flows_streamed(), time.monotonic()
 time.sleep(max(0.0, end - time.monotonic()))
 f1 = flows_streamed()
-window = time.monotonic() - t0
+window = time.monotonic() - w0
 for t in th:
     t.join()
 wall = time.monotonic() - t0

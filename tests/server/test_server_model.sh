@@ -17,6 +17,7 @@ if [ ! -f weights/default/netdiff_default.safetensors ] || [ ! -f conf/classes.j
   skip "no default model in weights/default/"; nd_done; exit 0
 fi
 unset ND_STANDIN_DRAWER ND_CLASSES
+export ASAN_OPTIONS="detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 # the ASan binary lives in build/asan/: point both binaries at this checkout
 export ND_HOME=$(pwd)
 PID=
