@@ -105,7 +105,8 @@ nd_status nd_oneshot_drawer_new(const nd_drawer *d, nd_oneshot_drawer **out, nd_
         nd_oneshot_drawer_free(o);
         return nd_fail(err, ND_ENOMEM, "out of memory for a batch of %d images", d->max_batch);
     }
-    *sd = (nd_step_drawer){o, d->max_batch, d->layout, os_begin, os_step, os_finish, os_end};
+    /* finish() only copies the flow's own image out: any thread */
+    *sd = (nd_step_drawer){o, d->max_batch, d->layout, os_begin, os_step, os_finish, os_end, 1};
     *out = o;
     return ND_OK;
 }
@@ -119,7 +120,15 @@ void nd_oneshot_drawer_free(nd_oneshot_drawer *o)
     free(o);
 }
 
-/* ------------------------------------------------------------- the engine */
+/* ------------------------------------------------------------- the engine
+ *
+ * Two threads. The engine thread owns the batch: it admits flows, runs one
+ * step() of every active flow per turn and takes finished flows out. The
+ * post thread turns each finished flow into packets (snap, repair, sinks;
+ * and finish() too when the drawer allows it off the engine thread), so the
+ * next model step overlaps the previous step's repair and writing. Finished
+ * flows pass through a FIFO ring: a request's flows finish in job order and
+ * are posted in that order. */
 
 void nd_engine_params_init(nd_engine_params *p)
 {
@@ -141,15 +150,15 @@ struct nd_engine_req {
     uint64_t total, next_flow;  /* flows handed to the drawer so far            */
     int item;
     uint64_t in_item;
-    int active;                 /* flows in the batch now                       */
+    int active;                 /* flows in the batch or waiting to be posted   */
     int cancel;                 /* asked by the caller                          */
     int failed;                 /* ended by an error (st, msg)                  */
     int admitted;
     nd_status st;
     char msg[ND_ERR_MAX];
     double t_submit;
-    nd_repair_ctx *rc;
-    nd_gen_stats stats;
+    nd_repair_ctx *rc;          /* the post thread's only                        */
+    nd_gen_stats stats;         /* the post thread's; read by reap once active is 0 */
 };
 
 typedef struct {
@@ -158,14 +167,25 @@ typedef struct {
     void *flow;
 } slot;
 
+/* A finished flow on its way to the post thread. */
+typedef struct {
+    nd_engine_req *r;
+    nd_draw_req req;
+    void *flow;                 /* not finished yet (finish_concurrent), else NULL */
+    float *planar;              /* the image finish() drew (engine thread)      */
+} post_item;
+
 struct nd_engine {
     nd_engine_params p;
     const nd_class_table *t;
     nd_step_drawer d;
-    pthread_t th;
+    pthread_t th, post_th;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stop, started;
+    pthread_cond_t cv;          /* the engine thread waits here                 */
+    pthread_cond_t post_cv;     /* the post thread waits here                   */
+    pthread_cond_t room_cv;     /* the engine thread waits for room in the ring */
+    int stop, post_stop, started, post_started;
+    unsigned seq;               /* bumped by anything that may give the engine work */
     nd_engine_req *head;        /* queued and running requests                  */
     nd_engine_req *rr;          /* round-robin cursor: next request to admit from */
     int n_reqs;
@@ -173,8 +193,11 @@ struct nd_engine {
     int n_slots;
     void **flows;
     uint8_t *done;
-    float *planar;
-    nd_gen_scratch sc;
+    post_item *ring;            /* [max_batch] finished flows, FIFO             */
+    float *ring_planar;         /* [max_batch][npx3] their images               */
+    int ring_head, ring_n;
+    float *planar;              /* the post thread's image (finish_concurrent)  */
+    nd_gen_scratch sc;          /* the post thread's                            */
     nd_engine_counters c;
 };
 
@@ -186,11 +209,17 @@ static void req_unref(nd_engine_req *r)
     }
 }
 
+static void wake_locked(nd_engine *e)
+{
+    e->seq++;
+    pthread_cond_signal(&e->cv);
+}
+
 void nd_engine_cancel(nd_engine_req *r)
 {
     pthread_mutex_lock(&r->e->mu);
     r->cancel = 1;
-    pthread_cond_signal(&r->e->cv);
+    wake_locked(r->e);
     pthread_mutex_unlock(&r->e->mu);
 }
 
@@ -264,26 +293,38 @@ nd_status nd_engine_submit(nd_engine *e, const nd_gen_job *job, const nd_flow_pa
         pp = &(*pp)->next;
     *pp = r;
     e->n_reqs++;
-    pthread_cond_signal(&e->cv);
+    wake_locked(e);
     pthread_mutex_unlock(&e->mu);
     *out = r;
     return ND_OK;
 }
 
+static int wants_flows(const nd_engine_req *r)
+{
+    return !r->cancel && !r->failed && r->next_flow < r->total;
+}
+
 /* Picks the flows that join this step: round-robin over requests, one flow
- * per request per turn, at most per_request active flows each. Locked. */
+ * per request per turn. While other requests want flows too, a request has
+ * at most per_request flows in flight; alone it may fill the batch (an idle
+ * slot helps no one, and a newcomer gets its share as flows finish). Locked. */
 static int admit_locked(nd_engine *e, slot *joined)
 {
     int n = 0, limit = e->p.per_request > 0 ? e->p.per_request : e->p.max_batch;
     if (!e->head)
         return 0;
+    int hungry = 0;
+    for (nd_engine_req *r = e->head; r && hungry < 2; r = r->next)
+        hungry += wants_flows(r);
+    if (hungry < 2)
+        limit = e->p.max_batch;
     if (!e->rr)
         e->rr = e->head;
     int idle_turns = 0;
     while (e->n_slots + n < e->p.max_batch && idle_turns < e->n_reqs) {
         nd_engine_req *r = e->rr;
         e->rr = r->next ? r->next : e->head;
-        if (r->cancel || r->failed || r->next_flow >= r->total || r->active >= limit) {
+        if (!wants_flows(r) || r->active >= limit) {
             idle_turns++;
             continue;
         }
@@ -319,7 +360,8 @@ static void fail_req(nd_engine_req *r, nd_status st, const char *msg)
     snprintf(r->msg, sizeof r->msg, "%s", msg);
 }
 
-/* Ends requests that have nothing more to do: done() outside the lock. */
+/* Ends requests that have nothing more to do: done() outside the lock.
+ * Either thread may call it; a request is taken off the list once. */
 static void reap(nd_engine *e)
 {
     for (;;) {
@@ -360,10 +402,105 @@ static void reap(nd_engine *e)
     }
 }
 
-static void *engine_main(void *arg)
+/* ------------------------------------------------------- the post thread */
+
+static void *post_main(void *arg)
 {
     nd_engine *e = arg;
     const nd_layout *l = &e->d.layout;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        while (!e->ring_n && !e->post_stop)
+            pthread_cond_wait(&e->post_cv, &e->mu);
+        if (!e->ring_n)
+            break;      /* stopping, and nothing left */
+        post_item *it = &e->ring[e->ring_head];
+        nd_engine_req *r = it->r;
+        int skip = r->cancel || r->failed || e->post_stop;
+        pthread_mutex_unlock(&e->mu);
+        nd_status fs = ND_OK;
+        nd_err ferr = {{0}};
+        uint64_t pk0 = r->stats.packets;
+        if (!skip) {
+            double p0 = now_s();
+            const float *planar = it->planar;
+            if (it->flow) {
+                fs = e->d.finish(e->d.ctx, it->flow, e->planar, &ferr);
+                planar = e->planar;
+            }
+            if (!fs)
+                fs = nd_gen_post(l, planar, &e->sc, r->rc, &it->req, r->sinks, r->n_sinks,
+                                 &r->stats, &ferr);
+            r->stats.seconds_post += now_s() - p0;
+        }
+        if (it->flow)
+            e->d.end(e->d.ctx, it->flow);
+        pthread_mutex_lock(&e->mu);
+        r->active--;
+        if (fs)
+            fail_req(r, fs, ferr.msg);
+        else if (!skip) {
+            e->c.flows++;
+            e->c.packets += r->stats.packets - pk0;
+        }
+        e->ring_head = (e->ring_head + 1) % e->p.max_batch;
+        e->ring_n--;
+        pthread_cond_signal(&e->room_cv);
+        int over = r->active == 0;
+        wake_locked(e);     /* room for this request's next flows */
+        if (over) {
+            pthread_mutex_unlock(&e->mu);
+            reap(e);
+            pthread_mutex_lock(&e->mu);
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+/* Hands a finished flow to the post thread (waits for room in the ring).
+ * 0, or -1 when the engine stops first. */
+static int hand_over(nd_engine *e, slot *s)
+{
+    pthread_mutex_lock(&e->mu);
+    while (e->ring_n == e->p.max_batch && !e->stop)
+        pthread_cond_wait(&e->room_cv, &e->mu);
+    if (e->stop) {
+        pthread_mutex_unlock(&e->mu);
+        return -1;
+    }
+    int k = (e->ring_head + e->ring_n) % e->p.max_batch;
+    pthread_mutex_unlock(&e->mu);
+    /* slot k is this thread's until ring_n counts it */
+    post_item *it = &e->ring[k];
+    size_t npx3 = (size_t)e->d.layout.width * (size_t)e->d.layout.packets * 3;
+    *it = (post_item){s->r, s->req, NULL, e->ring_planar + (size_t)k * npx3};
+    if (e->d.finish_concurrent) {
+        it->flow = s->flow;
+    } else {
+        nd_err err = {{0}};
+        nd_status st = e->d.finish(e->d.ctx, s->flow, it->planar, &err);
+        e->d.end(e->d.ctx, s->flow);
+        if (st) {
+            pthread_mutex_lock(&e->mu);
+            fail_req(s->r, st, err.msg);
+            s->r->active--;
+            pthread_mutex_unlock(&e->mu);
+            return 0;
+        }
+    }
+    pthread_mutex_lock(&e->mu);
+    e->ring_n++;
+    pthread_cond_signal(&e->post_cv);
+    pthread_mutex_unlock(&e->mu);
+    return 0;
+}
+
+/* ----------------------------------------------------- the engine thread */
+
+static void *engine_main(void *arg)
+{
+    nd_engine *e = arg;
     slot *joined = malloc((size_t)e->p.max_batch * sizeof *joined);
     for (;;) {
         pthread_mutex_lock(&e->mu);
@@ -385,12 +522,13 @@ static void *engine_main(void *arg)
         }
         int n_new = admit_locked(e, joined);
         if (e->n_slots == 0 && n_new == 0) {
-            /* nothing to run: end what is over, then sleep until a submit
-             * or a cancel (requests left after reap() have flows to run) */
+            /* nothing to run: end what is over, then sleep until a submit, a
+             * cancel or a posted flow changes something */
+            unsigned seq = e->seq;
             pthread_mutex_unlock(&e->mu);
             reap(e);
             pthread_mutex_lock(&e->mu);
-            if (!e->stop && !e->head)
+            while (!e->stop && e->seq == seq)
                 pthread_cond_wait(&e->cv, &e->mu);
             pthread_mutex_unlock(&e->mu);
             continue;
@@ -438,8 +576,9 @@ static void *engine_main(void *arg)
             reap(e);
             continue;
         }
-        /* finished flows, in slot order (a request's flows share their step
-         * count and join in job order, so they finish in job order) */
+        /* finished flows leave the batch for the post thread, in slot order
+         * (a request's flows share their step count and join in job order,
+         * so they finish in job order) */
         keep = 0;
         for (int i = 0; i < n; i++) {
             slot *s = &e->slots[i];
@@ -447,45 +586,39 @@ static void *engine_main(void *arg)
                 e->slots[keep++] = *s;
                 continue;
             }
-            nd_engine_req *r = s->r;
             pthread_mutex_lock(&e->mu);
-            int skip = r->cancel || r->failed;
+            int skip = s->r->cancel || s->r->failed;
+            if (skip)
+                s->r->active--;
             pthread_mutex_unlock(&e->mu);
-            nd_status fs = ND_OK;
-            nd_err ferr = {{0}};
-            uint64_t pk0 = r->stats.packets;
-            if (!skip) {
-                double p0 = now_s();
-                fs = e->d.finish(e->d.ctx, s->flow, e->planar, &ferr);
-                if (!fs)
-                    fs = nd_gen_post(l, e->planar, &e->sc, r->rc, &s->req, r->sinks, r->n_sinks,
-                                     &r->stats, &ferr);
-                r->stats.seconds_post += now_s() - p0;
+            if (skip || hand_over(e, s)) {
+                if (!skip) {
+                    pthread_mutex_lock(&e->mu);
+                    s->r->active--;
+                    pthread_mutex_unlock(&e->mu);
+                }
+                e->d.end(e->d.ctx, s->flow);
             }
-            e->d.end(e->d.ctx, s->flow);
-            pthread_mutex_lock(&e->mu);
-            r->active--;
-            if (fs)
-                fail_req(r, fs, ferr.msg);
-            else if (!skip) {
-                e->c.flows++;
-                e->c.packets += r->stats.packets - pk0;
-            }
-            pthread_mutex_unlock(&e->mu);
         }
         pthread_mutex_lock(&e->mu);
         e->n_slots = keep;
         pthread_mutex_unlock(&e->mu);
         reap(e);
     }
-    /* stopping: every flow leaves, every request ends */
+    /* stopping: every flow leaves, the post thread drops what it holds,
+     * every request ends */
     pthread_mutex_lock(&e->mu);
     for (int i = 0; i < e->n_slots; i++) {
         e->d.end(e->d.ctx, e->slots[i].flow);
         e->slots[i].r->active--;
     }
     e->n_slots = 0;
+    e->post_stop = 1;
+    pthread_cond_signal(&e->post_cv);
     pthread_mutex_unlock(&e->mu);
+    if (e->post_started)
+        pthread_join(e->post_th, NULL);
+    e->post_started = 0;
     reap(e);
     free(joined);
     return NULL;
@@ -511,24 +644,35 @@ nd_status nd_engine_new(const nd_engine_params *p, const nd_class_table *t,
     e->t = t;
     e->d = *d;
     size_t npx3 = (size_t)d->layout.width * (size_t)d->layout.packets * 3;
-    e->slots = calloc((size_t)p->max_batch, sizeof *e->slots);
-    e->flows = calloc((size_t)p->max_batch, sizeof *e->flows);
-    e->done = calloc((size_t)p->max_batch, 1);
-    e->planar = malloc(npx3 * sizeof(float));
+    size_t nb = (size_t)p->max_batch;
+    e->slots = calloc(nb, sizeof *e->slots);
+    e->flows = calloc(nb, sizeof *e->flows);
+    e->done = calloc(nb, 1);
+    e->ring = calloc(nb, sizeof *e->ring);
+    /* images cross the ring only when finish() runs on the engine thread */
+    e->ring_planar = d->finish_concurrent ? NULL : malloc(nb * npx3 * sizeof(float));
+    e->planar = d->finish_concurrent ? malloc(npx3 * sizeof(float)) : NULL;
     nd_status st = ND_OK;
-    if (!e->slots || !e->flows || !e->done || !e->planar)
+    if (!e->slots || !e->flows || !e->done || !e->ring || !(e->ring_planar || e->planar))
         st = nd_fail(err, ND_ENOMEM, "out of memory");
     if (!st)
         st = nd_gen_scratch_init(&e->sc, &d->layout, err);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
+    pthread_cond_init(&e->post_cv, NULL);
+    pthread_cond_init(&e->room_cv, NULL);
+    if (!st && pthread_create(&e->post_th, NULL, post_main, e))
+        st = nd_fail(err, ND_ENOMEM, "cannot start the post thread");
+    else if (!st)
+        e->post_started = 1;
     if (!st && pthread_create(&e->th, NULL, engine_main, e))
         st = nd_fail(err, ND_ENOMEM, "cannot start the engine thread");
+    else if (!st)
+        e->started = 1;
     if (st) {
         nd_engine_free(e);
         return st;
     }
-    e->started = 1;
     *out = e;
     return ND_OK;
 }
@@ -537,19 +681,30 @@ void nd_engine_free(nd_engine *e)
 {
     if (!e)
         return;
-    if (e->started) {
-        pthread_mutex_lock(&e->mu);
-        e->stop = 1;
-        pthread_cond_signal(&e->cv);
-        pthread_mutex_unlock(&e->mu);
+    pthread_mutex_lock(&e->mu);
+    e->stop = 1;
+    wake_locked(e);
+    pthread_cond_signal(&e->room_cv);
+    pthread_mutex_unlock(&e->mu);
+    if (e->started)
         pthread_join(e->th, NULL);
+    if (e->post_started) {  /* the engine thread never ran */
+        pthread_mutex_lock(&e->mu);
+        e->post_stop = 1;
+        pthread_cond_signal(&e->post_cv);
+        pthread_mutex_unlock(&e->mu);
+        pthread_join(e->post_th, NULL);
     }
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
+    pthread_cond_destroy(&e->post_cv);
+    pthread_cond_destroy(&e->room_cv);
     nd_gen_scratch_free(&e->sc);
     free(e->slots);
     free(e->flows);
     free(e->done);
+    free(e->ring);
+    free(e->ring_planar);
     free(e->planar);
     free(e);
 }

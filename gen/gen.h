@@ -219,6 +219,9 @@ nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
 void nd_model_drawer_free(nd_model_drawer *m);
 /* Seconds spent per stage so far (text encoder, UNet steps, VAE). */
 void nd_model_drawer_times(const nd_model_drawer *m, double *text, double *steps, double *vae);
+/* Device memory its backend has in use (0 on the CPU backends; see
+ * nd_backend_device_bytes in kernels/ops.h). */
+size_t nd_model_drawer_device_bytes(const nd_model_drawer *m);
 
 /* The embedded default model: where its files are. home is $ND_HOME, else
  * the parent of the running binary's folder (build/ in a checkout). */
@@ -276,6 +279,10 @@ typedef struct nd_step_drawer {
     /* The finished flow's image (planar [3][packets][width] in [0, 1]). */
     nd_status (*finish)(void *ctx, void *flow, float *planar, nd_err *err);
     void (*end)(void *ctx, void *flow);     /* frees a flow's state (any time)  */
+    /* 1: finish() and end() of a finished flow may run on another thread
+     * while begin() and step() run (they touch only the flow); 0: they run
+     * on the thread that calls step(). */
+    int finish_concurrent;
 } nd_step_drawer;
 
 /* Any drawer as a one-step step drawer (step() draws every flow whole). */
@@ -283,8 +290,10 @@ typedef struct nd_oneshot_drawer nd_oneshot_drawer;
 nd_status nd_oneshot_drawer_new(const nd_drawer *d, nd_oneshot_drawer **out, nd_step_drawer *sd,
                                 nd_err *err);
 void nd_oneshot_drawer_free(nd_oneshot_drawer *o);
-/* The model drawer, step by step (flow params override nd_model_params'). */
-void nd_model_drawer_steps(nd_model_drawer *m, nd_step_drawer *sd);
+/* The model drawer, step by step (flow params override nd_model_params').
+ * Opens a second backend (half the threads) and VAE for finish(), so that
+ * decoding runs beside the next step (finish_concurrent). */
+nd_status nd_model_drawer_steps(nd_model_drawer *m, nd_step_drawer *sd, nd_err *err);
 
 /* A stand-in drawer for tests and load runs without a model: each image is
  * one of the class's template flows plus noise from the flow's seed (~1% of
@@ -294,16 +303,18 @@ nd_status nd_standin_drawer_new(const nd_class_table *t, int max_batch, nd_stand
                                 nd_drawer *d, nd_err *err);
 void nd_standin_drawer_free(nd_standin_drawer *s);
 
-/* The engine: one thread that packs flows of every submitted request into
- * one step() call per model step (up to max_batch), round-robin by request
- * (at most per_request flows of one request in a batch), then snaps, repairs
- * (one repair context per request, as nd_gen_run) and hands each finished
- * flow to its request's sinks, in job order. Sinks and done run on the
- * engine thread. */
+/* The engine: one thread packs flows of every submitted request into one
+ * step() call per model step (up to max_batch), round-robin by request (at
+ * most per_request flows of one request in a batch while other requests
+ * want flows; a request alone may fill the batch); a second thread snaps,
+ * repairs (one repair context per request, as nd_gen_run) and hands each
+ * finished flow to its request's sinks, in job order, while the next step
+ * runs. Sinks run on that post thread; done on either of the two. */
 typedef struct nd_engine_params {
     int max_batch;              /* flows per step (the step drawer's max_batch)  */
     int max_requests;           /* requests queued or running at most (64)       */
-    int per_request;            /* flows of one request per step (0: max_batch)  */
+    int per_request;            /* flows of one request in flight while others
+                                   want flows too (0: max_batch)               */
     void *hook_ctx;             /* observers, may be NULL:                       */
     void (*on_step)(void *ctx, int batch, double seconds);
     void (*on_admit)(void *ctx, double queue_wait_seconds); /* a request's first flow */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 void nd_model_params_init(nd_model_params *p)
 {
@@ -43,6 +44,13 @@ struct nd_model_drawer {
     nd_tensor *hint_t;         /* [batch] views of hints */
     float *x, *eps, *xin;      /* [batch][lat] */
     double t_text, t_steps, t_vae;
+    /* the engine's decoder (nd_model_drawer_steps): its own backend, VAE and
+     * arena, so that a finished flow decodes on the engine's post thread
+     * while the next step runs on the main backend */
+    size_t vae_arena, vae_ws;  /* what one decode needs */
+    nd_backend *dec_be;
+    nd_vae *dec_vae;
+    nd_arena dec_arena;
 };
 
 static double now_s(void)
@@ -59,11 +67,19 @@ void nd_model_drawer_times(const nd_model_drawer *m, double *text, double *steps
     *vae = m->t_vae;
 }
 
+size_t nd_model_drawer_device_bytes(const nd_model_drawer *m)
+{
+    return m ? nd_backend_device_bytes(m->be) : 0;
+}
+
 void nd_model_drawer_free(nd_model_drawer *m)
 {
     if (!m)
         return;
     nd_denoiser_free(m->den);
+    nd_vae_free(m->dec_vae);
+    nd_arena_free(&m->dec_arena);
+    nd_backend_close(m->dec_be);
     nd_vae_free(m->vae);
     nd_controlnet_free(m->cn);
     nd_unet_free(m->unet);
@@ -170,24 +186,26 @@ static void step_noise(void *ctx, int step, float *z, size_t n)
         sd_noise_fill(nc->req[i].seed, 0, SD_NOISE_STEP(step), 0, z + i * nc->per, nc->per);
 }
 
-/* VAE decode of one final latent x into planar [3][packets][width] in [0, 1]. */
-static nd_status decode(nd_model_drawer *m, const float *x, float *planar, nd_err *err)
+/* VAE decode of one final latent x into planar [3][packets][width] in [0, 1]
+ * with vae (activations from arena). */
+static nd_status decode(nd_model_drawer *m, nd_vae *vae, nd_arena *arena, const float *x,
+                        float *planar, nd_err *err)
 {
     const nd_layout *l = &m->t->layout;
     size_t per = (size_t)m->lat_c * (size_t)m->lat_h * (size_t)m->lat_w;
     size_t npx = (size_t)l->width * (size_t)l->packets;
     double t0 = now_s();
-    float inv = 1.0f / nd_vae_scaling_factor(m->vae);
+    float inv = 1.0f / nd_vae_scaling_factor(vae);
     nd_status st;
-    size_t mark = nd_arena_mark(&m->arena);
+    size_t mark = nd_arena_mark(arena);
     int64_t zs[4] = {1, m->lat_c, m->lat_h, m->lat_w}, is[4] = {1, 3, l->packets, l->width};
     nd_tensor z, img;
-    if (!(st = nd_arena_tensor(&m->arena, ND_F32, 4, zs, &z, err)) &&
-        !(st = nd_arena_tensor(&m->arena, ND_F32, 4, is, &img, err))) {
+    if (!(st = nd_arena_tensor(arena, ND_F32, 4, zs, &z, err)) &&
+        !(st = nd_arena_tensor(arena, ND_F32, 4, is, &img, err))) {
         float *zd = z.data;
         for (size_t j = 0; j < per; j++)
             zd[j] = x[j] * inv;
-        if (!(st = nd_vae_decode(m->vae, &z, &m->arena, &img, err))) {
+        if (!(st = nd_vae_decode(vae, &z, arena, &img, err))) {
             const float *src = img.data;
             for (size_t j = 0; j < npx * 3; j++) {
                 float v = src[j] * 0.5f + 0.5f;
@@ -195,7 +213,7 @@ static nd_status decode(nd_model_drawer *m, const float *x, float *planar, nd_er
             }
         }
     }
-    nd_arena_reset(&m->arena, mark);
+    nd_arena_reset(arena, mark);
     m->t_vae += now_s() - t0;
     return st;
 }
@@ -261,7 +279,8 @@ static nd_status draw(void *ctx, const nd_draw_req *req, int n, float *planar, n
         return st;
     /* VAE decode, one flow at a time (the arena is sized for one) */
     for (int i = 0; i < n && !st; i++)
-        st = decode(m, m->x + (size_t)i * per, planar + (size_t)i * npx * 3, err);
+        st = decode(m, m->vae, &m->arena, m->x + (size_t)i * per, planar + (size_t)i * npx * 3,
+                    err);
     return st;
 }
 
@@ -359,6 +378,8 @@ nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
     if ((st = nd_denoiser_new(m->unet, m->cn, &dp, &m->den, err)))
         goto fail;
     /* one arena for the text encoder and the VAE: they never run together */
+    m->vae_arena = a2;
+    m->vae_ws = w2;
     if ((st = nd_arena_init(&m->arena, (a1 > a2 ? a1 : a2) + (64u << 10), err)))
         goto fail;
     size_t per = (size_t)m->lat_c * (size_t)m->lat_h * (size_t)m->lat_w;
@@ -491,13 +512,27 @@ static nd_status flows_step(void *ctx, void *const *flows, int n, uint8_t *done,
     return st;
 }
 
+/* On the decoder's own backend: may run beside begin() and step(). */
 static nd_status flow_finish(void *ctx, void *flow, float *planar, nd_err *err)
 {
-    return decode(ctx, ((model_flow *)flow)->x, planar, err);
+    nd_model_drawer *m = ctx;
+    return decode(m, m->dec_vae, &m->dec_arena, ((model_flow *)flow)->x, planar, err);
 }
 
-void nd_model_drawer_steps(nd_model_drawer *m, nd_step_drawer *sd)
+nd_status nd_model_drawer_steps(nd_model_drawer *m, nd_step_drawer *sd, nd_err *err)
 {
+    if (!m->dec_be) {
+        /* half the cores decode while the other half run the next step */
+        long cores = m->p.threads > 0 ? m->p.threads : sysconf(_SC_NPROCESSORS_ONLN);
+        nd_backend_config bc = {.n_threads = cores > 1 ? (int)(cores / 2) : 1,
+                                .workspace_bytes = m->vae_ws > (64u << 20) ? m->vae_ws : 0};
+        nd_status st;
+        if ((st = nd_backend_open(m->p.backend, &bc, &m->dec_be, err)) ||
+            (st = nd_vae_new(m->w, m->dec_be, &m->dec_vae, err)) ||
+            (st = nd_arena_init(&m->dec_arena, m->vae_arena + (64u << 10), err)))
+            return st;  /* what was made is freed with the drawer */
+    }
     *sd = (nd_step_drawer){m, m->p.batch, m->t->layout, flow_begin, flows_step, flow_finish,
-                           flow_free};
+                           flow_free, 1};
+    return ND_OK;
 }

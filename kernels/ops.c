@@ -83,6 +83,11 @@ void nd_backend_close(nd_backend *be)
         be->destroy(be);
 }
 
+size_t nd_backend_device_bytes(const nd_backend *be)
+{
+    return be && be->device_bytes ? be->device_bytes(be) : 0;
+}
+
 /* ---- checks ---------------------------------------------------------------------- */
 
 static bool same_shape(const nd_tensor *a, const nd_tensor *b)

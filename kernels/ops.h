@@ -196,6 +196,8 @@ struct nd_backend {
     bool f16_native;
     nd_arena ws; /* the workspace, allocated at open */
     void *impl;  /* backend private state */
+    /* Device memory in use, in bytes (NULL: none, a host backend). */
+    size_t (*device_bytes)(const nd_backend *be);
 };
 
 typedef struct {
@@ -207,6 +209,11 @@ typedef struct {
 nd_status nd_backend_open(const char *name, const nd_backend_config *cfg, nd_backend **out,
                           nd_err *err);
 void nd_backend_close(nd_backend *be);
+/* Device memory in use, for metrics: "cuda" reports the GPU's used memory
+ * (cudaMemGetInfo: this process's context, workspace and anything else on
+ * the device it owns), "emu" its emulated device allocations; 0 for the
+ * backends that compute in host memory (cpu_ref, cpu). */
+size_t nd_backend_device_bytes(const nd_backend *be);
 /* Names of the backends compiled in, NULL-terminated. */
 const char *const *nd_backend_names(void);
 

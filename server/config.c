@@ -29,7 +29,7 @@ static const entry table[] = {
     {"classes", K_STR, S(classes), 0, 0, "class table (default: the default model's)"},
     {"backend", K_STR, S(backend), 0, 0, "compute backend: cpu, cpu_ref (cpu)"},
     {"max-batch", K_INT, I(max_batch), 1, 64, "flows per model step (8)"},
-    {"per-request", K_INT, I(per_request), 0, 64, "flows of one request per step (0: half the batch)"},
+    {"per-request", K_INT, I(per_request), 0, 64, "flows of one request in a step while others want flows (0: half the batch)"},
     {"max-n", K_INT, I(max_n), 1, 1000000, "flows per request at most (100000)"},
     {"queue", K_INT, I(queue), 1, 100000, "requests queued or running at most (64)"},
     {"request-timeout", K_INT, I(request_timeout), 1, 86400, "seconds one request may take (600)"},

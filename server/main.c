@@ -288,8 +288,12 @@ static enum MHD_Result start_generate(srv *s, struct MHD_Connection *c, int rout
     atomic_init(&st->refs, 1);
     st->t0 = now_s();
     pthread_mutex_lock(&s->cfg_mu);
-    st->deadline = st->t0 + s->cfg.request_timeout;
+    int timeout = s->cfg.request_timeout;
     pthread_mutex_unlock(&s->cfg_mu);
+    st->deadline = st->t0 + timeout;
+    /* a stream may wait in the queue longer than the idle timeout meant for
+     * silent connections: its own deadline (and a hang-up) end it instead */
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)timeout + 5u);
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     st->fd = ci ? ci->connect_fd : -1;
     nd_err err = {{0}};
@@ -475,7 +479,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         if (atomic_load(&s->ready))
             nd_engine_counters_get(s->engine, &k);
         nd_metrics_gauges g = {(double)k.queued, (double)atomic_load(&s->in_flight),
-                               (double)k.active_flows, 0.0, s->load_seconds,
+                               (double)k.active_flows,
+                               atomic_load(&s->ready) ? (double)nd_model_drawer_device_bytes(s->md) : 0.0,
+                               s->load_seconds,
                                atomic_load(&s->ready) && !atomic_load(&s->draining) ? 1.0 : 0.0,
                                k.flows_cancelled, k.steps, ND_VERSION, ND_GIT_REV,
                                s->standin ? "standin" : s->cfg.backend};
@@ -547,28 +553,6 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 /* ------------------------------------------------------ model and engine */
 
-static void home_dir(char *buf, size_t n)
-{
-    const char *h = getenv("ND_HOME");
-    if (h && *h) {
-        snprintf(buf, n, "%s", h);
-        return;
-    }
-    char exe[PATH_MAX];
-    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (k <= 0) {
-        snprintf(buf, n, ".");
-        return;
-    }
-    exe[k] = '\0';
-    for (int up = 0; up < 2; up++) {
-        char *sl = strrchr(exe, '/');
-        if (sl)
-            *sl = '\0';
-    }
-    snprintf(buf, n, "%s", exe[0] ? exe : "/");
-}
-
 static void on_step(void *ctx, int batch, double seconds)
 {
     srv *s = ctx;
@@ -586,14 +570,14 @@ static nd_status load_model(srv *s, nd_err *err)
 {
     double t0 = now_s();
     const nd_srv_config *c = &s->cfg;
-    char home[4096], def[4400];
-    home_dir(home, sizeof home);
+    nd_default_paths dp;        /* the embedded default model, as netdiff finds it */
+    nd_default_paths_get(&dp);
     if (c->classes[0])
         snprintf(s->classes_path, sizeof s->classes_path, "%s", c->classes);
     else if (getenv("ND_CLASSES") && *getenv("ND_CLASSES"))
         snprintf(s->classes_path, sizeof s->classes_path, "%s", getenv("ND_CLASSES"));
     else
-        snprintf(s->classes_path, sizeof s->classes_path, "%.900s/conf/classes.json", home);
+        snprintf(s->classes_path, sizeof s->classes_path, "%.1000s", dp.classes);
     nd_status st = nd_class_table_load(s->classes_path, &s->table, err);
     if (st)
         return st;
@@ -613,15 +597,13 @@ static nd_status load_model(srv *s, nd_err *err)
         mp.threads = c->threads;
         mp.batch = c->max_batch;
         int dflt = !c->model[0];
-        { nd_default_paths dp; nd_default_paths_get(&dp); snprintf(def, sizeof def, "%.1000s", dp.model); }
-        snprintf(s->model_desc, sizeof s->model_desc, "%.1000s", dflt ? def : c->model);
+        snprintf(s->model_desc, sizeof s->model_desc, "%.1000s", dflt ? dp.model : c->model);
         mp.model = s->model_desc;
         if (c->controlnet[0] && strcmp(c->controlnet, "none"))
             snprintf(s->cn_desc, sizeof s->cn_desc, "%.1000s", c->controlnet);
         else if (!c->controlnet[0] && dflt) {
-            { nd_default_paths dp; nd_default_paths_get(&dp); snprintf(def, sizeof def, "%.1000s", dp.controlnet); }
-            if (access(def, R_OK) == 0)
-                snprintf(s->cn_desc, sizeof s->cn_desc, "%.1000s", def);
+            if (access(dp.controlnet, R_OK) == 0)
+                snprintf(s->cn_desc, sizeof s->cn_desc, "%.1000s", dp.controlnet);
         }
         mp.controlnet = s->cn_desc[0] ? s->cn_desc : NULL;
         float scale = 1.0f;
@@ -634,9 +616,8 @@ static nd_status load_model(srv *s, nd_err *err)
             else
                 scale = 1.0f;
         } else if (dflt) {
-            { nd_default_paths dp; nd_default_paths_get(&dp); snprintf(def, sizeof def, "%.1000s", dp.lora); }
-            if (access(def, R_OK) == 0)
-                snprintf(s->lora_desc, sizeof s->lora_desc, "%.1000s", def);
+            if (access(dp.lora, R_OK) == 0)
+                snprintf(s->lora_desc, sizeof s->lora_desc, "%.1000s", dp.lora);
         }
         if (s->lora_desc[0]) {
             mp.loras[0].path = s->lora_desc;
@@ -646,7 +627,8 @@ static nd_status load_model(srv *s, nd_err *err)
         nd_drawer d;
         if ((st = nd_model_drawer_new(&mp, &s->table, &s->md, &d, err)))
             return st;
-        nd_model_drawer_steps(s->md, &s->sd);
+        if ((st = nd_model_drawer_steps(s->md, &s->sd, err)))
+            return st;
     }
     /* warm-up: one step of one flow (embeddings, hint, arena) */
     if (s->table.n > 0) {
@@ -698,11 +680,11 @@ static nd_status build_config(srv *s, nd_srv_config *c, nd_err *err)
     for (int i = 1; i + 1 < s->argc; i++)
         if (!strcmp(s->argv[i], "--config"))
             conf = s->argv[i + 1];
-    char def[4400];
+    static char def[4400];      /* s->conf_path may point here after we return */
     if (!conf) {
-        char home[4096];
-        home_dir(home, sizeof home);
-        snprintf(def, sizeof def, "%.4000s/conf/netdiffd.conf", home);
+        nd_default_paths dp;
+        nd_default_paths_get(&dp);
+        snprintf(def, sizeof def, "%.4000s/conf/netdiffd.conf", dp.home);
         if (access(def, R_OK) == 0)
             conf = def;
     }

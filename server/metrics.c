@@ -178,7 +178,7 @@ char *nd_metrics_render(nd_metrics *m, const nd_metrics_gauges *g, size_t *len)
         {"netdiffd_queue_depth", "Requests waiting for their first flow to join a batch.", g->queue_depth},
         {"netdiffd_requests_in_flight", "Generation requests being answered.", g->in_flight},
         {"netdiffd_active_flows", "Flows in the current batch.", g->active_flows},
-        {"netdiffd_gpu_memory_used_bytes", "GPU memory in use by the model (0 on the CPU backend).", g->gpu_memory_bytes},
+        {"netdiffd_gpu_memory_used_bytes", "Device memory in use, from the model's backend (cuda: the GPU's used memory; 0 on the CPU backends).", g->gpu_memory_bytes},
         {"netdiffd_model_load_seconds", "Time taken to load the model and run the warm-up step.", g->model_load_seconds},
         {"netdiffd_ready", "1 when /readyz answers 200.", g->ready},
     };

@@ -24,7 +24,8 @@ typedef struct nd_srv_config {
     char classes[ND_SRV_PATH_MAX];    /* "" : the default model's table          */
     char backend[32];           /* cpu                                           */
     int max_batch;              /* flows per model step (8)                      */
-    int per_request;            /* flows of one request per step (0: max_batch / 2) */
+    int per_request;            /* flows of one request in a step while other
+                                   requests want flows (0: max_batch / 2)      */
     long max_n;                 /* flows per request at most (100000)            */
     int queue;                  /* requests queued or running at most (64)       */
     int request_timeout;        /* seconds a request may take (600)              */

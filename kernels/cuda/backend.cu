@@ -225,6 +225,19 @@ static nd_status cu_compute(nd_backend *be, const nd_op_call *c, nd_arena *ws, n
     return ND_OK;
 }
 
+/* "cuda": what the device has in use (the daemon owns its GPU, so this is
+ * the context, cuBLAS and the workspace); "emu": the emulated device memory
+ * this backend allocated (the workspace). */
+static size_t cu_device_bytes(const nd_backend *be)
+{
+#ifndef ND_EMU
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && total_b >= free_b)
+        return total_b - free_b;
+#endif
+    return be->ws.cap;
+}
+
 static void cu_destroy(nd_backend *be)
 {
     cu_state *s = (cu_state *)be->impl;
@@ -270,6 +283,7 @@ extern "C" nd_status BE_OPEN(const nd_backend_config *cfg, nd_backend **out, nd_
     be->workspace_bytes = cu_ws;
     be->compute = cu_compute;
     be->destroy = cu_destroy;
+    be->device_bytes = cu_device_bytes;
     be->f16_native = true;
     be->impl = s;
 #ifdef ND_EMU

@@ -166,8 +166,9 @@ static void reference(const char *spec, uint64_t seed, membuf *out)
 
 static const char *specs[] = {"ssh=5,zoom=4", "zoom=7", "ssh=1", "zoom=2,ssh=3", "ssh=9"};
 
-/* several requests at once through a multi-step drawer: same bytes as alone */
-static void test_engine_matches_gen_run(void)
+/* several requests at once through a multi-step drawer: same bytes as alone,
+ * whether finish() runs on the engine thread or on the post thread */
+static void matches_gen_run(int finish_concurrent)
 {
     setup();
     nd_err err = {{0}};
@@ -175,7 +176,7 @@ static void test_engine_matches_gen_run(void)
     multi m = {0};
     CHECK_OK(nd_standin_drawer_new(&table, 1, &s, &m.inner, &err), &err);
     m.steps_default = 5;
-    nd_step_drawer sd = {&m, 4, table.layout, m_begin, m_step, m_finish, m_end};
+    nd_step_drawer sd = {&m, 4, table.layout, m_begin, m_step, m_finish, m_end, finish_concurrent};
     nd_engine_params p;
     nd_engine_params_init(&p);
     p.max_batch = 4;
@@ -213,6 +214,45 @@ static void test_engine_matches_gen_run(void)
     nd_engine_free(e);
     for (int i = 0; i < 5; i++)
         client_free(&c[i]);
+    nd_standin_drawer_free(s);
+}
+
+static void test_engine_matches_gen_run(void) { matches_gen_run(0); }
+static void test_engine_matches_gen_run_post_finish(void) { matches_gen_run(1); }
+
+/* a request alone fills the batch (per_request binds only while another
+ * request wants flows), and still gives nd_gen_run's bytes */
+static void test_engine_alone_fills_batch(void)
+{
+    setup();
+    nd_err err = {{0}};
+    nd_standin_drawer *s;
+    multi m = {0};
+    CHECK_OK(nd_standin_drawer_new(&table, 1, &s, &m.inner, &err), &err);
+    m.steps_default = 3;
+    nd_step_drawer sd = {&m, 4, table.layout, m_begin, m_step, m_finish, m_end, 1};
+    nd_engine_params p;
+    nd_engine_params_init(&p);
+    p.max_batch = 4;
+    p.per_request = 1;
+    nd_engine *e;
+    CHECK_OK(nd_engine_new(&p, &table, &sd, &e, &err), &err);
+    client c;
+    client_init(&c);
+    nd_gen_job j;
+    job_for(&j, "ssh=9", 42);
+    nd_engine_req *r;
+    CHECK_OK(nd_engine_submit(e, &j, NULL, &c.sink, 1, on_done, &c, &r, &err), &err);
+    client_wait(&c);
+    CHECK_EQ_INT(c.st, ND_OK);
+    CHECK_EQ_INT(m.max_n, 4);
+    membuf ref = {0};
+    reference("ssh=9", 42, &ref);
+    CHECK(ref.n == c.cap.n && !memcmp(ref.p, c.cap.p, ref.n));
+    free(ref.p);
+    nd_engine_release(r);
+    nd_engine_free(e);
+    client_free(&c);
     nd_standin_drawer_free(s);
 }
 
@@ -303,5 +343,6 @@ static void test_engine_free_cancels(void)
     nd_standin_drawer_free(s);
 }
 
-ND_TEST_MAIN(ND_TEST(test_engine_matches_gen_run), ND_TEST(test_engine_fair_and_cancel),
+ND_TEST_MAIN(ND_TEST(test_engine_matches_gen_run), ND_TEST(test_engine_matches_gen_run_post_finish),
+             ND_TEST(test_engine_alone_fills_batch), ND_TEST(test_engine_fair_and_cancel),
              ND_TEST(test_engine_free_cancels))

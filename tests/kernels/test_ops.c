@@ -720,7 +720,26 @@ static void test_f16_conversion(void)
     CHECK_EQ_INT(diff, 0);
 }
 
-ND_TEST_MAIN(ND_TEST(test_arena), ND_TEST(test_f16_conversion), ND_TEST(test_linear),
+/* device memory for metrics: none on the host backends, the workspace (at
+ * least) on the emulated and real devices */
+static void test_device_bytes(void)
+{
+    CHECK(nd_backend_device_bytes(NULL) == 0);
+    for (const char *const *n = nd_backend_names(); *n; n++) {
+        nd_backend *be;
+        nd_err e;
+        nd_backend_config cfg = {1, 3u << 20};
+        CHECK_OK(nd_backend_open(*n, &cfg, &be, &e), &e);
+        size_t got = nd_backend_device_bytes(be);
+        if (!strcmp(*n, "cpu") || !strcmp(*n, "cpu_ref"))
+            CHECKF(got == 0, "%s: %zu device bytes", *n, got);
+        else
+            CHECKF(got >= 3u << 20, "%s: %zu device bytes, the workspace is 3 MiB", *n, got);
+        nd_backend_close(be);
+    }
+}
+
+ND_TEST_MAIN(ND_TEST(test_arena), ND_TEST(test_f16_conversion), ND_TEST(test_device_bytes), ND_TEST(test_linear),
              ND_TEST(test_conv2d), ND_TEST(test_group_norm), ND_TEST(test_layer_norm),
              ND_TEST(test_attention), ND_TEST(test_attention_1024), ND_TEST(test_softmax), ND_TEST(test_activations),
              ND_TEST(test_add_mul_scale), ND_TEST(test_shape_ops), ND_TEST(test_every_op_covered),
