@@ -75,9 +75,10 @@ static nd_status time_embed(ndg *g, const net *n, const nd_tensor *t, nd_tensor 
 {
     nd_tensor ts = {0}, l1 = {0};
     NDG_TRY(ndg_tsemb(g, t, n->cfg.block_out_channels[0], &ts));
-    NDG_TRY(ndg_linear(g, &ts, "time_embedding.linear_1", &l1));
+    /* row by row: see ndg_linear_rows */
+    NDG_TRY(ndg_linear_rows(g, &ts, "time_embedding.linear_1", &l1));
     NDG_TRY(ndg_unary(g, ND_OP_SILU, &l1, &l1));
-    NDG_TRY(ndg_linear(g, &l1, "time_embedding.linear_2", temb_act));
+    NDG_TRY(ndg_linear_rows(g, &l1, "time_embedding.linear_2", temb_act));
     return ndg_unary(g, ND_OP_SILU, temb_act, temb_act);
 }
 
@@ -356,16 +357,95 @@ void nd_controlnet_res_shape(const nd_controlnet *cn, int i, int batch, int h, i
     res_shape(&cn->n, i, batch, h, w, shape);
 }
 
+void nd_controlnet_hint_emb_shape(const nd_controlnet *cn, int batch, int h, int w,
+                                  int64_t shape[4])
+{
+    shape[0] = batch;
+    shape[1] = cn->n.cfg.block_out_channels[0];
+    shape[2] = h;
+    shape[3] = w;
+}
+
+/* The hint encoder (controlnet_cond_embedding): hint [B,3,H*f,W*f] -> emb
+ * [B,C0,H,W], allocated here when emb->ndim == 0. */
+static nd_status hint_encoder(ndg *g, const nd_controlnet *cn, const nd_tensor *hint,
+                              nd_tensor *emb)
+{
+    char b[128];
+    nd_tensor out = *emb;
+    if (!out.ndim) { /* the output first, so the temporaries can be released */
+        int64_t sh[4], f = cn->hint_factor;
+        nd_controlnet_hint_emb_shape(cn, (int)hint->shape[0], (int)(hint->shape[2] / f),
+                                     (int)(hint->shape[3] / f), sh);
+        NDG_TRY(ndg_new(g, &out, 4, sh[0], sh[1], sh[2], sh[3]));
+    }
+    size_t mark = nd_arena_mark(g->a);
+    nd_tensor e = {0};
+    NDG_TRY(ndg_conv(g, hint, "controlnet_cond_embedding.conv_in", 1, 1, 1, 1, 1, &e));
+    NDG_TRY(ndg_unary(g, ND_OP_SILU, &e, &e));
+    for (int k = 0; ndg_has(g, "controlnet_cond_embedding.blocks.%d.weight", k); k++) {
+        nd_tensor e2 = {0};
+        int s = k % 2 ? 2 : 1;
+        ndg_fmt(b, sizeof b, "controlnet_cond_embedding.blocks.%d", k);
+        NDG_TRY(ndg_conv(g, &e, b, s, 1, 1, 1, 1, &e2));
+        NDG_TRY(ndg_unary(g, ND_OP_SILU, &e2, &e2));
+        e = e2;
+    }
+    NDG_TRY(ndg_conv(g, &e, "controlnet_cond_embedding.conv_out", 1, 1, 1, 1, 1, &out));
+    nd_arena_reset(g->a, mark);
+    *emb = out;
+    return ND_OK;
+}
+
+static nd_status check_hint(const nd_controlnet *cn, const nd_tensor *hint, int64_t B, int64_t H,
+                            int64_t W, nd_err *err)
+{
+    const net *n = &cn->n;
+    int64_t f = cn->hint_factor;
+    if (!is_shape(hint, 4, B, n->cfg.cond_channels > 0 ? n->cfg.cond_channels : 3, H * f, W * f))
+        return nd_fail(err, ND_EINVAL, "controlnet: hint must be [%lld,3,%lld,%lld]",
+                       (long long)B, (long long)(H * f), (long long)(W * f));
+    return ND_OK;
+}
+
+nd_status nd_controlnet_embed_hint(nd_controlnet *cn, const nd_tensor *hint, nd_arena *a,
+                                   nd_tensor *emb, nd_err *err)
+{
+    const net *n = &cn->n;
+    int64_t f = cn->hint_factor;
+    if (!hint || hint->ndim != 4)
+        return nd_fail(err, ND_EINVAL, "controlnet: hint must be [B,3,H,W]");
+    int64_t B = hint->shape[0], H = hint->shape[2] / f, W = hint->shape[3] / f;
+    NDG_TRY(check_hint(cn, hint, B, H, W, err));
+    int64_t sh[4];
+    nd_controlnet_hint_emb_shape(cn, (int)B, (int)H, (int)W, sh);
+    if (!is_shape(emb, 4, sh[0], sh[1], sh[2], sh[3]))
+        return nd_fail(err, ND_EINVAL, "controlnet: hint embedding must be [%lld,%lld,%lld,%lld]",
+                       (long long)sh[0], (long long)sh[1], (long long)sh[2], (long long)sh[3]);
+    ndg g;
+    ndg_init(&g, n->be, n->w, n->prefix, a, err);
+    NDG_TRY(hint_encoder(&g, cn, hint, emb));
+    if (g.ws_need > cn->n.ws_need)
+        cn->n.ws_need = g.ws_need;
+    return ND_OK;
+}
+
 nd_status nd_controlnet_run(nd_controlnet *cn, const nd_controlnet_input *in, nd_arena *a,
                             nd_tensor *down, nd_tensor *mid, nd_err *err)
 {
     const net *n = &cn->n;
     NDG_TRY(check_common(n, "controlnet", in->x, in->t, in->ctx, err));
     int64_t B = in->x->shape[0], H = in->x->shape[2], W = in->x->shape[3];
-    int64_t f = cn->hint_factor;
-    if (!is_shape(in->hint, 4, B, n->cfg.cond_channels > 0 ? n->cfg.cond_channels : 3, H * f, W * f))
-        return nd_fail(err, ND_EINVAL, "controlnet: hint must be [%lld,3,%lld,%lld]",
-                       (long long)B, (long long)(H * f), (long long)(W * f));
+    if (in->hint_emb) {
+        int64_t sh[4];
+        nd_controlnet_hint_emb_shape(cn, (int)B, (int)H, (int)W, sh);
+        if (!is_shape(in->hint_emb, 4, sh[0], sh[1], sh[2], sh[3]))
+            return nd_fail(err, ND_EINVAL, "controlnet: hint_emb must be [%lld,%lld,%lld,%lld]",
+                           (long long)sh[0], (long long)sh[1], (long long)sh[2],
+                           (long long)sh[3]);
+    } else {
+        NDG_TRY(check_hint(cn, in->hint, B, H, W, err));
+    }
     for (int i = 0; i <= n->n_skips; i++) {
         int64_t sh[4];
         res_shape(n, i, (int)B, (int)H, (int)W, sh);
@@ -379,20 +459,11 @@ nd_status nd_controlnet_run(nd_controlnet *cn, const nd_controlnet_input *in, nd
     ndg_init(&g, n->be, n->w, n->prefix, a, err);
     size_t mark = nd_arena_mark(a);
     char b[128];
-    /* hint encoder */
-    nd_tensor e = {0};
-    NDG_TRY(ndg_conv(&g, in->hint, "controlnet_cond_embedding.conv_in", 1, 1, 1, 1, 1, &e));
-    NDG_TRY(ndg_unary(&g, ND_OP_SILU, &e, &e));
-    for (int k = 0; ndg_has(&g, "controlnet_cond_embedding.blocks.%d.weight", k); k++) {
-        nd_tensor e2 = {0};
-        int s = k % 2 ? 2 : 1;
-        ndg_fmt(b, sizeof b, "controlnet_cond_embedding.blocks.%d", k);
-        NDG_TRY(ndg_conv(&g, &e, b, s, 1, 1, 1, 1, &e2));
-        NDG_TRY(ndg_unary(&g, ND_OP_SILU, &e2, &e2));
-        e = e2;
-    }
     nd_tensor emb = {0}, temb = {0}, h0 = {0}, m;
-    NDG_TRY(ndg_conv(&g, &e, "controlnet_cond_embedding.conv_out", 1, 1, 1, 1, 1, &emb));
+    if (in->hint_emb)
+        emb = *in->hint_emb;
+    else
+        NDG_TRY(hint_encoder(&g, cn, in->hint, &emb));
     NDG_TRY(time_embed(&g, n, in->t, &temb));
     NDG_TRY(ndg_conv(&g, in->x, "conv_in", 1, 1, 1, 1, 1, &h0));
     NDG_TRY(ndg_binary(&g, ND_OP_ADD, &h0, &emb, &h0));
@@ -437,6 +508,29 @@ nd_status nd_controlnet_measure(nd_controlnet *cn, int batch, int h, int w, int 
     size_t before = cn->n.ws_need;
     cn->n.ws_need = 0;
     nd_status st = nd_controlnet_run(cn, &in, &a, res, &res[n->n_skips], err);
+    if (ws_bytes)
+        *ws_bytes = cn->n.ws_need;
+    if (cn->n.ws_need < before)
+        cn->n.ws_need = before;
+    if (arena_bytes)
+        *arena_bytes = a.peak;
+    return st;
+}
+
+nd_status nd_controlnet_embed_measure(nd_controlnet *cn, int batch, int h, int w,
+                                      size_t *arena_bytes, size_t *ws_bytes, nd_err *err)
+{
+    nd_arena a;
+    nd_arena_init_measure(&a);
+    int64_t f = cn->hint_factor, se[4];
+    int64_t sh[4] = {batch, cn->n.cfg.cond_channels > 0 ? cn->n.cfg.cond_channels : 3, h * f, w * f};
+    nd_controlnet_hint_emb_shape(cn, batch, h, w, se);
+    nd_tensor hint, emb;
+    NDG_TRY(nd_arena_tensor(&a, ND_F32, 4, sh, &hint, err));
+    NDG_TRY(nd_arena_tensor(&a, ND_F32, 4, se, &emb, err));
+    size_t before = cn->n.ws_need;
+    cn->n.ws_need = 0;
+    nd_status st = nd_controlnet_embed_hint(cn, &hint, &a, &emb, err);
     if (ws_bytes)
         *ws_bytes = cn->n.ws_need;
     if (cn->n.ws_need < before)
