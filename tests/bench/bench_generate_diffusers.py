@@ -7,7 +7,8 @@ same sampler (DDIM), steps, guidance, ControlNet scale and class prompt, the
 canny hint of the class's template flows in turn (as gen/ picks them), and
 the same number of flows in calls of --batch.
 
-Prints one JSON line: flows, seconds (generation only, model load excluded),
+Prints one JSON line: flows, seconds (generation only, model load excluded;
+cpu: the process's CPU seconds over the same span, every thread),
 and the split by stage (text encoder, UNet + ControlNet steps, VAE decode,
 the rest of the pipeline: hint preprocessing, scheduler, image output).
 One untimed warm-up call of one step runs first, so the peer is not charged
@@ -85,6 +86,7 @@ def main():
         for key in acc:
             acc[key] = 0.0
         t0 = time.perf_counter()
+        c0 = time.process_time()
         k = 0
         while k < a.n:
             n = min(a.batch, a.n - k)
@@ -92,9 +94,10 @@ def main():
             assert out.images.shape == (n, td.PACKETS, td.WIDTH, 3)
             k += n
         total = time.perf_counter() - t0
+        cpu = time.process_time() - c0
     other = total - sum(acc.values())
     print(json.dumps(dict(flows=a.n, batch=a.batch, threads=torch.get_num_threads(), seconds=total,
-                          text=acc["text"], steps=acc["steps"], vae=acc["vae"], other=other)))
+                          text=acc["text"], steps=acc["steps"], vae=acc["vae"], other=other, cpu=cpu)))
 
 
 if __name__ == "__main__":
