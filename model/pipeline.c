@@ -116,7 +116,8 @@ static nd_status step(nd_denoiser *d, nd_arena *a, const nd_denoise_sample *s, i
             TRY(nd_copy(d->be, uncond ? sj->ctx_uncond : sj->ctx_cond, &dst, err));
         }
     }
-    nd_unet_input in = {.x = &x, .t = &t, .ctx = &ctx};
+    /* [uncond x n; cond x n] share x, t and the hint pairwise */
+    nd_unet_input in = {.x = &x, .t = &t, .ctx = &ctx, .cfg_pairs = p->cfg};
     if (control) {
         int nd = nd_controlnet_n_down(d->cn);
         if (nd + 1 > (int)ND_ARRAY_LEN(res))
@@ -133,7 +134,8 @@ static nd_status step(nd_denoiser *d, nd_arena *a, const nd_denoise_sample *s, i
         /* the hint encoder once per sample (batch 1, whatever the batch), not
          * per CFG half: both halves see the same hint */
         TRY(hint_embeddings(d, a, s, n, &hemb, err));
-        nd_controlnet_input ci = {.x = &x, .t = &t, .ctx = &ctx, .scale = 1.0f, .hint_emb = &hemb};
+        nd_controlnet_input ci = {.x = &x, .t = &t, .ctx = &ctx, .scale = 1.0f, .hint_emb = &hemb,
+                                  .cfg_pairs = p->cfg};
         TRY(nd_controlnet_run(d->cn, &ci, a, res, &res[nd], err));
         /* per-sample conditioning scale (0 for samples without a hint) */
         for (int j = 0; j < M && !dry; j++) {

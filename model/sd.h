@@ -210,6 +210,10 @@ typedef struct {
      * skip i, mid_res to the mid block's output; NULL for none. */
     const nd_tensor *const *down_res; /* n_skips tensors */
     const nd_tensor *mid_res;
+    /* The caller's promise that sample j and j + B/2 have the same x and t
+     * (a CFG batch [uncond; cond]): the part before the first cross-attention
+     * then runs once per pair (same bits, less work). */
+    bool cfg_pairs;
 } nd_unet_input;
 nd_status nd_unet_run(nd_unet *u, const nd_unet_input *in, nd_arena *a, nd_tensor *out,
                       nd_err *err); /* out [B,out,H,W] */
@@ -230,6 +234,7 @@ typedef struct {
     /* Optional: the hint already through the hint encoder
      * (nd_controlnet_embed_hint), [B,C0,H,W]; then hint is not read. */
     const nd_tensor *hint_emb;
+    bool cfg_pairs;               /* as nd_unet_input (and the same hint per pair) */
 } nd_controlnet_input;
 /* Shape of down residual i (i == n_down: the mid residual) for a latent HxW. */
 void nd_controlnet_res_shape(const nd_controlnet *cn, int i, int batch, int h, int w,

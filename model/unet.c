@@ -82,10 +82,52 @@ static nd_status time_embed(ndg *g, const net *n, const nd_tensor *t, nd_tensor 
     return ndg_unary(g, ND_OP_SILU, temb_act, temb_act);
 }
 
+/* y = [x; x]: a tensor of the first half of a CFG batch, for both halves. */
+static nd_status expand_pairs(ndg *g, const nd_tensor *x, nd_tensor *y)
+{
+    nd_tensor src = *x;
+    memset(y, 0, sizeof *y);
+    NDG_TRY(ndg_new(g, y, x->ndim, 2 * x->shape[0], x->ndim > 1 ? x->shape[1] : 0,
+                    x->ndim > 2 ? x->shape[2] : 0, x->ndim > 3 ? x->shape[3] : 0));
+    if (g->dry)
+        return ND_OK;
+    nd_tensor lo = *y, hi = *y;
+    lo.shape[0] = hi.shape[0] = src.shape[0];
+    hi.data = (char *)y->data + nd_tensor_bytes(&src);
+    NDG_TRY(nd_copy(g->be, &src, &lo, g->err));
+    return nd_copy(g->be, &src, &hi, g->err);
+}
+
+/* skips[0..k) and temb from half to whole batch (in place: new tensors). */
+static nd_status expand_all(ndg *g, nd_tensor *skips, int k, nd_tensor *temb)
+{
+    for (int i = 0; i < k; i++) {
+        nd_tensor half = skips[i];
+        NDG_TRY(expand_pairs(g, &half, &skips[i]));
+    }
+    nd_tensor half = *temb;
+    return expand_pairs(g, &half, temb);
+}
+
+/* The first half of a batch tensor (a view). */
+static nd_tensor first_half(const nd_tensor *t)
+{
+    nd_tensor h = *t;
+    h.shape[0] /= 2;
+    return h;
+}
+
 /* Down blocks and mid block from h = conv_in(x) (+ hint); skips[n_skips]
- * and mid are allocated here (they stay in the arena). */
-static nd_status down_mid(ndg *g, const net *n, const nd_tensor *h0, const nd_tensor *temb,
-                          const nd_tensor *ctx, nd_tensor *skips, nd_tensor *mid)
+ * and mid are allocated here (they stay in the arena).
+ *
+ * pairs: h0 and *temb hold only the first half of a CFG batch whose halves
+ * have the same latent and timestep (and hint): everything before the first
+ * cross-attention is then the same for both halves, so it runs once per
+ * pair and is copied for the second half when the first transformer block
+ * starts (*temb too). Exact: every op computes a sample independently of
+ * its batch (gen.h, determinism). */
+static nd_status down_mid(ndg *g, const net *n, const nd_tensor *h0, nd_tensor *temb,
+                          const nd_tensor *ctx, nd_tensor *skips, nd_tensor *mid, bool pairs)
 {
     const nd_unet_config *c = &n->cfg;
     int groups = c->norm_num_groups, heads = c->num_heads;
@@ -101,6 +143,10 @@ static nd_status down_mid(ndg *g, const net *n, const nd_tensor *h0, const nd_te
             ndg_fmt(b, sizeof b, "down_blocks.%d.resnets.%d", i, l);
             NDG_TRY(ndg_resnet(g, h, temb, b, groups, eps, y));
             if (ndg_has(g, "down_blocks.%d.attentions.%d.norm.weight", i, l)) {
+                if (pairs) {
+                    NDG_TRY(expand_all(g, skips, k, temb));
+                    pairs = false;
+                }
                 ndg_fmt(b, sizeof b, "down_blocks.%d.attentions.%d", i, l);
                 NDG_TRY(ndg_transformer(g, y, ctx, b, groups, heads, y));
             }
@@ -116,6 +162,10 @@ static nd_status down_mid(ndg *g, const net *n, const nd_tensor *h0, const nd_te
     }
     if (k != n->n_skips)
         return nd_fail(g->err, ND_EFORMAT, "%s: %d skips, expected %d", n->prefix, k, n->n_skips);
+    if (pairs) { /* no cross-attention in the down blocks: the mid block has one */
+        NDG_TRY(expand_all(g, skips, k, temb));
+        h = &skips[k - 1];
+    }
     /* mid: resnet, transformer, resnet */
     nd_tensor m0 = {0};
     memset(mid, 0, sizeof *mid);
@@ -222,9 +272,11 @@ nd_status nd_unet_run(nd_unet *u, const nd_unet_input *in, nd_arena *a, nd_tenso
     float eps = c->norm_eps;
     nd_tensor temb = {0}, h0 = {0}, mid;
     nd_tensor skips[MAX_SKIPS];
-    NDG_TRY(time_embed(&g, n, in->t, &temb));
-    NDG_TRY(ndg_conv(&g, in->x, "conv_in", 1, 1, 1, 1, 1, &h0));
-    NDG_TRY(down_mid(&g, n, &h0, &temb, in->ctx, skips, &mid));
+    bool pairs = in->cfg_pairs && B % 2 == 0;
+    nd_tensor xh = pairs ? first_half(in->x) : *in->x, th = pairs ? first_half(in->t) : *in->t;
+    NDG_TRY(time_embed(&g, n, &th, &temb));
+    NDG_TRY(ndg_conv(&g, &xh, "conv_in", 1, 1, 1, 1, 1, &h0));
+    NDG_TRY(down_mid(&g, n, &h0, &temb, in->ctx, skips, &mid, pairs));
     if (in->mid_res)
         NDG_TRY(ndg_binary(&g, ND_OP_ADD, &mid, in->mid_res, &mid));
     /* up blocks */
@@ -464,11 +516,14 @@ nd_status nd_controlnet_run(nd_controlnet *cn, const nd_controlnet_input *in, nd
         emb = *in->hint_emb;
     else
         NDG_TRY(hint_encoder(&g, cn, in->hint, &emb));
-    NDG_TRY(time_embed(&g, n, in->t, &temb));
-    NDG_TRY(ndg_conv(&g, in->x, "conv_in", 1, 1, 1, 1, 1, &h0));
-    NDG_TRY(ndg_binary(&g, ND_OP_ADD, &h0, &emb, &h0));
+    bool pairs = in->cfg_pairs && B % 2 == 0;
+    nd_tensor xh = pairs ? first_half(in->x) : *in->x, th = pairs ? first_half(in->t) : *in->t;
+    nd_tensor eh = pairs ? first_half(&emb) : emb;
+    NDG_TRY(time_embed(&g, n, &th, &temb));
+    NDG_TRY(ndg_conv(&g, &xh, "conv_in", 1, 1, 1, 1, 1, &h0));
+    NDG_TRY(ndg_binary(&g, ND_OP_ADD, &h0, &eh, &h0));
     nd_tensor skips[MAX_SKIPS];
-    NDG_TRY(down_mid(&g, n, &h0, &temb, in->ctx, skips, &m));
+    NDG_TRY(down_mid(&g, n, &h0, &temb, in->ctx, skips, &m, pairs));
     for (int i = 0; i < n->n_skips; i++) {
         ndg_fmt(b, sizeof b, "controlnet_down_blocks.%d", i);
         NDG_TRY(ndg_conv(&g, &skips[i], b, 1, 0, 0, 0, 0, &down[i]));
