@@ -124,7 +124,9 @@ void nd_class_builder_free(nd_class_builder *b);
  *    one sample, an attention (sample, head, query tile)) with no reduction
  *    across tasks, so which thread runs it does not matter;
  *  - convolutions run one image at a time (im2col bands, Winograd tile bands
- *    sized from the layer, not the batch);
+ *    sized from the layer, not the batch), so running the part of a CFG
+ *    pair before its first cross-attention once (nd_unet_input.cfg_pairs)
+ *    gives both halves the bits they would have had;
  *  - OpenBLAS SGEMM partitions M and N over its threads, never K, so an
  *    output element is one dot product in one kernel. But it picks its
  *    kernel from the matrix shape, and its few-row kernels round differently
