@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,6 +71,14 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+/* CPU seconds of the whole process (every thread), user + system */
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
 }
 static void progress(void *ctx, uint64_t done, uint64_t total)
 {
@@ -354,21 +363,24 @@ static int run(int argc, char **argv)
     n_sinks++;
     progress_state ps = {now_s(), isatty(2)};
     nd_gen_stats gs;
+    double cpu0 = cpu_s();
     st = nd_gen_run(&job, &t, &drawer, sinks, n_sinks, progress, &ps, NULL, &gs, &err);
     if (!st)
         st = nd_manifest_sink_finish(ms, &err);
     if (!st && capf && fflush(capf))
         st = nd_fail(&err, ND_EIO, "%s: write failed", out);
     if (!st) {
-        double tt = 0, ts = 0, tv = 0;
+        nd_model_times mt = {0};
         if (md)
-            nd_model_drawer_times(md, &tt, &ts, &tv);
-        fprintf(stderr, "netdiff generate: %llu flows, %llu packets in %.1f s (%.3f flows/s; "
-                "text %.2fs, UNet %.2fs, VAE %.2fs, snap+repair+write %.2fs)\n",
+            nd_model_drawer_times(md, &mt);
+        /* model loading not included; tests/bench/bench_generate.sh reads this line */
+        fprintf(stderr, "netdiff generate: %llu flows, %llu packets in %.3f s (%.3f flows/s; "
+                "text %.3fs, hint %.3fs, UNet %.3fs, VAE %.3fs, snap+repair+write %.3fs; "
+                "cpu %.3fs)\n",
                 (unsigned long long)gs.flows, (unsigned long long)gs.packets,
                 gs.seconds_draw + gs.seconds_post,
-                (double)gs.flows / (gs.seconds_draw + gs.seconds_post + 1e-9), tt, ts, tv,
-                gs.seconds_post);
+                (double)gs.flows / (gs.seconds_draw + gs.seconds_post + 1e-9), mt.text, mt.hint,
+                mt.steps, mt.vae, gs.seconds_post, cpu_s() - cpu0);
     }
 done:
     nd_capture_sink_free(cs);

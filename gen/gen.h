@@ -109,7 +109,35 @@ void nd_class_builder_free(nd_class_builder *b);
  * statistics, and hands every finished flow to the sinks at once. Flow k of a
  * job has seed nd_gen_flow_seed(job seed, k): the same job gives the same
  * flows whatever the batch size. cli/ and server/ only parse requests and
- * call this. */
+ * call this.
+ *
+ * Determinism. The same job and options give the same bytes on the same
+ * backend, run after run and whatever the batch size and thread count
+ * (tests/gen/test_model_determinism.c checks the drawn floats bit for bit at
+ * batch 1, 3, 8 and 1, 2 threads; test_generate.sh the pcaps). Why it holds
+ * on the CPU backend: a sample's arithmetic never depends on the other
+ * samples of its batch or on how the work is split over threads:
+ *  - its noise is a counter-based function of its seed (model/noise.c), its
+ *    hint, prompt embedding, hint embedding and VAE decode are computed for
+ *    it alone (batch 1), the repair draws from (job seed, flow index);
+ *  - every pool task computes a fixed piece (a group of one image, rows of
+ *    one sample, an attention (sample, head, query tile)) with no reduction
+ *    across tasks, so which thread runs it does not matter;
+ *  - convolutions run one image at a time (im2col bands, Winograd tile bands
+ *    sized from the layer, not the batch), so running the part of a CFG
+ *    pair before its first cross-attention once (nd_unet_input.cfg_pairs)
+ *    gives both halves the bits they would have had;
+ *  - OpenBLAS SGEMM partitions M and N over its threads, never K, so an
+ *    output element is one dot product in one kernel. But it picks its
+ *    kernel from the matrix shape, and its few-row kernels round differently
+ *    from its blocked ones (measured: rows of a 2-row time embedding product
+ *    change between M = 2 and M = 16). So the per-sample vectors (the time
+ *    embedding MLP, every resnet's time_emb_proj) go row by row
+ *    (ndg_linear_rows); the token products, with >= 77 rows per sample, stay
+ *    batched: the blocked kernels give a row the same bits for any M
+ *    (checked from 1 to 16 samples of 77 and 276 tokens).
+ * Another BLAS build or another CPU may round differently: same backend
+ * means same binary, same libraries, same machine type. */
 
 #define ND_GEN_MAX_ITEMS 64
 
@@ -217,8 +245,13 @@ typedef struct nd_model_drawer nd_model_drawer;
 nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
                               nd_model_drawer **out, nd_drawer *d, nd_err *err);
 void nd_model_drawer_free(nd_model_drawer *m);
-/* Seconds spent per stage so far (text encoder, UNet steps, VAE). */
-void nd_model_drawer_times(const nd_model_drawer *m, double *text, double *steps, double *vae);
+/* Seconds spent per stage so far: text encoder, hints (template PNG, canny,
+ * the ControlNet's hint encoder: once per hint), the sampler steps (UNet +
+ * ControlNet + sampler), VAE decode. */
+typedef struct nd_model_times {
+    double text, hint, steps, vae;
+} nd_model_times;
+void nd_model_drawer_times(const nd_model_drawer *m, nd_model_times *t);
 /* Device memory its backend has in use (0 on the CPU backends; see
  * nd_backend_device_bytes in kernels/ops.h). */
 size_t nd_model_drawer_device_bytes(const nd_model_drawer *m);

@@ -42,8 +42,11 @@ struct nd_model_drawer {
     float *hints;              /* [batch][3][H][W] */
     int *hint_of;              /* which (class, template) a slot's hint is, -1 */
     nd_tensor *hint_t;         /* [batch] views of hints */
+    float *hemb;               /* [batch][hemb_n]: the hints through the hint encoder */
+    nd_tensor *hemb_t;         /* [batch] views of hemb */
+    size_t hemb_n;             /* floats per hint embedding */
     float *x, *eps, *xin;      /* [batch][lat] */
-    double t_text, t_steps, t_vae;
+    double t_text, t_hint, t_steps, t_vae;
     /* the engine's decoder (nd_model_drawer_steps): its own backend, VAE and
      * arena, so that a finished flow decodes on the engine's post thread
      * while the next step runs on the main backend */
@@ -60,11 +63,12 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-void nd_model_drawer_times(const nd_model_drawer *m, double *text, double *steps, double *vae)
+void nd_model_drawer_times(const nd_model_drawer *m, nd_model_times *t)
 {
-    *text = m->t_text;
-    *steps = m->t_steps;
-    *vae = m->t_vae;
+    t->text = m->t_text;
+    t->hint = m->t_hint;
+    t->steps = m->t_steps;
+    t->vae = m->t_vae;
 }
 
 size_t nd_model_drawer_device_bytes(const nd_model_drawer *m)
@@ -94,6 +98,8 @@ void nd_model_drawer_free(nd_model_drawer *m)
     free(m->hints);
     free(m->hint_of);
     free(m->hint_t);
+    free(m->hemb);
+    free(m->hemb_t);
     free(m->x);
     free(m->eps);
     free(m->xin);
@@ -125,8 +131,31 @@ static nd_status embedding(nd_model_drawer *m, int k, const char *prompt, nd_err
     return st;
 }
 
-/* The canny hint of a class template into h ([3][H][W]; zero without one). */
-static nd_status compute_hint(nd_model_drawer *m, const nd_class *c, int tpl, float *h, nd_err *err)
+static nd_status canny_hint(nd_model_drawer *m, const nd_class *c, int tpl, float *h, nd_err *err);
+
+/* The canny hint of a class template into h ([3][H][W]; zero without one)
+ * and its embedding by the ControlNet's hint encoder into e ([hemb_n]):
+ * once per hint, not once per sampler step. */
+static nd_status compute_hint(nd_model_drawer *m, const nd_class *c, int tpl, float *h, float *e,
+                              nd_err *err)
+{
+    double t0 = now_s();
+    const nd_layout *l = &m->t->layout;
+    nd_status st = canny_hint(m, c, tpl, h, err);
+    if (!st) {
+        int64_t hs[4] = {1, 3, l->packets, l->width}, es[4];
+        nd_controlnet_hint_emb_shape(m->cn, 1, m->lat_h, m->lat_w, es);
+        nd_tensor ht = nd_tensor_make(h, ND_F32, ND_DEV_CPU, 4, hs);
+        nd_tensor et = nd_tensor_make(e, ND_F32, ND_DEV_CPU, 4, es);
+        size_t mark = nd_arena_mark(&m->arena);
+        st = nd_controlnet_embed_hint(m->cn, &ht, &m->arena, &et, err);
+        nd_arena_reset(&m->arena, mark);
+    }
+    m->t_hint += now_s() - t0;
+    return st;
+}
+
+static nd_status canny_hint(nd_model_drawer *m, const nd_class *c, int tpl, float *h, nd_err *err)
 {
     const nd_layout *l = &m->t->layout;
     size_t npx = (size_t)l->width * (size_t)l->packets;
@@ -167,9 +196,17 @@ static nd_status hint(nd_model_drawer *m, int b, const nd_class *c, int tpl, nd_
         return ND_OK;
     const nd_layout *l = &m->t->layout;
     size_t npx = (size_t)l->width * (size_t)l->packets;
-    nd_status st = compute_hint(m, c, tpl, m->hints + (size_t)b * npx * 3, err);
+    nd_status st = compute_hint(m, c, tpl, m->hints + (size_t)b * npx * 3,
+                                m->hemb + (size_t)b * m->hemb_n, err);
     m->hint_of[b] = st ? -2 : key;
     return st;
+}
+
+static nd_tensor emb_view(const nd_model_drawer *m, float *e)
+{
+    int64_t es[4];
+    nd_controlnet_hint_emb_shape(m->cn, 1, m->lat_h, m->lat_w, es);
+    return nd_tensor_make(e, ND_F32, ND_DEV_CPU, 4, es);
 }
 
 typedef struct {
@@ -266,7 +303,9 @@ static nd_status draw(void *ctx, const nd_draw_req *req, int n, float *planar, n
             if (m->cn) {
                 m->hint_t[i] = nd_tensor_make(m->hints + (size_t)i * npx * 3, ND_F32, ND_DEV_CPU,
                                               4, hs);
+                m->hemb_t[i] = emb_view(m, m->hemb + (size_t)i * m->hemb_n);
                 s[i].hint = &m->hint_t[i];
+                s[i].hint_emb = &m->hemb_t[i];
             }
         }
         if ((st = nd_denoiser_eps(m->den, s, n, m->eps, err)))
@@ -353,6 +392,16 @@ nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
     if ((st = nd_text_encoder_measure(m->te, 1, m->n_ctx, &a1, &w1, err)) ||
         (st = nd_vae_measure(m->vae, false, 1, m->lat_h, m->lat_w, &a2, &w2, err)))
         goto fail;
+    if (m->cn) {
+        size_t a3, w3;
+        if ((st = nd_controlnet_embed_measure(m->cn, 1, m->lat_h, m->lat_w, &a3, &w3, err)))
+            goto fail;
+        a2 = a3 > a2 ? a3 : a2;
+        w2 = w3 > w2 ? w3 : w2;
+        int64_t es[4];
+        nd_controlnet_hint_emb_shape(m->cn, 1, m->lat_h, m->lat_w, es);
+        m->hemb_n = (size_t)(es[1] * es[2] * es[3]);
+    }
     if (w1 > ws_need)
         ws_need = w1;
     if (w2 > ws_need)
@@ -377,7 +426,8 @@ nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
     }
     if ((st = nd_denoiser_new(m->unet, m->cn, &dp, &m->den, err)))
         goto fail;
-    /* one arena for the text encoder and the VAE: they never run together */
+    /* one arena for the text encoder, the hint encoder and the VAE: they
+     * never run together (the engine's decoder has its own, of the same size) */
     m->vae_arena = a2;
     m->vae_ws = w2;
     if ((st = nd_arena_init(&m->arena, (a1 > a2 ? a1 : a2) + (64u << 10), err)))
@@ -390,10 +440,12 @@ nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
     m->hints = m->cn ? calloc((size_t)p->batch * npx * 3, sizeof(float)) : NULL;
     m->hint_of = malloc((size_t)p->batch * sizeof *m->hint_of);
     m->hint_t = calloc((size_t)p->batch, sizeof *m->hint_t);
+    m->hemb = m->cn ? calloc((size_t)p->batch * m->hemb_n, sizeof(float)) : NULL;
+    m->hemb_t = calloc((size_t)p->batch, sizeof *m->hemb_t);
     m->x = malloc((size_t)p->batch * per * sizeof(float));
     m->eps = malloc((size_t)p->batch * per * sizeof(float));
     m->xin = malloc((size_t)p->batch * per * sizeof(float));
-    if (!m->emb || !m->emb_ready || !m->emb_t || (m->cn && !m->hints) || !m->hint_of || !m->hint_t || !m->x ||
+    if (!m->emb || !m->emb_ready || !m->emb_t || (m->cn && (!m->hints || !m->hemb)) || !m->hint_of || !m->hint_t || !m->hemb_t || !m->x ||
         !m->eps || !m->xin) {
         st = nd_fail(err, ND_ENOMEM, "out of memory");
         goto fail;
@@ -420,6 +472,7 @@ typedef struct {
     float cfg;
     float *x;                  /* [per] this flow's latent          */
     float *hint;               /* [3][H][W] or NULL (no ControlNet) */
+    float *hemb;               /* [hemb_n]: its embedding                */
 } model_flow;
 
 static void flow_free(void *ctx, void *flow)
@@ -431,6 +484,7 @@ static void flow_free(void *ctx, void *flow)
     sd_sampler_free(f->smp);
     free(f->x);
     free(f->hint);
+    free(f->hemb);
     free(f);
 }
 
@@ -453,12 +507,13 @@ static nd_status flow_begin(void *ctx, const nd_draw_req *req, const nd_flow_par
     f->cfg = p && p->cfg >= 0 ? p->cfg : m->p.cfg;
     int kind = p && p->sampler >= 0 ? p->sampler : m->p.sampler;
     f->x = malloc(per * sizeof(float));
-    if (!f->x || (m->cn && !(f->hint = malloc(npx * 3 * sizeof(float))))) {
+    if (!f->x || (m->cn && (!(f->hint = malloc(npx * 3 * sizeof(float))) ||
+                            !(f->hemb = malloc(m->hemb_n * sizeof(float)))))) {
         flow_free(m, f);
         return nd_fail(err, ND_ENOMEM, "out of memory");
     }
     if ((st = sd_sampler_new(&f->smp, (sd_sampler_kind)kind, f->steps, per, err)) ||
-        (m->cn && (st = compute_hint(m, req->cls, req->template_index, f->hint, err)))) {
+        (m->cn && (st = compute_hint(m, req->cls, req->template_index, f->hint, f->hemb, err)))) {
         flow_free(m, f);
         return st;
     }
@@ -497,7 +552,9 @@ static nd_status flows_step(void *ctx, void *const *flows, int n, uint8_t *done,
         };
         if (m->cn) {
             m->hint_t[i] = nd_tensor_make(f->hint, ND_F32, ND_DEV_CPU, 4, hs);
+            m->hemb_t[i] = emb_view(m, f->hemb);
             s[i].hint = &m->hint_t[i];
+            s[i].hint_emb = &m->hemb_t[i];
         }
     }
     nd_status st = nd_denoiser_eps(m->den, s, n, m->eps, err);

@@ -91,7 +91,7 @@ static nd_status alloc_like(ndg *g, nd_tensor *y, int ndim, const int64_t *sh)
     return nd_arena_tensor(g->a, ND_F32, ndim, sh, y, g->err);
 }
 
-nd_status ndg_linear(ndg *g, const nd_tensor *x, const char *name, nd_tensor *y)
+static nd_status linear(ndg *g, const nd_tensor *x, const char *name, bool per_row, nd_tensor *y)
 {
     nd_tensor w, b;
     NDG_TRY(ndg_w(g, &w, "%s.weight", name));
@@ -106,8 +106,29 @@ nd_status ndg_linear(ndg *g, const nd_tensor *x, const char *name, nd_tensor *y)
     memcpy(sh, x->shape, sizeof sh);
     sh[x->ndim - 1] = w.shape[0];
     NDG_TRY(alloc_like(g, y, x->ndim, sh));
-    nd_op_call c = {.op = ND_OP_LINEAR, .src = {x, &w, hb ? &b : NULL}, .dst = y};
-    return ndg_run(g, &c);
+    if (!per_row) {
+        nd_op_call c = {.op = ND_OP_LINEAR, .src = {x, &w, hb ? &b : NULL}, .dst = y};
+        return ndg_run(g, &c);
+    }
+    int64_t K = w.shape[1], N = w.shape[0], rows = nd_tensor_numel(x) / K;
+    for (int64_t r = 0; r < rows; r++) {
+        nd_tensor xr = ndg_view(x, 2, 1, K, 0, 0), yr = ndg_view(y, 2, 1, N, 0, 0);
+        xr.data = x->data ? (float *)x->data + r * K : NULL;
+        yr.data = y->data ? (float *)y->data + r * N : NULL;
+        nd_op_call c = {.op = ND_OP_LINEAR, .src = {&xr, &w, hb ? &b : NULL}, .dst = &yr};
+        NDG_TRY(ndg_run(g, &c));
+    }
+    return ND_OK;
+}
+
+nd_status ndg_linear(ndg *g, const nd_tensor *x, const char *name, nd_tensor *y)
+{
+    return linear(g, x, name, false, y);
+}
+
+nd_status ndg_linear_rows(ndg *g, const nd_tensor *x, const char *name, nd_tensor *y)
+{
+    return linear(g, x, name, true, y);
 }
 
 static int64_t conv_out(int64_t n, int64_t k, int s, int p0, int p1)
@@ -255,7 +276,7 @@ nd_status ndg_resnet(ndg *g, const nd_tensor *x, const nd_tensor *temb_act, cons
     NDG_TRY(ndg_conv(g, &h, sub(b, sizeof b, name, "conv1"), 1, 1, 1, 1, 1, &h2));
     if (temb_act) {
         nd_tensor tp = {0};
-        NDG_TRY(ndg_linear(g, temb_act, sub(b, sizeof b, name, "time_emb_proj"), &tp));
+        NDG_TRY(ndg_linear_rows(g, temb_act, sub(b, sizeof b, name, "time_emb_proj"), &tp));
         nd_tensor tv = ndg_view(&tp, 4, tp.shape[0], tp.shape[1], 1, 1);
         NDG_TRY(ndg_binary(g, ND_OP_ADD, &h2, &tv, &h2));
     }

@@ -59,6 +59,13 @@ nd_status ndg_run(ndg *g, nd_op_call *c);
 /* Op helpers. NAME is the module's weight prefix ("conv_in" -> conv_in.weight
  * and conv_in.bias if present); y is allocated when y->ndim == 0. */
 nd_status ndg_linear(ndg *g, const nd_tensor *x, const char *name, nd_tensor *y);
+/* The same, one SGEMM per row: for the per-sample vectors (the time
+ * embedding, one row per sample). BLAS picks its kernels by the matrix
+ * shape, and the kernels for a few rows and for many round differently, so
+ * a batched call would make a sample's bits depend on how many samples
+ * share the batch; row by row they never do. Token activations (>= 77 rows
+ * per sample) always take the blocked kernels, whose rows do not depend on M. */
+nd_status ndg_linear_rows(ndg *g, const nd_tensor *x, const char *name, nd_tensor *y);
 nd_status ndg_conv(ndg *g, const nd_tensor *x, const char *name, int stride, int pt, int pb,
                    int pl, int pr, nd_tensor *y);
 nd_status ndg_gn(ndg *g, const nd_tensor *x, const char *name, int groups, float eps, bool silu,

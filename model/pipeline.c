@@ -47,6 +47,41 @@ static bool ctx_ok(const nd_tensor *c, int n_ctx, int dim)
            c->device == ND_DEV_CPU;
 }
 
+/* emb[j] (j < M) = the hint embedding of sample j % n: the sample's own, or
+ * computed here from its hint (one sample at a time), zero without a hint
+ * (its residuals are scaled by 0). A measuring arena only sizes the
+ * one-sample hint encoder. */
+static nd_status hint_embeddings(nd_denoiser *d, nd_arena *a, const nd_denoise_sample *s, int n,
+                                 nd_tensor *emb, nd_err *err)
+{
+    int64_t M = emb->shape[0];
+    size_t mark = nd_arena_mark(a);
+    if (a->measuring) {
+        int f = nd_controlnet_hint_factor(d->cn);
+        int64_t sh[4] = {1, 3, emb->shape[2] * f, emb->shape[3] * f};
+        nd_tensor h, e = slice(emb, 0);
+        TRY(nd_arena_tensor(a, ND_F32, 4, sh, &h, err));
+        TRY(nd_controlnet_embed_hint(d->cn, &h, a, &e, err));
+        nd_arena_reset(a, mark);
+        return ND_OK;
+    }
+    for (int i = 0; i < n; i++) {
+        nd_tensor e = slice(emb, i);
+        if (s[i].hint_emb)
+            TRY(nd_copy(d->be, s[i].hint_emb, &e, err));
+        else if (s[i].hint)
+            TRY(nd_controlnet_embed_hint(d->cn, s[i].hint, a, &e, err));
+        else
+            memset(e.data, 0, nd_tensor_bytes(&e));
+        nd_arena_reset(a, mark);
+    }
+    for (int64_t j = n; j < M; j++) {
+        nd_tensor e = slice(emb, j);
+        memcpy(e.data, slice(emb, j % n).data, nd_tensor_bytes(&e));
+    }
+    return ND_OK;
+}
+
 /* The whole call; with a measuring arena (s == NULL) it only sizes. */
 static nd_status step(nd_denoiser *d, nd_arena *a, const nd_denoise_sample *s, int n, float *eps,
                       nd_err *err)
@@ -62,7 +97,7 @@ static nd_status step(nd_denoiser *d, nd_arena *a, const nd_denoise_sample *s, i
         for (int i = 0; i < n; i++)
             control |= s[i].hint != NULL;
     }
-    nd_tensor x, t, ctx, out, hint, res[64];
+    nd_tensor x, t, ctx, out, hemb, res[64];
     const nd_tensor *rp[64];
     int64_t sx[4] = {M, cin, H, W}, st[1] = {M}, sc[3] = {M, p->n_ctx, dim},
             so[4] = {M, cout, H, W};
@@ -81,30 +116,26 @@ static nd_status step(nd_denoiser *d, nd_arena *a, const nd_denoise_sample *s, i
             TRY(nd_copy(d->be, uncond ? sj->ctx_uncond : sj->ctx_cond, &dst, err));
         }
     }
-    nd_unet_input in = {.x = &x, .t = &t, .ctx = &ctx};
+    /* [uncond x n; cond x n] share x, t and the hint pairwise */
+    nd_unet_input in = {.x = &x, .t = &t, .ctx = &ctx, .cfg_pairs = p->cfg};
     if (control) {
-        int f = nd_controlnet_hint_factor(d->cn), nd = nd_controlnet_n_down(d->cn);
+        int nd = nd_controlnet_n_down(d->cn);
         if (nd + 1 > (int)ND_ARRAY_LEN(res))
             return nd_fail(err, ND_EUNSUPPORTED, "denoiser: %d ControlNet residuals", nd);
-        int64_t sh[4] = {M, 3, H * f, W * f};
-        TRY(nd_arena_tensor(a, ND_F32, 4, sh, &hint, err));
+        int64_t se[4];
+        nd_controlnet_hint_emb_shape(d->cn, M, (int)H, (int)W, se);
+        TRY(nd_arena_tensor(a, ND_F32, 4, se, &hemb, err));
         for (int i = 0; i <= nd; i++) {
             int64_t s4[4];
             nd_controlnet_res_shape(d->cn, i, M, (int)H, (int)W, s4);
             TRY(nd_arena_tensor(a, ND_F32, 4, s4, &res[i], err));
             rp[i] = &res[i];
         }
-        if (!dry) {
-            for (int j = 0; j < M; j++) {
-                const nd_denoise_sample *sj = &s[j % n];
-                nd_tensor dst = slice(&hint, j);
-                if (sj->hint)
-                    TRY(nd_copy(d->be, sj->hint, &dst, err));
-                else
-                    memset(dst.data, 0, nd_tensor_bytes(&dst));
-            }
-        }
-        nd_controlnet_input ci = {.x = &x, .t = &t, .ctx = &ctx, .hint = &hint, .scale = 1.0f};
+        /* the hint encoder once per sample (batch 1, whatever the batch), not
+         * per CFG half: both halves see the same hint */
+        TRY(hint_embeddings(d, a, s, n, &hemb, err));
+        nd_controlnet_input ci = {.x = &x, .t = &t, .ctx = &ctx, .scale = 1.0f, .hint_emb = &hemb,
+                                  .cfg_pairs = p->cfg};
         TRY(nd_controlnet_run(d->cn, &ci, a, res, &res[nd], err));
         /* per-sample conditioning scale (0 for samples without a hint) */
         for (int j = 0; j < M && !dry; j++) {
@@ -242,6 +273,13 @@ nd_status nd_denoiser_eps(nd_denoiser *d, const nd_denoise_sample *s, int n, flo
                 h->shape[2] != (int64_t)p->height * f || h->shape[3] != (int64_t)p->width * f)
                 return nd_fail(err, ND_EINVAL, "denoiser: sample %d hint must be [1,3,%d,%d]", i,
                                p->height * f, p->width * f);
+            int64_t se[4];
+            nd_controlnet_hint_emb_shape(d->cn, 1, p->height, p->width, se);
+            const nd_tensor *e = s[i].hint_emb;
+            if (e && (e->ndim != 4 || e->shape[0] != 1 || e->shape[1] != se[1] ||
+                      e->shape[2] != se[2] || e->shape[3] != se[3]))
+                return nd_fail(err, ND_EINVAL, "denoiser: sample %d hint_emb must be [1,%lld,%d,%d]",
+                               i, (long long)se[1], p->height, p->width);
         }
     }
     nd_arena_reset(&d->a, 0);

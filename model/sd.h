@@ -210,6 +210,10 @@ typedef struct {
      * skip i, mid_res to the mid block's output; NULL for none. */
     const nd_tensor *const *down_res; /* n_skips tensors */
     const nd_tensor *mid_res;
+    /* The caller's promise that sample j and j + B/2 have the same x and t
+     * (a CFG batch [uncond; cond]): the part before the first cross-attention
+     * then runs once per pair (same bits, less work). */
+    bool cfg_pairs;
 } nd_unet_input;
 nd_status nd_unet_run(nd_unet *u, const nd_unet_input *in, nd_arena *a, nd_tensor *out,
                       nd_err *err); /* out [B,out,H,W] */
@@ -227,6 +231,10 @@ typedef struct {
     const nd_tensor *x, *t, *ctx; /* as nd_unet_input */
     const nd_tensor *hint;        /* [B,3,H*f,W*f], values in [0,1] */
     float scale;                  /* conditioning scale, multiplies every residual */
+    /* Optional: the hint already through the hint encoder
+     * (nd_controlnet_embed_hint), [B,C0,H,W]; then hint is not read. */
+    const nd_tensor *hint_emb;
+    bool cfg_pairs;               /* as nd_unet_input (and the same hint per pair) */
 } nd_controlnet_input;
 /* Shape of down residual i (i == n_down: the mid residual) for a latent HxW. */
 void nd_controlnet_res_shape(const nd_controlnet *cn, int i, int batch, int h, int w,
@@ -236,6 +244,18 @@ nd_status nd_controlnet_run(nd_controlnet *cn, const nd_controlnet_input *in, nd
                             nd_tensor *down, nd_tensor *mid, nd_err *err);
 nd_status nd_controlnet_measure(nd_controlnet *cn, int batch, int h, int w, int n_ctx,
                                 size_t *arena_bytes, size_t *ws_bytes, nd_err *err);
+/* The hint encoder (controlnet_cond_embedding) alone: hint [B,3,h*f,w*f] ->
+ * emb [B,C0,h,w] (shape from nd_controlnet_hint_emb_shape), what
+ * nd_controlnet_run adds to conv_in's output. It depends on the hint only,
+ * not on the latent, timestep or prompt, and at the hint's full resolution
+ * it is most of the ControlNet's work on a small model: a sampler loop
+ * computes it once per hint instead of once per step and CFG half. */
+void nd_controlnet_hint_emb_shape(const nd_controlnet *cn, int batch, int h, int w,
+                                  int64_t shape[4]);
+nd_status nd_controlnet_embed_hint(nd_controlnet *cn, const nd_tensor *hint, nd_arena *a,
+                                   nd_tensor *emb, nd_err *err);
+nd_status nd_controlnet_embed_measure(nd_controlnet *cn, int batch, int h, int w,
+                                      size_t *arena_bytes, size_t *ws_bytes, nd_err *err);
 
 /* ---- AutoencoderKL ---- */
 typedef struct nd_vae nd_vae;
@@ -287,6 +307,10 @@ typedef struct {
     const nd_tensor *ctx_cond;   /* [1,n_ctx,dim] (a cached prompt embedding) */
     const nd_tensor *ctx_uncond; /* [1,n_ctx,dim]; unused without CFG */
     const nd_tensor *hint;       /* [1,3,h*f,w*f] in [0,1], or NULL: no ControlNet */
+    /* Optional, with hint: the hint's embedding [1,C0,h,w] from
+     * nd_controlnet_embed_hint, so the hint encoder is not run again
+     * (bit-identical to passing the hint alone). */
+    const nd_tensor *hint_emb;
     float guidance;              /* CFG scale g */
     float control_scale;         /* ControlNet conditioning scale */
 } nd_denoise_sample;

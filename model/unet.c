@@ -75,16 +75,59 @@ static nd_status time_embed(ndg *g, const net *n, const nd_tensor *t, nd_tensor 
 {
     nd_tensor ts = {0}, l1 = {0};
     NDG_TRY(ndg_tsemb(g, t, n->cfg.block_out_channels[0], &ts));
-    NDG_TRY(ndg_linear(g, &ts, "time_embedding.linear_1", &l1));
+    /* row by row: see ndg_linear_rows */
+    NDG_TRY(ndg_linear_rows(g, &ts, "time_embedding.linear_1", &l1));
     NDG_TRY(ndg_unary(g, ND_OP_SILU, &l1, &l1));
-    NDG_TRY(ndg_linear(g, &l1, "time_embedding.linear_2", temb_act));
+    NDG_TRY(ndg_linear_rows(g, &l1, "time_embedding.linear_2", temb_act));
     return ndg_unary(g, ND_OP_SILU, temb_act, temb_act);
 }
 
+/* y = [x; x]: a tensor of the first half of a CFG batch, for both halves. */
+static nd_status expand_pairs(ndg *g, const nd_tensor *x, nd_tensor *y)
+{
+    nd_tensor src = *x;
+    memset(y, 0, sizeof *y);
+    NDG_TRY(ndg_new(g, y, x->ndim, 2 * x->shape[0], x->ndim > 1 ? x->shape[1] : 0,
+                    x->ndim > 2 ? x->shape[2] : 0, x->ndim > 3 ? x->shape[3] : 0));
+    if (g->dry)
+        return ND_OK;
+    nd_tensor lo = *y, hi = *y;
+    lo.shape[0] = hi.shape[0] = src.shape[0];
+    hi.data = (char *)y->data + nd_tensor_bytes(&src);
+    NDG_TRY(nd_copy(g->be, &src, &lo, g->err));
+    return nd_copy(g->be, &src, &hi, g->err);
+}
+
+/* skips[0..k) and temb from half to whole batch (in place: new tensors). */
+static nd_status expand_all(ndg *g, nd_tensor *skips, int k, nd_tensor *temb)
+{
+    for (int i = 0; i < k; i++) {
+        nd_tensor half = skips[i];
+        NDG_TRY(expand_pairs(g, &half, &skips[i]));
+    }
+    nd_tensor half = *temb;
+    return expand_pairs(g, &half, temb);
+}
+
+/* The first half of a batch tensor (a view). */
+static nd_tensor first_half(const nd_tensor *t)
+{
+    nd_tensor h = *t;
+    h.shape[0] /= 2;
+    return h;
+}
+
 /* Down blocks and mid block from h = conv_in(x) (+ hint); skips[n_skips]
- * and mid are allocated here (they stay in the arena). */
-static nd_status down_mid(ndg *g, const net *n, const nd_tensor *h0, const nd_tensor *temb,
-                          const nd_tensor *ctx, nd_tensor *skips, nd_tensor *mid)
+ * and mid are allocated here (they stay in the arena).
+ *
+ * pairs: h0 and *temb hold only the first half of a CFG batch whose halves
+ * have the same latent and timestep (and hint): everything before the first
+ * cross-attention is then the same for both halves, so it runs once per
+ * pair and is copied for the second half when the first transformer block
+ * starts (*temb too). Exact: every op computes a sample independently of
+ * its batch (gen.h, determinism). */
+static nd_status down_mid(ndg *g, const net *n, const nd_tensor *h0, nd_tensor *temb,
+                          const nd_tensor *ctx, nd_tensor *skips, nd_tensor *mid, bool pairs)
 {
     const nd_unet_config *c = &n->cfg;
     int groups = c->norm_num_groups, heads = c->num_heads;
@@ -100,6 +143,10 @@ static nd_status down_mid(ndg *g, const net *n, const nd_tensor *h0, const nd_te
             ndg_fmt(b, sizeof b, "down_blocks.%d.resnets.%d", i, l);
             NDG_TRY(ndg_resnet(g, h, temb, b, groups, eps, y));
             if (ndg_has(g, "down_blocks.%d.attentions.%d.norm.weight", i, l)) {
+                if (pairs) {
+                    NDG_TRY(expand_all(g, skips, k, temb));
+                    pairs = false;
+                }
                 ndg_fmt(b, sizeof b, "down_blocks.%d.attentions.%d", i, l);
                 NDG_TRY(ndg_transformer(g, y, ctx, b, groups, heads, y));
             }
@@ -115,6 +162,10 @@ static nd_status down_mid(ndg *g, const net *n, const nd_tensor *h0, const nd_te
     }
     if (k != n->n_skips)
         return nd_fail(g->err, ND_EFORMAT, "%s: %d skips, expected %d", n->prefix, k, n->n_skips);
+    if (pairs) { /* no cross-attention in the down blocks: the mid block has one */
+        NDG_TRY(expand_all(g, skips, k, temb));
+        h = &skips[k - 1];
+    }
     /* mid: resnet, transformer, resnet */
     nd_tensor m0 = {0};
     memset(mid, 0, sizeof *mid);
@@ -221,9 +272,11 @@ nd_status nd_unet_run(nd_unet *u, const nd_unet_input *in, nd_arena *a, nd_tenso
     float eps = c->norm_eps;
     nd_tensor temb = {0}, h0 = {0}, mid;
     nd_tensor skips[MAX_SKIPS];
-    NDG_TRY(time_embed(&g, n, in->t, &temb));
-    NDG_TRY(ndg_conv(&g, in->x, "conv_in", 1, 1, 1, 1, 1, &h0));
-    NDG_TRY(down_mid(&g, n, &h0, &temb, in->ctx, skips, &mid));
+    bool pairs = in->cfg_pairs && B % 2 == 0;
+    nd_tensor xh = pairs ? first_half(in->x) : *in->x, th = pairs ? first_half(in->t) : *in->t;
+    NDG_TRY(time_embed(&g, n, &th, &temb));
+    NDG_TRY(ndg_conv(&g, &xh, "conv_in", 1, 1, 1, 1, 1, &h0));
+    NDG_TRY(down_mid(&g, n, &h0, &temb, in->ctx, skips, &mid, pairs));
     if (in->mid_res)
         NDG_TRY(ndg_binary(&g, ND_OP_ADD, &mid, in->mid_res, &mid));
     /* up blocks */
@@ -356,16 +409,95 @@ void nd_controlnet_res_shape(const nd_controlnet *cn, int i, int batch, int h, i
     res_shape(&cn->n, i, batch, h, w, shape);
 }
 
+void nd_controlnet_hint_emb_shape(const nd_controlnet *cn, int batch, int h, int w,
+                                  int64_t shape[4])
+{
+    shape[0] = batch;
+    shape[1] = cn->n.cfg.block_out_channels[0];
+    shape[2] = h;
+    shape[3] = w;
+}
+
+/* The hint encoder (controlnet_cond_embedding): hint [B,3,H*f,W*f] -> emb
+ * [B,C0,H,W], allocated here when emb->ndim == 0. */
+static nd_status hint_encoder(ndg *g, const nd_controlnet *cn, const nd_tensor *hint,
+                              nd_tensor *emb)
+{
+    char b[128];
+    nd_tensor out = *emb;
+    if (!out.ndim) { /* the output first, so the temporaries can be released */
+        int64_t sh[4], f = cn->hint_factor;
+        nd_controlnet_hint_emb_shape(cn, (int)hint->shape[0], (int)(hint->shape[2] / f),
+                                     (int)(hint->shape[3] / f), sh);
+        NDG_TRY(ndg_new(g, &out, 4, sh[0], sh[1], sh[2], sh[3]));
+    }
+    size_t mark = nd_arena_mark(g->a);
+    nd_tensor e = {0};
+    NDG_TRY(ndg_conv(g, hint, "controlnet_cond_embedding.conv_in", 1, 1, 1, 1, 1, &e));
+    NDG_TRY(ndg_unary(g, ND_OP_SILU, &e, &e));
+    for (int k = 0; ndg_has(g, "controlnet_cond_embedding.blocks.%d.weight", k); k++) {
+        nd_tensor e2 = {0};
+        int s = k % 2 ? 2 : 1;
+        ndg_fmt(b, sizeof b, "controlnet_cond_embedding.blocks.%d", k);
+        NDG_TRY(ndg_conv(g, &e, b, s, 1, 1, 1, 1, &e2));
+        NDG_TRY(ndg_unary(g, ND_OP_SILU, &e2, &e2));
+        e = e2;
+    }
+    NDG_TRY(ndg_conv(g, &e, "controlnet_cond_embedding.conv_out", 1, 1, 1, 1, 1, &out));
+    nd_arena_reset(g->a, mark);
+    *emb = out;
+    return ND_OK;
+}
+
+static nd_status check_hint(const nd_controlnet *cn, const nd_tensor *hint, int64_t B, int64_t H,
+                            int64_t W, nd_err *err)
+{
+    const net *n = &cn->n;
+    int64_t f = cn->hint_factor;
+    if (!is_shape(hint, 4, B, n->cfg.cond_channels > 0 ? n->cfg.cond_channels : 3, H * f, W * f))
+        return nd_fail(err, ND_EINVAL, "controlnet: hint must be [%lld,3,%lld,%lld]",
+                       (long long)B, (long long)(H * f), (long long)(W * f));
+    return ND_OK;
+}
+
+nd_status nd_controlnet_embed_hint(nd_controlnet *cn, const nd_tensor *hint, nd_arena *a,
+                                   nd_tensor *emb, nd_err *err)
+{
+    const net *n = &cn->n;
+    int64_t f = cn->hint_factor;
+    if (!hint || hint->ndim != 4)
+        return nd_fail(err, ND_EINVAL, "controlnet: hint must be [B,3,H,W]");
+    int64_t B = hint->shape[0], H = hint->shape[2] / f, W = hint->shape[3] / f;
+    NDG_TRY(check_hint(cn, hint, B, H, W, err));
+    int64_t sh[4];
+    nd_controlnet_hint_emb_shape(cn, (int)B, (int)H, (int)W, sh);
+    if (!is_shape(emb, 4, sh[0], sh[1], sh[2], sh[3]))
+        return nd_fail(err, ND_EINVAL, "controlnet: hint embedding must be [%lld,%lld,%lld,%lld]",
+                       (long long)sh[0], (long long)sh[1], (long long)sh[2], (long long)sh[3]);
+    ndg g;
+    ndg_init(&g, n->be, n->w, n->prefix, a, err);
+    NDG_TRY(hint_encoder(&g, cn, hint, emb));
+    if (g.ws_need > cn->n.ws_need)
+        cn->n.ws_need = g.ws_need;
+    return ND_OK;
+}
+
 nd_status nd_controlnet_run(nd_controlnet *cn, const nd_controlnet_input *in, nd_arena *a,
                             nd_tensor *down, nd_tensor *mid, nd_err *err)
 {
     const net *n = &cn->n;
     NDG_TRY(check_common(n, "controlnet", in->x, in->t, in->ctx, err));
     int64_t B = in->x->shape[0], H = in->x->shape[2], W = in->x->shape[3];
-    int64_t f = cn->hint_factor;
-    if (!is_shape(in->hint, 4, B, n->cfg.cond_channels > 0 ? n->cfg.cond_channels : 3, H * f, W * f))
-        return nd_fail(err, ND_EINVAL, "controlnet: hint must be [%lld,3,%lld,%lld]",
-                       (long long)B, (long long)(H * f), (long long)(W * f));
+    if (in->hint_emb) {
+        int64_t sh[4];
+        nd_controlnet_hint_emb_shape(cn, (int)B, (int)H, (int)W, sh);
+        if (!is_shape(in->hint_emb, 4, sh[0], sh[1], sh[2], sh[3]))
+            return nd_fail(err, ND_EINVAL, "controlnet: hint_emb must be [%lld,%lld,%lld,%lld]",
+                           (long long)sh[0], (long long)sh[1], (long long)sh[2],
+                           (long long)sh[3]);
+    } else {
+        NDG_TRY(check_hint(cn, in->hint, B, H, W, err));
+    }
     for (int i = 0; i <= n->n_skips; i++) {
         int64_t sh[4];
         res_shape(n, i, (int)B, (int)H, (int)W, sh);
@@ -379,25 +511,19 @@ nd_status nd_controlnet_run(nd_controlnet *cn, const nd_controlnet_input *in, nd
     ndg_init(&g, n->be, n->w, n->prefix, a, err);
     size_t mark = nd_arena_mark(a);
     char b[128];
-    /* hint encoder */
-    nd_tensor e = {0};
-    NDG_TRY(ndg_conv(&g, in->hint, "controlnet_cond_embedding.conv_in", 1, 1, 1, 1, 1, &e));
-    NDG_TRY(ndg_unary(&g, ND_OP_SILU, &e, &e));
-    for (int k = 0; ndg_has(&g, "controlnet_cond_embedding.blocks.%d.weight", k); k++) {
-        nd_tensor e2 = {0};
-        int s = k % 2 ? 2 : 1;
-        ndg_fmt(b, sizeof b, "controlnet_cond_embedding.blocks.%d", k);
-        NDG_TRY(ndg_conv(&g, &e, b, s, 1, 1, 1, 1, &e2));
-        NDG_TRY(ndg_unary(&g, ND_OP_SILU, &e2, &e2));
-        e = e2;
-    }
     nd_tensor emb = {0}, temb = {0}, h0 = {0}, m;
-    NDG_TRY(ndg_conv(&g, &e, "controlnet_cond_embedding.conv_out", 1, 1, 1, 1, 1, &emb));
-    NDG_TRY(time_embed(&g, n, in->t, &temb));
-    NDG_TRY(ndg_conv(&g, in->x, "conv_in", 1, 1, 1, 1, 1, &h0));
-    NDG_TRY(ndg_binary(&g, ND_OP_ADD, &h0, &emb, &h0));
+    if (in->hint_emb)
+        emb = *in->hint_emb;
+    else
+        NDG_TRY(hint_encoder(&g, cn, in->hint, &emb));
+    bool pairs = in->cfg_pairs && B % 2 == 0;
+    nd_tensor xh = pairs ? first_half(in->x) : *in->x, th = pairs ? first_half(in->t) : *in->t;
+    nd_tensor eh = pairs ? first_half(&emb) : emb;
+    NDG_TRY(time_embed(&g, n, &th, &temb));
+    NDG_TRY(ndg_conv(&g, &xh, "conv_in", 1, 1, 1, 1, 1, &h0));
+    NDG_TRY(ndg_binary(&g, ND_OP_ADD, &h0, &eh, &h0));
     nd_tensor skips[MAX_SKIPS];
-    NDG_TRY(down_mid(&g, n, &h0, &temb, in->ctx, skips, &m));
+    NDG_TRY(down_mid(&g, n, &h0, &temb, in->ctx, skips, &m, pairs));
     for (int i = 0; i < n->n_skips; i++) {
         ndg_fmt(b, sizeof b, "controlnet_down_blocks.%d", i);
         NDG_TRY(ndg_conv(&g, &skips[i], b, 1, 0, 0, 0, 0, &down[i]));
@@ -437,6 +563,29 @@ nd_status nd_controlnet_measure(nd_controlnet *cn, int batch, int h, int w, int 
     size_t before = cn->n.ws_need;
     cn->n.ws_need = 0;
     nd_status st = nd_controlnet_run(cn, &in, &a, res, &res[n->n_skips], err);
+    if (ws_bytes)
+        *ws_bytes = cn->n.ws_need;
+    if (cn->n.ws_need < before)
+        cn->n.ws_need = before;
+    if (arena_bytes)
+        *arena_bytes = a.peak;
+    return st;
+}
+
+nd_status nd_controlnet_embed_measure(nd_controlnet *cn, int batch, int h, int w,
+                                      size_t *arena_bytes, size_t *ws_bytes, nd_err *err)
+{
+    nd_arena a;
+    nd_arena_init_measure(&a);
+    int64_t f = cn->hint_factor, se[4];
+    int64_t sh[4] = {batch, cn->n.cfg.cond_channels > 0 ? cn->n.cfg.cond_channels : 3, h * f, w * f};
+    nd_controlnet_hint_emb_shape(cn, batch, h, w, se);
+    nd_tensor hint, emb;
+    NDG_TRY(nd_arena_tensor(&a, ND_F32, 4, sh, &hint, err));
+    NDG_TRY(nd_arena_tensor(&a, ND_F32, 4, se, &emb, err));
+    size_t before = cn->n.ws_need;
+    cn->n.ws_need = 0;
+    nd_status st = nd_controlnet_embed_hint(cn, &hint, &a, &emb, err);
     if (ws_bytes)
         *ws_bytes = cn->n.ws_need;
     if (cn->n.ws_need < before)

@@ -378,6 +378,90 @@ static nd_status conv_winograd(nd_backend *be, const nd_op_call *c, nd_arena *ws
     return ND_OK;
 }
 
+/* ---- direct 3x3 for a few output channels -------------------------------------- */
+
+/* The VAE's conv_out (32 -> 3 channels at full image size): im2col would
+ * write K = 288 floats per pixel to feed a 3-row GEMM, and that memory
+ * traffic is the whole cost; direct accumulation reads each input row 9
+ * times from L1 instead. One task = one output row of one image; every
+ * output element sums its taps in (ci, ky, kx) order with FMAs. */
+static bool conv_is_direct(const nd_op_call *c)
+{
+    const nd_tensor *w = c->src[1];
+    return w->shape[0] <= 4 && w->shape[2] == 3 && w->shape[3] == 3 && c->p.conv.stride == 1 &&
+           w->shape[1] * 9 > 64;
+}
+
+typedef struct {
+    const float *x, *w, *b;
+    float *y;
+    int64_t Ci, H, W, Co, Ho, Wo;
+    int pt, pl;
+    bool avx2;
+} dc_ctx;
+
+static void axpy_plain(float *y, const float *x, float a, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = fmaf(a, x[i], y[i]);
+}
+
+#ifdef ND_HAVE_X86
+ND_AVX2 static void axpy_avx2(float *y, const float *x, float a, int64_t n)
+{
+    __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] = fmaf(a, x[i], y[i]);
+}
+#endif
+
+static void dc_task(void *vc, int64_t t, int thread)
+{
+    (void)thread;
+    const dc_ctx *c = vc;
+    int64_t n = t / c->Ho, oy = t % c->Ho;
+    void (*axpy)(float *, const float *, float, int64_t) = axpy_plain;
+#ifdef ND_HAVE_X86
+    if (c->avx2)
+        axpy = axpy_avx2;
+#endif
+    for (int64_t co = 0; co < c->Co; co++) {
+        float *yr = c->y + ((n * c->Co + co) * c->Ho + oy) * c->Wo;
+        float bv = c->b ? c->b[co] : 0.0f;
+        for (int64_t ox = 0; ox < c->Wo; ox++)
+            yr[ox] = bv;
+        for (int64_t ci = 0; ci < c->Ci; ci++)
+            for (int ky = 0; ky < 3; ky++) {
+                int64_t iy = oy - c->pt + ky;
+                if (iy < 0 || iy >= c->H)
+                    continue;
+                const float *xr = c->x + ((n * c->Ci + ci) * c->H + iy) * c->W;
+                const float *wk = c->w + ((co * c->Ci + ci) * 3 + ky) * 3;
+                for (int kx = 0; kx < 3; kx++) {
+                    /* ox such that 0 <= ox - pl + kx < W */
+                    int64_t o0 = c->pl - kx > 0 ? c->pl - kx : 0;
+                    int64_t o1 = c->W + c->pl - kx < c->Wo ? c->W + c->pl - kx : c->Wo;
+                    if (o1 > o0)
+                        axpy(yr + o0, xr + o0 - c->pl + kx, wk[kx], o1 - o0);
+                }
+            }
+    }
+}
+
+static nd_status conv_direct(nd_backend *be, const nd_op_call *c)
+{
+    const nd_tensor *x = c->src[0], *w = c->src[1], *b = c->src[2];
+    nd_tensor *y = c->dst;
+    dc_ctx dc = {x->data, w->data, b ? b->data : NULL, y->data, x->shape[1], x->shape[2],
+                 x->shape[3], w->shape[0], y->shape[2], y->shape[3], c->p.conv.pad_top,
+                 c->p.conv.pad_left, cpu_of(be)->avx2};
+    nd_pool_run(cpu_of(be)->pool, x->shape[0] * y->shape[2], dc_task, &dc);
+    return ND_OK;
+}
+
 /* ---- small K on the AVX-512 micro-GEMM --------------------------------------- */
 
 static bool conv_is_smallk(const nd_backend *be, const nd_op_call *c)
@@ -408,7 +492,7 @@ static void sk_task(void *vc, int64_t t, int thread)
 size_t cpu_conv2d_ws(const nd_backend *be, const nd_op_call *c)
 {
     (void)be;
-    if (conv_is_gemm(c))
+    if (conv_is_gemm(c) || conv_is_direct(c))
         return 0;
     if (conv_is_winograd(c))
         return wg_ws(c);
@@ -470,6 +554,8 @@ nd_status cpu_conv2d(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_err *
     int64_t Ho = y->shape[2], Wo = y->shape[3], P = Ho * Wo, K = Ci * KH * KW;
     if (conv_is_winograd(c))
         return conv_winograd(be, c, ws, err);
+    if (conv_is_direct(c))
+        return conv_direct(be, c);
     float *Y = y->data;
     const float *X = x->data;
 #ifdef ND_HAVE_X86

@@ -338,6 +338,16 @@ static void test_conv2d(void)
     begin(ND_OP_CONV2D); /* 1x1 stride 2: not the plain GEMM path */
     SRC(0, -1, 1, 1, 5, 7, 7); SRC(1, -1, 1, 3, 5, 1, 1); SRC(2, -1, 1, 3); DST(1, 3, 4, 4);
     conv("1x1 s2 [1,5,7,7]", 2, 0, 0, 0, 0);
+    /* a few output channels, K > 64 (the VAE's conv_out): the direct path */
+    begin(ND_OP_CONV2D);
+    SRC(0, -1, 1, 2, 32, 9, 21); SRC(1, -1, 1, 3, 32, 3, 3); SRC(2, -1, 1, 3); DST(2, 3, 9, 21);
+    conv("3x3 s1 p1 [2,32,9,21]->3 direct", 1, 1, 1, 1, 1);
+    begin(ND_OP_CONV2D);
+    SRC(0, -1, 1, 1, 12, 7, 10); SRC(1, -1, 1, 4, 12, 3, 3); nosrc(2); DST(1, 4, 5, 8);
+    conv("3x3 s1 p0 [1,12,7,10]->4 direct no bias", 1, 0, 0, 0, 0);
+    begin(ND_OP_CONV2D);
+    SRC(0, -1, 1, 1, 12, 6, 9); SRC(1, -1, 1, 1, 12, 3, 3); SRC(2, -1, 1, 1); DST(1, 1, 5, 8);
+    conv("3x3 s1 pad(0,1,0,1) [1,12,6,9]->1 direct", 1, 0, 1, 0, 1);
 }
 
 static void gn(const char *label, int groups, float eps, bool silu)
@@ -648,12 +658,13 @@ static void test_errors(void)
         cu.device = ND_DEV_CUDA;
         CHECK(nd_silu(bes[b], &cu, &y2, &err) == ND_EINVAL);
     }
-    /* a workspace too small for an im2col band: ND_ENOMEM, saying how much */
+    /* a workspace too small for an im2col band: ND_ENOMEM, saying how much
+     * (5 output channels: more than the direct path's 4, fewer than Winograd's 8) */
     nd_backend_config small = {1, 1024};
     CHECK_OK(nd_backend_open("cpu", &small, &be, &err), &err);
     nd_tensor cx = new_tensor(ND_F32, 4, (int64_t[]){1, 8, 9, 9});
-    nd_tensor cw = new_tensor(ND_F32, 4, (int64_t[]){4, 8, 3, 3});
-    nd_tensor cy = new_tensor(ND_F32, 4, (int64_t[]){1, 4, 9, 9});
+    nd_tensor cw = new_tensor(ND_F32, 4, (int64_t[]){5, 8, 3, 3});
+    nd_tensor cy = new_tensor(ND_F32, 4, (int64_t[]){1, 5, 9, 9});
     if (be) {
         CHECK(nd_conv2d(be, &cx, &cw, NULL, 1, 1, &cy, &err) == ND_ENOMEM);
         CHECK(strstr(err.msg, "workspace needs") != NULL);
