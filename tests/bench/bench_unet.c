@@ -1,11 +1,19 @@
 /* tests/bench/bench_unet.c - one SD1.5 UNet step (and one ControlNet eval) at
  * full size on the CPU, with random weights made here from the committed
- * manifests (never committed; f16 files under /tmp, deleted after, loaded as
- * f32). Reports seconds per eval, GFLOP/s, the activation arena (measured by
- * the model's own sizing pass) and peak RSS.
- *   ND_BENCH_SHAPES="64x64x1 136x128x1 64x64x4"  (latent HxWxbatch; default 64x64x1)
+ * manifests (never committed; f16 files in a temporary folder, deleted after,
+ * loaded as f32), side by side with diffusers on PyTorch CPU on the SAME
+ * weights and inputs (tests/bench/bench_unet_torch.py, run after this side has
+ * freed its model so the two never hold 5 GB each at once). Reports seconds
+ * per eval (best of ND_BENCH_REPS), the activation arena (the model's own
+ * sizing pass), peak RSS during the runs (high-water mark reset per shape)
+ * and diffusers' max rel. error against our eps.
+ *   ND_BENCH_SHAPES="64x64x1 136x128x1 64x64x4"  (latent HxWxbatch; default 64x64x1;
+ *                                              BENCH_FULL=1: 64x64 and 136x128, batch 1 and 4)
  *   ND_BENCH_BACKEND=cpu                       (or cpu_ref)
- *   ND_BENCH_CONTROL=0                         (skip the ControlNet) */
+ *   ND_BENCH_CONTROL=0                         (skip the ControlNet)
+ *   ND_BENCH_REPS=2                            (timed runs per shape, each side)
+ *   ND_PYTHON=/work/venv/bin/python            (PyTorch + diffusers; default python3;
+ *                                              the peer is skipped, and says so, without them) */
 #include "kernels/ops.h"
 #include "model/sd.h"
 #include "weights/weights.h"
@@ -16,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -106,6 +115,37 @@ static long rss_mb(void)
     return ru.ru_maxrss / 1024;
 }
 
+/* Peak RSS per shape: reset the kernel's high-water mark, read VmHWM after. */
+static void peak_reset(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) {
+        fputs("5", f);
+        fclose(f);
+    }
+}
+
+/* A "Key: N kB" line of /proc/self/status in MB, or -1. */
+static long status_mb(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    size_t n = strlen(key);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n) && line[n] == ':' && sscanf(line + n + 1, "%ld", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb >= 0 ? kb / 1024 : -1;
+}
+
+static long peak_mb(void)
+{
+    long hwm = status_mb("VmHWM");
+    return hwm >= 0 ? hwm : rss_mb();
+}
+
 #define DIE(...)                                                              \
     do {                                                                      \
         fprintf(stderr, __VA_ARGS__);                                         \
@@ -114,18 +154,110 @@ static long rss_mb(void)
         goto out;                                                             \
     } while (0)
 
+#define MAX_SHAPES 8
+typedef struct {
+    char tag[32];
+    int H, W, B;
+    double unet, cn;     /* best seconds, ours */
+    long peak;           /* MB */
+    double p_unet, p_cn, p_peak, p_err; /* diffusers; p_unet < 0: no result */
+} shape_res;
+
+/* The inputs and our eps for the peer: DIR/io_TAG.safetensors. */
+static int save_io(const char *dir, const char *tag, const nd_tensor *const *t,
+                   const char *const *names, int n)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/io_%s.safetensors", dir, tag);
+    nd_st_writer *w = nd_st_writer_new();
+    nd_err e;
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        int64_t sh[4];
+        for (int d = 0; d < t[i]->ndim; d++)
+            sh[d] = t[i]->shape[d];
+        rc = nd_st_writer_add(w, names[i], ND_WDT_F32, t[i]->ndim, sh, t[i]->data, &e) ? -1 : 0;
+    }
+    if (!rc && nd_st_writer_save(w, path, &e))
+        rc = -1;
+    if (rc)
+        fprintf(stderr, "%s: %s\n", path, e.msg);
+    nd_st_writer_free(w);
+    return rc;
+}
+
+/* diffusers on the same files and inputs; fills the p_* fields. */
+static void run_peer(const char *dir, int threads, int reps, shape_res *r, int n)
+{
+    const char *py = getenv("ND_PYTHON");
+    if (!py || !*py)
+        py = "python3";
+    char cmd[2048];
+    int len = snprintf(cmd, sizeof cmd, "%s tests/bench/bench_unet_torch.py %s %d %d", py, dir,
+                       threads, reps);
+    for (int i = 0; i < n && len < (int)sizeof cmd - 40; i++)
+        len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s", r[i].tag);
+    printf("diffusers peer: %s\n", cmd);
+    fflush(stdout);
+    FILE *p = popen(cmd, "r");
+    char line[512];
+    while (p && fgets(line, sizeof line, p)) {
+        char tag[32];
+        double u, c, pk, er;
+        if (sscanf(line, "%31s %lf %lf %lf %lf", tag, &u, &c, &pk, &er) != 5)
+            continue;
+        for (int i = 0; i < n; i++)
+            if (!strcmp(tag, r[i].tag)) {
+                r[i].p_unet = u, r[i].p_cn = c, r[i].p_peak = pk, r[i].p_err = er;
+                printf("  diffusers %s: unet %.2f s, controlnet %.2f s, peak RSS %.0f MB, "
+                       "max rel err vs ours %.3g\n", tag, u, c, pk, er);
+                fflush(stdout);
+            }
+    }
+    int st = p ? pclose(p) : -1;
+    if (st != 0)
+        printf("diffusers peer: skipped or failed (exit %d; PyTorch + diffusers in ND_PYTHON=%s?)\n",
+               st > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : st, py);
+}
+
+static void table(const shape_res *r, int n, bool control, const char *be, int threads, int reps)
+{
+    printf("\nSD1.5 %s, one step, random weights (same files both sides), %s %d threads, best of %d\n",
+           control ? "UNet + ControlNet" : "UNet", be, threads, reps);
+    printf("%-12s | %-28s | %-28s | %-7s | %s\n", "latent xB", "netdiffd unet+cn=s  peak MB",
+           "diffusers unet+cn=s peak MB", "speedup", "max rel err (eps)");
+    for (int i = 0; i < n; i++) {
+        char ours[64], theirs[64] = "-", sp[16] = "-", er[32] = "-";
+        snprintf(ours, sizeof ours, "%.2f+%.2f=%.2f %6ld", r[i].unet, r[i].cn, r[i].unet + r[i].cn,
+                 r[i].peak);
+        if (r[i].p_unet >= 0) {
+            snprintf(theirs, sizeof theirs, "%.2f+%.2f=%.2f %6.0f", r[i].p_unet, r[i].p_cn,
+                     r[i].p_unet + r[i].p_cn, r[i].p_peak);
+            snprintf(sp, sizeof sp, "%.2fx", (r[i].p_unet + r[i].p_cn) / (r[i].unet + r[i].cn));
+            snprintf(er, sizeof er, "%.3g", r[i].p_err);
+        }
+        printf("%-12s | %-28s | %-28s | %-7s | %s\n", r[i].tag, ours, theirs, sp, er);
+    }
+}
+
 int main(void)
 {
-    char up[] = "/tmp/nd_bench_unet_XXXXXX", cp[] = "/tmp/nd_bench_cn_XXXXXX";
-    int fu = mkstemp(up), fc = mkstemp(cp), rc = 0;
-    if (fu < 0 || fc < 0)
+    char dir[] = "/tmp/nd_bench_unet_XXXXXX", up[600], cp[600];
+    if (!mkdtemp(dir))
         return 1;
-    close(fu);
-    close(fc);
+    snprintf(up, sizeof up, "%s/unet.safetensors", dir);
+    snprintf(cp, sizeof cp, "%s/cn.safetensors", dir);
+    int rc = 0, n_shapes = 0, threads = 0;
+    shape_res res_[MAX_SHAPES];
     const char *shapes = getenv("ND_BENCH_SHAPES");
+    const char *full = getenv("BENCH_FULL");
     const char *bename = getenv("ND_BENCH_BACKEND");
     const char *ctl = getenv("ND_BENCH_CONTROL");
+    const char *reps_s = getenv("ND_BENCH_REPS");
+    int reps = reps_s && atoi(reps_s) > 0 ? atoi(reps_s) : 2;
     bool control = !ctl || strcmp(ctl, "0");
+    if (!bename)
+        bename = "cpu";
     nd_weights *w = NULL;
     nd_backend *be = NULL;
     nd_unet *u = NULL;
@@ -145,20 +277,24 @@ int main(void)
         DIE("load: %s", e.msg);
     printf("loaded as f32 in %.1f s\n", now() - t0);
     nd_backend_config cfg = {0, 0};
-    /* workspace: sized from the largest shape below, so open after measuring */
-    if (nd_unet_new(w, NULL, &u, &e) || (control && nd_controlnet_new(w, NULL, &cn, &e)))
-        DIE("model: %s", e.msg);
     char list[256];
-    snprintf(list, sizeof list, "%s", shapes && *shapes ? shapes : "64x64x1");
+    snprintf(list, sizeof list, "%s",
+             shapes && *shapes ? shapes
+             : full && !strcmp(full, "1") ? "64x64x1 136x128x1 64x64x4 136x128x4"
+                                           : "64x64x1");
     for (char *tok = strtok(list, " ,"); tok; tok = strtok(NULL, " ,")) {
         int H, W, B;
-        if (sscanf(tok, "%dx%dx%d", &H, &W, &B) != 3)
-            DIE("bad shape %s", tok);
+        if (sscanf(tok, "%dx%dx%d", &H, &W, &B) != 3 || n_shapes == MAX_SHAPES)
+            DIE("bad shape %s (or more than %d)", tok, MAX_SHAPES);
+        shape_res *r = &res_[n_shapes++];
+        memset(r, 0, sizeof *r);
+        snprintf(r->tag, sizeof r->tag, "%dx%dx%d", H, W, B);
+        r->H = H, r->W = W, r->B = B, r->p_unet = -1;
         size_t ub = 0, uws = 0, cb = 0, cws = 0;
         /* measuring needs a backend for workspace sizes: open a small one first */
         if (!be) {
             nd_backend_config c0 = {0, 1 << 20};
-            if (nd_backend_open(bename ? bename : "cpu", &c0, &be, &e))
+            if (nd_backend_open(bename, &c0, &be, &e))
                 DIE("backend: %s", e.msg);
         }
         nd_unet_free(u);
@@ -176,10 +312,12 @@ int main(void)
         nd_backend_close(be);
         be = NULL;
         cfg.workspace_bytes = ws + (1 << 20);
-        if (nd_backend_open(bename ? bename : "cpu", &cfg, &be, &e))
+        if (nd_backend_open(bename, &cfg, &be, &e))
             DIE("backend: %s", e.msg);
+        threads = be->n_threads;
         if (nd_unet_new(w, be, &u, &e) || (control && nd_controlnet_new(w, be, &cn, &e)))
             DIE("model: %s", e.msg);
+        peak_reset();
         /* inputs + residuals + both arenas' worth: one arena */
         nd_arena a;
         if (nd_arena_init(&a, ub + cb, &e))
@@ -197,7 +335,6 @@ int main(void)
         for (int i = 0; i < B; i++)
             ((float *)t.data)[i] = 500.0f;
         nd_unet_input in = {.x = &x, .t = &t, .ctx = &ctx};
-        double tc = 0;
         if (control) {
             if (nd_arena_tensor(&a, ND_F32, 4, sh, &hint, &e))
                 DIE("arena: %s", e.msg);
@@ -210,18 +347,26 @@ int main(void)
                     DIE("arena: %s", e.msg);
                 rp[i] = &res[i];
             }
-            nd_controlnet_input ci = {.x = &x, .t = &t, .ctx = &ctx, .hint = &hint, .scale = 1.0f};
-            double c0 = now();
-            if (nd_controlnet_run(cn, &ci, &a, res, &res[n], &e))
-                DIE("controlnet: %s", e.msg);
-            tc = now() - c0;
             in.down_res = rp;
             in.mid_res = &res[n];
         }
-        double u0 = now();
-        if (nd_unet_run(u, &in, &a, &out, &e))
-            DIE("unet: %s", e.msg);
-        double tu = now() - u0;
+        r->unet = r->cn = INFINITY;
+        for (int k = 0; k < reps; k++) {
+            if (control) {
+                nd_controlnet_input ci = {.x = &x, .t = &t, .ctx = &ctx, .hint = &hint, .scale = 1.0f};
+                double c0 = now();
+                if (nd_controlnet_run(cn, &ci, &a, res, &res[nd_controlnet_n_down(cn)], &e))
+                    DIE("controlnet: %s", e.msg);
+                r->cn = fmin(r->cn, now() - c0);
+            }
+            double u0 = now();
+            if (nd_unet_run(u, &in, &a, &out, &e))
+                DIE("unet: %s", e.msg);
+            r->unet = fmin(r->unet, now() - u0);
+        }
+        if (!control)
+            r->cn = 0;
+        r->peak = peak_mb();
         const float *o = out.data;
         double sum = 0;
         int bad = 0;
@@ -230,24 +375,46 @@ int main(void)
             bad += !isfinite(o[i]);
         }
         printf("latent %dx%d batch %d on %s (%d threads): unet %.2f s/step", H, W, B, be->name,
-               be->n_threads, tu);
+               be->n_threads, r->unet);
         if (control)
-            printf(", controlnet %.2f s", tc);
-        printf("; arena %.0f MB (unet %.0f + controlnet %.0f), workspace %.0f MB, peak RSS %ld MB; "
-               "mean|eps| %.3g%s\n",
-               (ub + cb) / 1e6, ub / 1e6, cb / 1e6, cfg.workspace_bytes / 1e6, rss_mb(),
-               sum / (double)nd_tensor_numel(&out), bad ? " NON-FINITE" : "");
+            printf(", controlnet %.2f s", r->cn);
+        /* file-backed: the f16 file's pages, still mapped after the f32 conversion */
+        printf("; arena %.0f MB (unet %.0f + controlnet %.0f), workspace %.0f MB, peak RSS %ld MB "
+               "(now: anon %ld MB, file %ld MB); mean|eps| %.3g%s\n",
+               (ub + cb) / 1e6, ub / 1e6, cb / 1e6, cfg.workspace_bytes / 1e6, r->peak,
+               status_mb("RssAnon"), status_mb("RssFile"), sum / (double)nd_tensor_numel(&out),
+               bad ? " NON-FINITE" : "");
         fflush(stdout);
         if (a.peak > ub + cb)
             DIE("arena peak %zu above the measured %zu", a.peak, ub + cb);
+        const nd_tensor *io[] = {&x, &t, &ctx, &out, &hint};
+        const char *names[] = {"x", "t", "ctx", "eps", "hint"};
+        if (save_io(dir, r->tag, io, names, control ? 5 : 4))
+            DIE("could not write the peer's inputs");
         nd_arena_free(&a);
     }
+    /* free our model before the peer loads its own copy */
+    nd_controlnet_free(cn);
+    nd_unet_free(u);
+    nd_backend_close(be);
+    nd_weights_free(w);
+    cn = NULL, u = NULL, be = NULL, w = NULL;
+    if (!control)
+        unlink(cp);
+    run_peer(dir, threads, reps, res_, n_shapes);
+    table(res_, n_shapes, control, bename, threads, reps);
 out:
     nd_controlnet_free(cn);
     nd_unet_free(u);
     nd_backend_close(be);
     nd_weights_free(w);
+    for (int i = 0; i < n_shapes; i++) {
+        char io[1024];
+        snprintf(io, sizeof io, "%s/io_%s.safetensors", dir, res_[i].tag);
+        unlink(io);
+    }
     unlink(up);
     unlink(cp);
+    rmdir(dir);
     return rc;
 }
