@@ -13,7 +13,15 @@
  *   ND_BENCH_CONTROL=0                         (skip the ControlNet)
  *   ND_BENCH_REPS=2                            (timed runs per shape, each side)
  *   ND_PYTHON=/work/venv/bin/python            (PyTorch + diffusers; default python3;
- *                                              the peer is skipped, and says so, without them) */
+ *                                              the peer is skipped, and says so, without them)
+ *   SDCPP=/path/to/sd-cli                      (stable-diffusion.cpp, built outside the
+ *                                              repository: txt2img on the same weight files
+ *                                              at cfg 1 (one UNet + ControlNet eval per step),
+ *                                              SDCPP_STEPS=2 steps, SDCPP_ARGS="--type f32"; its
+ *                                              "sampling completed" times / steps; B images are
+ *                                              sampled one after another. Timing only: its
+ *                                              noise and prompt are its own.) */
+#include "codec/codec.h"
 #include "kernels/ops.h"
 #include "model/sd.h"
 #include "weights/weights.h"
@@ -161,6 +169,7 @@ typedef struct {
     double unet, cn;     /* best seconds, ours */
     long peak;           /* MB */
     double p_unet, p_cn, p_peak, p_err; /* diffusers; p_unet < 0: no result */
+    double s_step, s_peak;               /* sd.cpp; s_step < 0: no result */
 } shape_res;
 
 /* The inputs and our eps for the peer: DIR/io_TAG.safetensors. */
@@ -220,14 +229,83 @@ static void run_peer(const char *dir, int threads, int reps, shape_res *r, int n
                st > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : st, py);
 }
 
+/* stable-diffusion.cpp's CLI on the same files; fills s_step, s_peak. */
+static void run_sdcpp(const char *dir, int threads, shape_res *r, int n)
+{
+    const char *sd = getenv("SDCPP"), *args = getenv("SDCPP_ARGS"), *st = getenv("SDCPP_STEPS");
+    if (!sd || !*sd) {
+        printf("stable-diffusion.cpp peer: skipped (set SDCPP=/path/to/sd-cli)\n");
+        return;
+    }
+    int steps = st && atoi(st) > 0 ? atoi(st) : 2;
+    bool timed = access("/usr/bin/time", X_OK) == 0;
+    for (int i = 0; i < n; i++) {
+        /* a control image of the hint's size (sd.cpp reads images, not tensors) */
+        int w = r[i].W * 8, h = r[i].H * 8;
+        char png[1024], cmd[4096], line[1024];
+        snprintf(png, sizeof png, "%s/control.png", dir);
+        uint8_t *rgb = malloc((size_t)w * (size_t)h * 3);
+        uint64_t s = 1234567;
+        for (size_t j = 0; rgb && j < (size_t)w * (size_t)h * 3; j++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            rgb[j] = (uint8_t)(s >> 56);
+        }
+        nd_err e;
+        if (!rgb || nd_png_write(png, rgb, w, h, &e)) {
+            free(rgb);
+            printf("stable-diffusion.cpp peer: could not write %s\n", png);
+            return;
+        }
+        free(rgb);
+        snprintf(cmd, sizeof cmd,
+                 "%s%s -m %s/unet.safetensors --control-net %s/cn.safetensors --control-image %s "
+                 "-W %d -H %d --steps %d --cfg-scale 1 -b %d -t %d -s 42 --sampling-method euler "
+                 "-p 'pixelated network data' -o %s/sdcpp.png %s 2>&1",
+                 timed ? "/usr/bin/time -f 'ND_MAXRSS_KB %M' " : "", sd, dir, dir, png, w, h, steps,
+                 r[i].B, threads, dir, args ? args : "--type f32");
+        printf("stable-diffusion.cpp peer: %s\n", cmd);
+        fflush(stdout);
+        FILE *p = popen(cmd, "r");
+        double total = 0, v;
+        long kb = -1;
+        int images = 0;
+        while (p && fgets(line, sizeof line, p)) {
+            const char *m = strstr(line, "sampling completed, taking ");
+            if (m && sscanf(m + 27, "%lf", &v) == 1)
+                total += v, images++;
+            sscanf(line, "ND_MAXRSS_KB %ld", &kb);
+        }
+        int rc = p ? pclose(p) : -1;
+        snprintf(png, sizeof png, "%s/sdcpp.png", dir);
+        unlink(png);
+        snprintf(png, sizeof png, "%s/control.png", dir);
+        unlink(png);
+        if (rc != 0 || images != r[i].B) {
+            printf("  sd.cpp %s: failed (exit %d, %d of %d images sampled)\n", r[i].tag, rc, images,
+                   r[i].B);
+            continue;
+        }
+        r[i].s_step = total / steps;
+        r[i].s_peak = kb >= 0 ? kb / 1024.0 : -1;
+        printf("  sd.cpp %s: %.2f s per step (unet + controlnet, %d image%s), peak RSS %.0f MB\n",
+               r[i].tag, r[i].s_step, r[i].B, r[i].B > 1 ? "s one by one" : "", r[i].s_peak);
+        fflush(stdout);
+    }
+}
+
 static void table(const shape_res *r, int n, bool control, const char *be, int threads, int reps)
 {
     printf("\nSD1.5 %s, one step, random weights (same files both sides), %s %d threads, best of %d\n",
            control ? "UNet + ControlNet" : "UNet", be, threads, reps);
-    printf("%-12s | %-28s | %-28s | %-7s | %s\n", "latent xB", "netdiffd unet+cn=s  peak MB",
-           "diffusers unet+cn=s peak MB", "speedup", "max rel err (eps)");
+    printf("%-12s | %-28s | %-28s | %-7s | %-17s | %-22s | %s\n", "latent xB",
+           "netdiffd unet+cn=s  peak MB", "diffusers unet+cn=s peak MB", "speedup",
+           "max rel err (eps)", "sd.cpp s/step  peak MB", "speedup");
     for (int i = 0; i < n; i++) {
-        char ours[64], theirs[64] = "-", sp[16] = "-", er[32] = "-";
+        char ours[64], theirs[64] = "-", sp[16] = "-", er[32] = "-", sdc[48] = "-", sp2[16] = "-";
+        if (r[i].s_step >= 0) {
+            snprintf(sdc, sizeof sdc, "%.2f %6.0f", r[i].s_step, r[i].s_peak);
+            snprintf(sp2, sizeof sp2, "%.2fx", r[i].s_step / (r[i].unet + r[i].cn));
+        }
         snprintf(ours, sizeof ours, "%.2f+%.2f=%.2f %6ld", r[i].unet, r[i].cn, r[i].unet + r[i].cn,
                  r[i].peak);
         if (r[i].p_unet >= 0) {
@@ -236,7 +314,8 @@ static void table(const shape_res *r, int n, bool control, const char *be, int t
             snprintf(sp, sizeof sp, "%.2fx", (r[i].p_unet + r[i].p_cn) / (r[i].unet + r[i].cn));
             snprintf(er, sizeof er, "%.3g", r[i].p_err);
         }
-        printf("%-12s | %-28s | %-28s | %-7s | %s\n", r[i].tag, ours, theirs, sp, er);
+        printf("%-12s | %-28s | %-28s | %-7s | %-17s | %-22s | %s\n", r[i].tag, ours, theirs, sp,
+               er, sdc, sp2);
     }
 }
 
@@ -289,7 +368,7 @@ int main(void)
         shape_res *r = &res_[n_shapes++];
         memset(r, 0, sizeof *r);
         snprintf(r->tag, sizeof r->tag, "%dx%dx%d", H, W, B);
-        r->H = H, r->W = W, r->B = B, r->p_unet = -1;
+        r->H = H, r->W = W, r->B = B, r->p_unet = -1, r->s_step = -1;
         size_t ub = 0, uws = 0, cb = 0, cws = 0;
         /* measuring needs a backend for workspace sizes: open a small one first */
         if (!be) {
@@ -402,6 +481,8 @@ int main(void)
     if (!control)
         unlink(cp);
     run_peer(dir, threads, reps, res_, n_shapes);
+    if (control)
+        run_sdcpp(dir, threads, res_, n_shapes);
     table(res_, n_shapes, control, bename, threads, reps);
 out:
     nd_controlnet_free(cn);
