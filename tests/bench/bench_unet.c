@@ -297,24 +297,24 @@ static void table(const shape_res *r, int n, bool control, const char *be, int t
 {
     printf("\nSD1.5 %s, one step, random weights (same files both sides), %s %d threads, best of %d\n",
            control ? "UNet + ControlNet" : "UNet", be, threads, reps);
-    printf("%-12s | %-28s | %-28s | %-7s | %-17s | %-22s | %s\n", "latent xB",
+    printf("%-10s | %-30s | %-30s | %-7s | %-17s | %-20s | %s\n", "latent xB",
            "netdiffd unet+cn=s  peak MB", "diffusers unet+cn=s peak MB", "speedup",
            "max rel err (eps)", "sd.cpp s/step  peak MB", "speedup");
     for (int i = 0; i < n; i++) {
         char ours[64], theirs[64] = "-", sp[16] = "-", er[32] = "-", sdc[48] = "-", sp2[16] = "-";
         if (r[i].s_step >= 0) {
-            snprintf(sdc, sizeof sdc, "%.2f %6.0f", r[i].s_step, r[i].s_peak);
+            snprintf(sdc, sizeof sdc, "%.2f  %.0f", r[i].s_step, r[i].s_peak);
             snprintf(sp2, sizeof sp2, "%.2fx", r[i].s_step / (r[i].unet + r[i].cn));
         }
-        snprintf(ours, sizeof ours, "%.2f+%.2f=%.2f %6ld", r[i].unet, r[i].cn, r[i].unet + r[i].cn,
+        snprintf(ours, sizeof ours, "%.2f+%.2f=%.2f  %ld", r[i].unet, r[i].cn, r[i].unet + r[i].cn,
                  r[i].peak);
         if (r[i].p_unet >= 0) {
-            snprintf(theirs, sizeof theirs, "%.2f+%.2f=%.2f %6.0f", r[i].p_unet, r[i].p_cn,
+            snprintf(theirs, sizeof theirs, "%.2f+%.2f=%.2f  %.0f", r[i].p_unet, r[i].p_cn,
                      r[i].p_unet + r[i].p_cn, r[i].p_peak);
             snprintf(sp, sizeof sp, "%.2fx", (r[i].p_unet + r[i].p_cn) / (r[i].unet + r[i].cn));
             snprintf(er, sizeof er, "%.3g", r[i].p_err);
         }
-        printf("%-12s | %-28s | %-28s | %-7s | %-17s | %-22s | %s\n", r[i].tag, ours, theirs, sp,
+        printf("%-10s | %-30s | %-30s | %-7s | %-17s | %-20s | %s\n", r[i].tag, ours, theirs, sp,
                er, sdc, sp2);
     }
 }
