@@ -17,10 +17,11 @@
  *   SDCPP=/path/to/sd-cli                      (stable-diffusion.cpp, built outside the
  *                                              repository: txt2img on the same weight files
  *                                              at cfg 1 (one UNet + ControlNet eval per step),
- *                                              SDCPP_STEPS=2 steps, SDCPP_ARGS="--type f32"; its
- *                                              "sampling completed" times / steps; B images are
- *                                              sampled one after another. Timing only: its
- *                                              noise and prompt are its own.) */
+ *                                              SDCPP_STEPS=2 steps, SDCPP_ARGS="--type f32"; the
+ *                                              last step's time from its progress bar (the first
+ *                                              one also loads the weights); B images are sampled
+ *                                              one after another. Timing only: its noise and
+ *                                              prompt are its own.) */
 #include "codec/codec.h"
 #include "kernels/ops.h"
 #include "model/sd.h"
@@ -266,13 +267,22 @@ static void run_sdcpp(const char *dir, int threads, shape_res *r, int n)
         printf("stable-diffusion.cpp peer: %s\n", cmd);
         fflush(stdout);
         FILE *p = popen(cmd, "r");
+        /* its progress bar gives each step's seconds ("\r|===| k/n - 12.3s/it"): the last
+         * step of each image is past the lazy weight loading of its first step */
         double total = 0, v;
         long kb = -1;
         int images = 0;
         while (p && fgets(line, sizeof line, p)) {
-            const char *m = strstr(line, "sampling completed, taking ");
-            if (m && sscanf(m + 27, "%lf", &v) == 1)
-                total += v, images++;
+            for (const char *q = line; (q = strstr(q, " - ")) != NULL; q += 3) {
+                const char *b = q;
+                while (b > line && b[-1] != ' ' && b[-1] != '|')
+                    b--;
+                int k, nn;
+                char unit[8];
+                if (sscanf(b, "%d/%d - %lf%7[a-z/]", &k, &nn, &v, unit) == 4 && k == nn &&
+                    nn == steps && (!strcmp(unit, "s/it") || !strcmp(unit, "it/s")) && v > 0)
+                    total += strcmp(unit, "s/it") ? 1.0 / v : v, images++;
+            }
             sscanf(line, "ND_MAXRSS_KB %ld", &kb);
         }
         int rc = p ? pclose(p) : -1;
@@ -285,7 +295,7 @@ static void run_sdcpp(const char *dir, int threads, shape_res *r, int n)
                    r[i].B);
             continue;
         }
-        r[i].s_step = total / steps;
+        r[i].s_step = total;
         r[i].s_peak = kb >= 0 ? kb / 1024.0 : -1;
         printf("  sd.cpp %s: %.2f s per step (unet + controlnet, %d image%s), peak RSS %.0f MB\n",
                r[i].tag, r[i].s_step, r[i].B, r[i].B > 1 ? "s one by one" : "", r[i].s_peak);
