@@ -2,8 +2,9 @@
  * full size on the CPU, with random weights made here from the committed
  * manifests (never committed; f16 files in a temporary folder, deleted after,
  * loaded as f32), side by side with diffusers on PyTorch CPU on the SAME
- * weights and inputs (tests/bench/bench_unet_torch.py, run after this side has
- * freed its model so the two never hold 5 GB each at once). Reports seconds
+ * weights and inputs (tests/bench/bench_unet_torch.py as a coprocess: each of
+ * our runs is followed by one of its runs, so both see the same load; the two
+ * hold their f32 models at once, ~14 GB at 64x64). Reports seconds
  * per eval (best of ND_BENCH_REPS), the activation arena (the model's own
  * sizing pass), peak RSS during the runs (high-water mark reset per shape)
  * and diffusers' max rel. error against our eps.
@@ -196,38 +197,75 @@ static int save_io(const char *dir, const char *tag, const nd_tensor *const *t,
     return rc;
 }
 
-/* diffusers on the same files and inputs; fills the p_* fields. */
-static void run_peer(const char *dir, int threads, int reps, shape_res *r, int n)
+/* diffusers as a coprocess (bench_unet_torch.py --serve): each of our runs is
+ * followed by one of its runs on the same inputs, so both are timed under the
+ * same load on this shared machine. */
+typedef struct {
+    pid_t pid;
+    FILE *to, *from;
+} peer;
+
+static bool peer_start(peer *c, const char *dir, int threads)
 {
     const char *py = getenv("ND_PYTHON");
     if (!py || !*py)
         py = "python3";
-    char cmd[2048];
-    int len = snprintf(cmd, sizeof cmd, "%s tests/bench/bench_unet_torch.py %s %d %d", py, dir,
-                       threads, reps);
-    for (int i = 0; i < n && len < (int)sizeof cmd - 40; i++)
-        len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s", r[i].tag);
+    char cmd[2048], line[256];
+    snprintf(cmd, sizeof cmd, "exec %s tests/bench/bench_unet_torch.py %s %d --serve", py, dir,
+             threads);
     printf("diffusers peer: %s\n", cmd);
     fflush(stdout);
-    FILE *p = popen(cmd, "r");
-    char line[512];
-    while (p && fgets(line, sizeof line, p)) {
-        char tag[32];
-        double u, c, pk, er;
-        if (sscanf(line, "%31s %lf %lf %lf %lf", tag, &u, &c, &pk, &er) != 5)
-            continue;
-        for (int i = 0; i < n; i++)
-            if (!strcmp(tag, r[i].tag)) {
-                r[i].p_unet = u, r[i].p_cn = c, r[i].p_peak = pk, r[i].p_err = er;
-                printf("  diffusers %s: unet %.2f s, controlnet %.2f s, peak RSS %.0f MB, "
-                       "max rel err vs ours %.3g\n", tag, u, c, pk, er);
-                fflush(stdout);
-            }
+    int in[2], out[2];
+    memset(c, 0, sizeof *c);
+    if (pipe(in) || pipe(out))
+        return false;
+    c->pid = fork();
+    if (c->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
     }
-    int st = p ? pclose(p) : -1;
-    if (st != 0)
-        printf("diffusers peer: skipped or failed (exit %d; PyTorch + diffusers in ND_PYTHON=%s?)\n",
-               st > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : st, py);
+    close(in[0]);
+    close(out[1]);
+    c->to = fdopen(in[1], "w");
+    c->from = fdopen(out[0], "r");
+    if (c->pid > 0 && c->to && c->from && fgets(line, sizeof line, c->from) &&
+        !strncmp(line, "ready", 5))
+        return true;
+    int st = 0;
+    if (c->to)
+        fclose(c->to);
+    if (c->from)
+        fclose(c->from);
+    if (c->pid > 0)
+        waitpid(c->pid, &st, 0);
+    printf("diffusers peer: skipped (exit %d; PyTorch + diffusers in ND_PYTHON=%s?)\n",
+           WIFEXITED(st) ? WEXITSTATUS(st) : st, py);
+    memset(c, 0, sizeof *c);
+    return false;
+}
+
+/* Sends "what tag", reads the answer line into line. */
+static bool peer_ask(peer *c, const char *what, const char *tag, char *line, size_t n)
+{
+    if (!c->to)
+        return false;
+    fprintf(c->to, "%s %s\n", what, tag);
+    fflush(c->to);
+    return fgets(line, (int)n, c->from) != NULL;
+}
+
+static void peer_stop(peer *c)
+{
+    if (!c->to)
+        return;
+    fclose(c->to);
+    fclose(c->from);
+    waitpid(c->pid, NULL, 0);
+    memset(c, 0, sizeof *c);
 }
 
 /* stable-diffusion.cpp's CLI on the same files; fills s_step, s_peak. */
@@ -352,12 +390,15 @@ int main(void)
     nd_unet *u = NULL;
     nd_controlnet *cn = NULL;
     nd_err e = {{0}};
+    peer py = {0};
     double t0 = now();
     if (make_file(MAN "sd15_ldm.json", "", up) ||
         (control && make_file(MAN "controlnet_canny_ldm.json", "control_model.", cp)))
         DIE("could not write the random weights");
     printf("random SD1.5 (UNet, VAE, CLIP)%s (f16 files from the manifests) written in %.1f s\n",
            control ? " + ControlNet" : "", now() - t0);
+    /* the same thread count as our backend (0 = every online core) */
+    peer_start(&py, dir, (int)sysconf(_SC_NPROCESSORS_ONLN));
     nd_weights_params p;
     nd_weights_params_init(&p);
     p.controlnet = control ? cp : NULL;
@@ -440,6 +481,8 @@ int main(void)
             in.mid_res = &res[n];
         }
         r->unet = r->cn = INFINITY;
+        const nd_tensor *io[] = {&x, &t, &ctx, &out, &hint};
+        const char *names[] = {"x", "t", "ctx", "eps", "hint"};
         for (int k = 0; k < reps; k++) {
             if (control) {
                 nd_controlnet_input ci = {.x = &x, .t = &t, .ctx = &ctx, .hint = &hint, .scale = 1.0f};
@@ -451,7 +494,16 @@ int main(void)
             double u0 = now();
             if (nd_unet_run(u, &in, &a, &out, &e))
                 DIE("unet: %s", e.msg);
-            r->unet = fmin(r->unet, now() - u0);
+            double tu = now() - u0;
+            r->unet = fmin(r->unet, tu);
+            /* the peer's turn, right after ours, on the same inputs */
+            if (k == 0 && save_io(dir, r->tag, io, names, control ? 5 : 4))
+                DIE("could not write the peer's inputs");
+            char line[256];
+            if (peer_ask(&py, "run", r->tag, line, sizeof line))
+                printf("  %s run %d: netdiffd unet %.2f s; diffusers unet, controlnet s: %s", r->tag,
+                       k + 1, tu, strchr(line, ' ') ? strchr(line, ' ') + 1 : line);
+            fflush(stdout);
         }
         if (!control)
             r->cn = 0;
@@ -476,13 +528,13 @@ int main(void)
         fflush(stdout);
         if (a.peak > ub + cb)
             DIE("arena peak %zu above the measured %zu", a.peak, ub + cb);
-        const nd_tensor *io[] = {&x, &t, &ctx, &out, &hint};
-        const char *names[] = {"x", "t", "ctx", "eps", "hint"};
-        if (save_io(dir, r->tag, io, names, control ? 5 : 4))
-            DIE("could not write the peer's inputs");
+        char line[256];
+        if (peer_ask(&py, "end", r->tag, line, sizeof line) &&
+            sscanf(line, "%*s %lf %lf %lf %lf", &r->p_unet, &r->p_cn, &r->p_peak, &r->p_err) != 4)
+            r->p_unet = -1;
         nd_arena_free(&a);
     }
-    /* free our model before the peer loads its own copy */
+    peer_stop(&py);
     nd_controlnet_free(cn);
     nd_unet_free(u);
     nd_backend_close(be);
@@ -490,11 +542,11 @@ int main(void)
     cn = NULL, u = NULL, be = NULL, w = NULL;
     if (!control)
         unlink(cp);
-    run_peer(dir, threads, reps, res_, n_shapes);
     if (control)
         run_sdcpp(dir, threads, res_, n_shapes);
     table(res_, n_shapes, control, bename, threads, reps);
 out:
+    peer_stop(&py);
     nd_controlnet_free(cn);
     nd_unet_free(u);
     nd_backend_close(be);

@@ -1,4 +1,5 @@
 """tests/bench/bench_unet_torch.py DIR NTHREADS REPS TAG...
+   tests/bench/bench_unet_torch.py DIR NTHREADS --serve
 
 The diffusers (PyTorch CPU) side of bench_unet: the SAME random SD1.5 UNet and
 ControlNet that bench_unet.c made (DIR/unet.safetensors, an SD1.5 LDM single file;
@@ -12,6 +13,11 @@ Prints one line per TAG on stdout:
   TAG unet_s cn_s peak_mb max_rel_err
 (best of REPS runs; peak RSS during the runs, after a reset of the
 high-water mark; max|eps_nd - eps_diffusers| / max|eps_diffusers|).
+--serve (what bench_unet.c uses, as a coprocess, so both sides are timed
+under the same load): prints "ready" once loaded; each "run TAG" line runs
+one ControlNet + UNet eval on io_TAG's inputs and answers "TAG unet_s cn_s";
+"end TAG" answers the TAG line above (best, peak, error against the eps then
+in io_TAG).
 Exit status 2 when PyTorch or diffusers is missing. Never needed by make or
 make test."""
 import os
@@ -76,41 +82,73 @@ def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main():
-    d, nthreads, reps, tags = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
-    torch.set_num_threads(nthreads)
-    t0 = time.time()
-    with safe_open(os.path.join(d, "unet.safetensors"), "pt") as f:  # the UNet of the LDM file
-        ldm = {k: f.get_tensor(k) for k in f.keys() if k.startswith("model.diffusion_model.")}
-    unet = build(UNet2DConditionModel, UNET, sfu.convert_ldm_unet_checkpoint(ldm, dict(UNET)))
-    del ldm
-    cn = None
-    if os.path.exists(os.path.join(d, "cn.safetensors")):
-        ldm = load_file(os.path.join(d, "cn.safetensors"))
-        cn = build(ControlNetModel, CONTROLNET, sfu.convert_controlnet_checkpoint(ldm, dict(CONTROLNET)))
+class Peer:
+    def __init__(self, d, nthreads):
+        self.d = d
+        torch.set_num_threads(nthreads)
+        t0 = time.time()
+        with safe_open(os.path.join(d, "unet.safetensors"), "pt") as f:  # the UNet of the LDM file
+            ldm = {k: f.get_tensor(k) for k in f.keys() if k.startswith("model.diffusion_model.")}
+        self.unet = build(UNet2DConditionModel, UNET, sfu.convert_ldm_unet_checkpoint(ldm, dict(UNET)))
         del ldm
-    log("torch %s, %d threads, models loaded as f32 in %.1f s" % (torch.__version__, nthreads, time.time() - t0))
-    for tag in tags:
-        io = load_file(os.path.join(d, "io_%s.safetensors" % tag))
-        x, t, ctx = io["x"], io["t"], io["ctx"]
-        best_u = best_c = float("inf")
-        reset_peak()
+        self.cn = None
+        if os.path.exists(os.path.join(d, "cn.safetensors")):
+            ldm = load_file(os.path.join(d, "cn.safetensors"))
+            self.cn = build(ControlNetModel, CONTROLNET,
+                            sfu.convert_controlnet_checkpoint(ldm, dict(CONTROLNET)))
+            del ldm
+        log("torch %s, %d threads, models loaded as f32 in %.1f s" %
+            (torch.__version__, nthreads, time.time() - t0))
+        self.tag = None
+
+    def io(self, tag):
+        return load_file(os.path.join(self.d, "io_%s.safetensors" % tag))
+
+    def run(self, tag):
+        """One eval; returns (unet_s, cn_s)."""
+        if tag != self.tag:
+            self.tag, self.inp = tag, self.io(tag)
+            self.best_u = self.best_c = float("inf")
+            reset_peak()
+        x, t, ctx = self.inp["x"], self.inp["t"], self.inp["ctx"]
+        down = mid = None
+        tc = 0.0
         with torch.inference_mode():
-            for _ in range(reps):
-                down = mid = None
-                if cn is not None:
-                    c0 = time.time()
-                    down, mid = cn(x, t, encoder_hidden_states=ctx, controlnet_cond=io["hint"],
-                                   conditioning_scale=1.0, return_dict=False)
-                    best_c = min(best_c, time.time() - c0)
-                u0 = time.time()
-                eps = unet(x, t, encoder_hidden_states=ctx, down_block_additional_residuals=down,
-                           mid_block_additional_residual=mid).sample
-                best_u = min(best_u, time.time() - u0)
-        want = eps.double()
-        err = float((io["eps"].double() - want).abs().max() / want.abs().max())
-        print("%s %.3f %.3f %.0f %.3g" % (tag, best_u, best_c if cn is not None else 0.0, peak_mb(), err),
-              flush=True)
+            if self.cn is not None:
+                c0 = time.time()
+                down, mid = self.cn(x, t, encoder_hidden_states=ctx, controlnet_cond=self.inp["hint"],
+                                    conditioning_scale=1.0, return_dict=False)
+                tc = time.time() - c0
+            u0 = time.time()
+            self.eps = self.unet(x, t, encoder_hidden_states=ctx, down_block_additional_residuals=down,
+                                 mid_block_additional_residual=mid).sample
+            tu = time.time() - u0
+        self.best_u, self.best_c = min(self.best_u, tu), min(self.best_c, tc)
+        return tu, tc
+
+    def end(self, tag):
+        want = self.eps.double()
+        err = float((self.io(tag)["eps"].double() - want).abs().max() / want.abs().max())
+        return "%s %.3f %.3f %.0f %.3g" % (tag, self.best_u, self.best_c, peak_mb(), err)
+
+
+def main():
+    d, nthreads = sys.argv[1], int(sys.argv[2])
+    peer = Peer(d, nthreads)
+    if sys.argv[3] == "--serve":
+        print("ready", flush=True)
+        for line in sys.stdin:
+            cmd, tag = line.split()
+            if cmd == "run":
+                print("%s %.3f %.3f" % ((tag,) + peer.run(tag)), flush=True)
+            else:
+                print(peer.end(tag), flush=True)
+        return
+    reps, tags = int(sys.argv[3]), sys.argv[4:]
+    for tag in tags:
+        for _ in range(reps):
+            peer.run(tag)
+        print(peer.end(tag), flush=True)
 
 
 if __name__ == "__main__":
