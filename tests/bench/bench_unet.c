@@ -9,7 +9,9 @@
  * sizing pass), peak RSS during the runs (high-water mark reset per shape)
  * and diffusers' max rel. error against our eps.
  *   ND_BENCH_SHAPES="64x64x1 136x128x1 64x64x4"  (latent HxWxbatch; default 64x64x1;
- *                                              BENCH_FULL=1: 64x64 and 136x128, batch 1 and 4)
+ *                                              BENCH_FULL=1: 64x64 and 136x128, batch 1 and 4;
+ *                                              136x128x4 alone needs ~7 GB of our activations
+ *                                              on top of both models' ~14 GB)
  *   ND_BENCH_BACKEND=cpu                       (or cpu_ref)
  *   ND_BENCH_CONTROL=0                         (skip the ControlNet)
  *   ND_BENCH_REPS=2                            (timed runs per shape, each side)
