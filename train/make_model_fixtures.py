@@ -12,8 +12,13 @@
                   from the fixture
   canny/*.pgm,*.ppm  real flow images (netdiff encode --images) cropped, and
                   cv2.Canny(img, 100, 200) of them (RGB and grey)
+  pipeline.safetensors  whole runs of diffusers' StableDiffusionControlNetPipeline
+                  on the tiny model (tests/fixtures/weights/, train/make_fixtures.py):
+                  prompt and negative prompt, CFG, a canny hint, DDIM and Euler
+                  from a given initial noise; the ids, hint, latents after every
+                  step and the output image (see make_pipeline)
 
-Usage: /work/venv/bin/python train/make_model_fixtures.py [tokenizer|samplers|canny ...]
+Usage: /work/venv/bin/python train/make_model_fixtures.py [tokenizer|samplers|canny|pipeline ...]
 """
 import gzip
 import json
@@ -262,8 +267,86 @@ def make_canny():
             f.write("- %s: %s\n" % (name, src))
 
 
+# ---- whole pipeline ------------------------------------------------------------
+WEIGHTS_FX = os.path.join(ROOT, "tests", "fixtures", "weights")
+PIPE_LATENT = (4, 8)          # rectangular: an H/W mix-up cannot pass
+PIPE_PROMPT = "the cat and the cat, type-3"
+PIPE_NEGATIVE = "blurry"
+PIPE_GUIDANCE = 7.5
+PIPE_CONTROL_SCALE = 0.8
+PIPE_RUNS = (("ddim", 5), ("euler", 4))
+
+
+def make_pipeline():
+    """diffusers' own StableDiffusionControlNetPipeline, unmodified, on the tiny
+    model. The tiny VAE scales by 2 but the tiny ControlNet's hint encoder by 8,
+    so the call names the hint's size as height/width (the pipeline then takes
+    its size from the hint) and passes the initial latents itself: the UNet runs
+    on a 4x8 latent, the ControlNet on a 32x64 hint, the image is 8x16.
+    Scheduler: SD1.5's (scaled-linear, 'leading', steps_offset 1; DDIM with
+    set_alpha_to_one False), built explicitly (sd15.md: from_config traps).
+    The hint is cv2.Canny(100, 200) / 255 of a 32x64 crop of a real flow image
+    (canny/flow0.png), as the ControlNet annotators make it; the C test runs
+    sd_canny on the same bytes."""
+    import cv2
+    import numpy as np
+    import torch
+    from diffusers import (ControlNetModel, DDIMScheduler, EulerDiscreteScheduler,
+                           StableDiffusionControlNetPipeline)
+    from safetensors.torch import save_file
+    torch.manual_seed(0)
+    cn = ControlNetModel.from_pretrained(os.path.join(WEIGHTS_FX, "tiny_controlnet_diffusers"),
+                                         torch_dtype=torch.float32)
+    pipe = StableDiffusionControlNetPipeline.from_pretrained(
+        os.path.join(WEIGHTS_FX, "tiny_diffusers"), controlnet=cn, safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False, torch_dtype=torch.float32)
+    pipe.tokenizer.model_max_length = 77  # the tiny tokenizer's config leaves it unbounded
+    pipe.set_progress_bar_config(disable=True)
+    h, w = PIPE_LATENT
+    f_cn = 2 ** (len(cn.config.conditioning_embedding_out_channels) - 1)
+    bgr = cv2.imread(os.path.join(OUT, "canny", "flow0.png"), cv2.IMREAD_COLOR)
+    rgb = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[:h * f_cn, :w * f_cn])
+    edges = cv2.Canny(rgb, 100, 200)
+    hint = torch.from_numpy(edges.astype(np.float32) / 255.0)[None, None].repeat(1, 3, 1, 1)
+    tok = pipe.tokenizer
+    ids = [tok(p, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids[0]
+           for p in (PIPE_NEGATIVE, PIPE_PROMPT)]
+    g = torch.Generator().manual_seed(99)
+    z = torch.randn((1, 4, h, w), generator=g)
+    common = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                  beta_schedule="scaled_linear", prediction_type="epsilon",
+                  timestep_spacing="leading", steps_offset=1)
+    schedulers = {"ddim": lambda: DDIMScheduler(clip_sample=False, set_alpha_to_one=False, **common),
+                  "euler": lambda: EulerDiscreteScheduler(**common)}
+    out = {"prompt.ids": torch.stack(ids).to(torch.int32), "hint.rgb": torch.from_numpy(rgb),
+           "hint": hint, "z": z}
+    for name, steps in PIPE_RUNS:
+        pipe.scheduler = schedulers[name]()
+        lat = []
+
+        def keep(p, i, t, kw):
+            lat.append(kw["latents"][0].clone())
+            return kw
+        with torch.no_grad():
+            img = pipe(PIPE_PROMPT, image=hint, height=h * f_cn, width=w * f_cn,
+                       num_inference_steps=steps, guidance_scale=PIPE_GUIDANCE,
+                       negative_prompt=PIPE_NEGATIVE, controlnet_conditioning_scale=PIPE_CONTROL_SCALE,
+                       latents=z.clone(), output_type="pt", callback_on_step_end=keep).images
+        assert img.shape == (1, 3, 2 * h, 2 * w), img.shape
+        out[name + ".timesteps"] = pipe.scheduler.timesteps.to(torch.float32)
+        out[name + ".latents"] = torch.stack(lat)
+        out[name + ".image"] = img.to(torch.float32)
+        out[name + ".params"] = torch.tensor([PIPE_GUIDANCE, PIPE_CONTROL_SCALE], dtype=torch.float32)
+        print("pipeline %s %d steps: t %s, image mean %.4f" %
+              (name, steps, [int(t) for t in pipe.scheduler.timesteps], float(img.mean())))
+    meta = {"source": "diffusers %s StableDiffusionControlNetPipeline, train/make_model_fixtures.py pipeline"
+            % __import__("diffusers").__version__, "prompt": PIPE_PROMPT, "negative_prompt": PIPE_NEGATIVE}
+    save_file({k: v.contiguous() for k, v in out.items()}, os.path.join(OUT, "pipeline.safetensors"), meta)
+    print("pipeline.safetensors: %d bytes" % os.path.getsize(os.path.join(OUT, "pipeline.safetensors")))
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
-    what = sys.argv[1:] or ["tokenizer", "samplers", "canny"]
+    what = sys.argv[1:] or ["tokenizer", "samplers", "canny", "pipeline"]
     for w in what:
         globals()["make_" + w]()

@@ -1,89 +1,9 @@
 /* tests/model/test_components.c - the CLIP text encoder, UNet, VAE and
  * ControlNet against diffusers' outputs on the tiny fixtures
  * (tests/fixtures/weights/outputs.safetensors, train/make_fixtures.py), on
- * every CPU backend, with arenas sized by the measuring pass. */
-#include "tests/harness.h"
-#include "kernels/ops.h"
-#include "model/sd.h"
-#include "weights/weights.h"
-
-#define FX "tests/fixtures/weights/"
-#define TOL 1e-4
-
-static const char *const backends[] = {"cpu_ref", "cpu"};
-
-typedef struct {
-    nd_weights *w;
-    nd_st_file *outs;
-} fixture;
-
-static const char *cn_path = FX "tiny_controlnet_diffusers";
-static nd_wdtype w_dtype = ND_WDT_F32;
-static double tol = TOL;
-
-static bool fixture_open(fixture *f, const char *model, nd_err *e)
-{
-    memset(f, 0, sizeof *f);
-    nd_weights_params p;
-    nd_weights_params_init(&p);
-    p.controlnet = cn_path;
-    p.dtype = w_dtype;
-    nd_status st = nd_weights_load(model, &p, &f->w, e);
-    CHECKF(st == ND_OK, "load %s: %s", model, e->msg);
-    st = nd_st_open(FX "outputs.safetensors", &f->outs, e);
-    CHECKF(st == ND_OK, "outputs: %s", e->msg);
-    return f->w && f->outs;
-}
-
-static void fixture_close(fixture *f)
-{
-    nd_weights_free(f->w);
-    nd_st_close(f->outs);
-}
-
-/* A fixture tensor (f32) as an nd_tensor (read-only: inputs are never written). */
-static bool ref(const fixture *f, const char *name, nd_tensor *out)
-{
-    const nd_st_tensor *t = nd_st_find(f->outs, name);
-    CHECKF(t && t->dtype == ND_WDT_F32 && t->ndim >= 1 && t->ndim <= 4, "fixture %s", name);
-    if (!t || t->dtype != ND_WDT_F32 || t->ndim < 1 || t->ndim > 4)
-        return false;
-    *out = nd_tensor_make((void *)t->data, ND_F32, ND_DEV_CPU, t->ndim, t->shape);
-    return true;
-}
-
-/* max|got-want| / max|want|; checks shapes too. */
-static double rel_err(const nd_tensor *got, const nd_tensor *want)
-{
-    int64_t n = nd_tensor_numel(want);
-    if (nd_tensor_numel(got) != n)
-        return INFINITY;
-    const float *g = got->data, *w = want->data;
-    double md = 0, mw = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)g[i] - w[i]);
-        if (!(d <= md))
-            md = d; /* NaN propagates */
-        if (fabs(w[i]) > mw)
-            mw = fabs(w[i]);
-    }
-    return mw > 0 ? md / mw : md;
-}
-
-static nd_backend *open_be(const char *name, size_t ws, nd_err *e)
-{
-    nd_backend_config cfg = {0, ws ? ws : 0};
-    nd_backend *be = NULL;
-    nd_status st = nd_backend_open(name, &cfg, &be, e);
-    CHECKF(st == ND_OK, "open %s: %s", name, e->msg);
-    return be;
-}
-
-static void report(const char *what, const char *be, double err, size_t arena)
-{
-    printf("    %-22s %-8s max rel err %.3g (arena %zu KiB)\n", what, be, err, arena >> 10);
-    CHECKF(err < tol, "%s on %s: max rel err %g >= %g", what, be, err, tol);
-}
+ * every backend linked in (tests/model/fixture.h), with arenas sized by the
+ * measuring pass. */
+#include "tests/model/fixture.h"
 
 static void run_text_encoder(const char *model)
 {
@@ -96,8 +16,8 @@ static void run_text_encoder(const char *model)
     CHECK(ids && ids->dtype == ND_WDT_I32 && ids->ndim == 2);
     if (!ids)
         goto out;
-    for (size_t b = 0; b < ND_ARRAY_LEN(backends); b++) {
-        nd_backend *be = open_be(backends[b], 0, &e);
+    for (const char *const *b = test_backends(); *b; b++) {
+        nd_backend *be = open_be(*b, 0, &e);
         nd_text_encoder *te = NULL;
         CHECK_OK(nd_text_encoder_new(f.w, be, NULL, &te, &e), &e);
         if (!be || !te) {
@@ -115,7 +35,7 @@ static void run_text_encoder(const char *model)
         CHECK_OK(nd_arena_tensor(&a, ND_F32, 3, sh, &out, &e), &e);
         CHECK_OK(nd_text_encoder_run(te, ids->data, B, T, &a, &out, &e), &e);
         CHECK(a.peak <= bytes);
-        report("text encoder", backends[b], rel_err(&out, &want), bytes);
+        report("text encoder", *b, rel_err(&out, &want), bytes);
         /* bad ids are refused */
         int32_t bad[77];
         memcpy(bad, ids->data, sizeof bad);
@@ -152,8 +72,8 @@ static void run_unet(const char *model, bool control)
         !ref(&f, control ? "unet.out_control" : "unet.out", &want) ||
         (control && !ref(&f, "controlnet.hint", &hint)))
         goto out;
-    for (size_t b = 0; b < ND_ARRAY_LEN(backends); b++) {
-        nd_backend *be = open_be(backends[b], 0, &e);
+    for (const char *const *b = test_backends(); *b; b++) {
+        nd_backend *be = open_be(*b, 0, &e);
         nd_unet *u = NULL;
         nd_controlnet *cn = NULL;
         CHECK_OK(nd_unet_new(f.w, be, &u, &e), &e);
@@ -201,7 +121,7 @@ static void run_unet(const char *model, bool control)
                 if (!(er <= worst))
                     worst = er;
             }
-            report("controlnet residuals", backends[b], worst, cb);
+            report("controlnet residuals", *b, worst, cb);
             /* the fixture's UNet got the residuals at conditioning scale 0.7 */
             ci.scale = 0.7f;
             CHECK_OK(nd_controlnet_run(cn, &ci, &a, res, &res[nd], &e), &e);
@@ -210,7 +130,7 @@ static void run_unet(const char *model, bool control)
         }
         CHECK_OK(nd_unet_run(u, &in, &a, &out, &e), &e);
         CHECK(a.peak <= total);
-        report(control ? "unet + controlnet" : "unet", backends[b], rel_err(&out, &want), ub);
+        report(control ? "unet + controlnet" : "unet", *b, rel_err(&out, &want), ub);
         nd_arena_free(&a);
     next:
         nd_controlnet_free(cn);
@@ -245,8 +165,8 @@ static void test_vae(void)
         !ref(&f, "vae.decode", &want))
         goto out;
     bool enc = ref(&f, "vae.image", &img_in) && ref(&f, "vae.encode_moments", &want_mom);
-    for (size_t b = 0; b < ND_ARRAY_LEN(backends); b++) {
-        nd_backend *be = open_be(backends[b], 0, &e);
+    for (const char *const *b = test_backends(); *b; b++) {
+        nd_backend *be = open_be(*b, 0, &e);
         nd_vae *v = NULL;
         CHECK_OK(nd_vae_new(f.w, be, &v, &e), &e);
         if (!be || !v) {
@@ -264,7 +184,7 @@ static void test_vae(void)
         CHECK_OK(nd_arena_tensor(&a, ND_F32, 4, si, &img, &e), &e);
         CHECK_OK(nd_vae_decode(v, &z, &a, &img, &e), &e);
         CHECK(a.peak <= bytes);
-        report("vae decode", backends[b], rel_err(&img, &want), bytes);
+        report("vae decode", *b, rel_err(&img, &want), bytes);
         nd_arena_free(&a);
         if (enc) {
             int eB = (int)img_in.shape[0], eh = (int)img_in.shape[2] / fct,
@@ -275,7 +195,7 @@ static void test_vae(void)
             int64_t sm[4] = {eB, 2 * nd_vae_latent_channels(v), eh, ew};
             CHECK_OK(nd_arena_tensor(&a, ND_F32, 4, sm, &mom, &e), &e);
             CHECK_OK(nd_vae_encode(v, &img_in, &a, &mom, &e), &e);
-            report("vae encode", backends[b], rel_err(&mom, &want_mom), bytes);
+            report("vae encode", *b, rel_err(&mom, &want_mom), bytes);
             nd_arena_free(&a);
         }
         nd_vae_free(v);
@@ -319,8 +239,8 @@ static void test_denoiser(void)
         !ref(&f, "unet.out", &want) || !ref(&f, "unet.out_control", &want_c) ||
         !ref(&f, "controlnet.hint", &hint))
         goto out;
-    for (size_t b = 0; b < ND_ARRAY_LEN(backends); b++) {
-        nd_backend *be = open_be(backends[b], 0, &e);
+    for (const char *const *b = test_backends(); *b; b++) {
+        nd_backend *be = open_be(*b, 0, &e);
         nd_unet *u = NULL;
         nd_controlnet *cn = NULL;
         nd_denoiser *d = NULL;
@@ -355,9 +275,9 @@ static void test_denoiser(void)
         CHECK_OK(nd_denoiser_eps(d, s, 2, eps, &e), &e);
         nd_tensor e0 = nd_tensor_make(eps, ND_F32, ND_DEV_CPU, 4, want.shape);
         nd_tensor e1 = nd_tensor_make(eps + per, ND_F32, ND_DEV_CPU, 4, want.shape);
-        report("denoiser cfg sample 0", backends[b], rel_err(&e0, &want),
+        report("denoiser cfg sample 0", *b, rel_err(&e0, &want),
                nd_denoiser_arena_bytes(d));
-        report("denoiser cfg+control 1", backends[b], rel_err(&e1, &want_c),
+        report("denoiser cfg+control 1", *b, rel_err(&e1, &want_c),
                nd_denoiser_arena_bytes(d));
         /* guidance matters: sample 1 with g = 3 is no longer the cond output */
         s[1].guidance = 3.0f;
