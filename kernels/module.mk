@@ -33,13 +33,19 @@ $(ASAN)/tests/kernels/test_ops: LDLIBS += $(EMU_ASAN_OBJS) $(ASAN_LIB) -lstdc++
 $(ASAN)/tests/emu/test_emu: $(EMU_SELFTEST_ASAN)
 $(ASAN)/tests/emu/test_emu: LDLIBS += $(EMU_SELFTEST_ASAN) $(ASAN_LIB) -lstdc++
 
-emu: $(REL)/emu/libnd_emu.a $(REL)/emu/test_ops $(REL)/emu/test_emu
+emu: $(REL)/emu/libnd_emu.a $(REL)/emu/test_ops $(REL)/emu/test_emu $(REL)/emu/netdiff
 $(REL)/emu/libnd_emu.a: $(EMU_REL_OBJS)
 	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
 $(REL)/emu/test_ops: tests/kernels/test_ops.c $(REL_LIB) $(EMU_REL_OBJS)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< $(REL_LIB) $(EMU_REL_OBJS) $(REL_LIB) $(LDLIBS) -lstdc++
 $(REL)/emu/test_emu: tests/emu/test_emu.c $(REL_LIB) $(EMU_SELFTEST_REL)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< $(REL_LIB) $(EMU_SELFTEST_REL) $(REL_LIB) $(LDLIBS) -lstdc++
+
+# netdiff with the emu backend linked in (`--backend emu`): the whole
+# generator on the CUDA sources, on any machine (tests/gen/test_generate_emu.sh).
+$(REL)/emu/netdiff: $(call rel_obj,$(CLI_SRCS)) $(REL_LIB) $(EMU_REL_OBJS)
+	$(CC) $(CFLAGS) -pthread -o $@ $(call rel_obj,$(CLI_SRCS)) $(REL_LIB) $(EMU_REL_OBJS) $(REL_LIB) $(LDLIBS) -lstdc++
+TEST_DEPS += $(REL)/emu/netdiff
 
 # the emu tests alone, under ASan/UBSan: the runtime's own test, then the op
 # test with only cpu_ref (the oracle) and emu
@@ -61,9 +67,14 @@ $(REL)/cuda/%.cu.o: %.cu $(wildcard kernels/cuda/*.h kernels/cuda/*.cuh)
 	@$(if $(Q),echo "  NVCC    $<")
 	$(Q)$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-cuda: $(REL)/cuda/libnd_cuda.a $(REL)/cuda/test_ops
+cuda: $(REL)/cuda/libnd_cuda.a $(REL)/cuda/test_ops $(REL)/cuda/netdiff $(REL)/cuda/netdiffd
 $(REL)/cuda/libnd_cuda.a: $(CUDA_OBJS)
 	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
 # the op test linked against the cuda backend (runs on a machine with a GPU)
 $(REL)/cuda/test_ops: tests/kernels/test_ops.c $(REL_LIB) $(CUDA_OBJS)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< $(REL_LIB) $(CUDA_OBJS) $(REL_LIB) $(LDLIBS) $(CUDA_LIBS)
+# netdiff and netdiffd with the cuda backend linked in (`--backend cuda`)
+$(REL)/cuda/netdiff: $(call rel_obj,$(CLI_SRCS)) $(REL_LIB) $(CUDA_OBJS)
+	$(CC) $(CFLAGS) -pthread -o $@ $(call rel_obj,$(CLI_SRCS)) $(REL_LIB) $(CUDA_OBJS) $(REL_LIB) $(LDLIBS) $(CUDA_LIBS)
+$(REL)/cuda/netdiffd: $(call rel_obj,$(SRV_SRCS)) $(REL_LIB) $(CUDA_OBJS)
+	$(CC) $(CFLAGS) -pthread -o $@ $(call rel_obj,$(SRV_SRCS)) $(REL_LIB) $(CUDA_OBJS) $(REL_LIB) $(LDLIBS) $(CUDA_LIBS)

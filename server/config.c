@@ -27,7 +27,7 @@ static const entry table[] = {
     {"lora", K_STR, S(lora), 0, 0, "a LoRA PATH[:SCALE] merged into the model"},
     {"controlnet", K_STR, S(controlnet), 0, 0, "ControlNet (default: the default model's; none)"},
     {"classes", K_STR, S(classes), 0, 0, "class table (default: the default model's)"},
-    {"backend", K_STR, S(backend), 0, 0, "compute backend: cpu, cpu_ref (cpu)"},
+    {"backend", K_STR, S(backend), 0, 0, "compute backend: cpu, cpu_ref; cuda in make cuda's build/cuda/netdiffd (cpu)"},
     {"max-batch", K_INT, I(max_batch), 1, 64, "flows per model step (8)"},
     {"per-request", K_INT, I(per_request), 0, 64, "flows of one request in a step while others want flows (0: half the batch)"},
     {"max-n", K_INT, I(max_n), 1, 1000000, "flows per request at most (100000)"},

@@ -136,7 +136,7 @@ static void test_step_drawer_same_images(void)
         free(ref);
         return;
     }
-    nd_model_drawer_steps(m, &sd);
+    CHECK_OK(nd_model_drawer_steps(m, &sd, &err), &err);
     size_t per = (size_t)3 * (size_t)table.layout.packets * (size_t)table.layout.width;
     float *img = malloc(per * sizeof(float));
     nd_draw_req req[FLOWS];
