@@ -230,6 +230,11 @@ typedef struct nd_model_params {
     struct { const char *path; float scale; } loras[ND_MODEL_MAX_LORAS];
     const char *backend;        /* "cpu" (default), "cpu_ref"                    */
     int threads;                /* 0: every core                                 */
+    int decode_threads;         /* the step drawer's own VAE decoder (nd_model_
+                                 * drawer_steps); 0: half of threads or cores.
+                                 * A caller that runs both at once on a fixed
+                                 * core budget gives threads + decode_threads =
+                                 * the budget: more oversubscribes the cores */
     int batch;                  /* flows drawn at once (1)                       */
     int steps;                  /* sampler steps (20)                            */
     int sampler;                /* sd_sampler_kind (DDIM)                        */

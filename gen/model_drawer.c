@@ -579,9 +579,10 @@ static nd_status flow_finish(void *ctx, void *flow, float *planar, nd_err *err)
 nd_status nd_model_drawer_steps(nd_model_drawer *m, nd_step_drawer *sd, nd_err *err)
 {
     if (!m->dec_be) {
-        /* half the cores decode while the other half run the next step */
+        /* the decoder runs beside the next step: by default on half the cores */
         long cores = m->p.threads > 0 ? m->p.threads : sysconf(_SC_NPROCESSORS_ONLN);
-        nd_backend_config bc = {.n_threads = cores > 1 ? (int)(cores / 2) : 1,
+        int dec = m->p.decode_threads > 0 ? m->p.decode_threads : cores > 1 ? (int)(cores / 2) : 1;
+        nd_backend_config bc = {.n_threads = dec,
                                 .workspace_bytes = m->vae_ws > (64u << 20) ? m->vae_ws : 0};
         nd_status st;
         if ((st = nd_backend_open(m->p.backend, &bc, &m->dec_be, err)) ||

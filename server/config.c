@@ -22,7 +22,7 @@ typedef struct {
 static const entry table[] = {
     {"listen", K_STR, S(listen), 0, 0, "address to listen on (127.0.0.1)"},
     {"port", K_INT, I(port), 0, 65535, "TCP port (8080; 0: any free port)"},
-    {"threads", K_INT, I(threads), 0, 1024, "compute threads (0: every core)"},
+    {"threads", K_INT, I(threads), 0, 1024, "compute threads, shared by the model steps and the VAE decoder beside them (0: every core)"},
     {"model", K_STR, S(model), 0, 0, "SD1.5-family model (default: the embedded default model)"},
     {"lora", K_STR, S(lora), 0, 0, "a LoRA PATH[:SCALE] merged into the model"},
     {"controlnet", K_STR, S(controlnet), 0, 0, "ControlNet (default: the default model's; none)"},

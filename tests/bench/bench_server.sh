@@ -24,7 +24,7 @@ if [ -f weights/default/netdiff_default.safetensors ] && [ -f conf/classes.json 
   unset ND_STANDIN_DRAWER
   MODE="default model, $((${STEPS:=4})) steps (ddim, cfg 7.5)"
   CLASSES=conf/classes.json; CLS=${CLS:-http}
-  SECS=${SECS:-60}; N=${N:-1}; CLI_FLOWS=${CLI_FLOWS:-24}
+  SECS=${SECS:-60}; N=${N:-1}; CLI_FLOWS=${CLI_FLOWS:-48}
   OPTS="--steps $STEPS"; Q="steps=$STEPS"
 else
   export ND_STANDIN_DRAWER=1; MODE="stand-in drawer (no UNet)"
