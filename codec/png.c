@@ -84,31 +84,13 @@ static void png_warn_fn(png_structp png, png_const_charp msg)
     (void)msg;
 }
 
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-} zbuf;
-
-static int zb_reserve(zbuf *b, size_t more)
-{
-    if (b->n + more <= b->cap)
-        return 0;
-    size_t nc = (b->n + more) * 2;
-    uint8_t *np = realloc(b->p, nc);
-    if (!np)
-        return -1;
-    b->p = np;
-    b->cap = nc;
-    return 0;
-}
-
 /* Compresses in[0..n) into b with the given flush; raw deflate stream z. */
-static int z_put(z_stream *z, zbuf *b, const uint8_t *in, size_t n, int flush)
+static int z_put(z_stream *z, nd_bitbuf *b, const uint8_t *in, size_t n, int flush)
 {
     z->next_in = (Bytef *)in;
     z->avail_in = (uInt)n;
     do {
-        if (zb_reserve(b, 65536))
+        if (nd_bits_reserve(b, 65536))
             return -1;
         z->next_out = b->p + b->n;
         z->avail_out = 65536;
@@ -121,7 +103,7 @@ static int z_put(z_stream *z, zbuf *b, const uint8_t *in, size_t n, int flush)
 }
 
 /* The zlib stream (header, deflate data, Adler-32) of the filtered image. */
-static int image_zstream(const uint8_t *rgb, int w, int h, zbuf *out)
+static int image_zstream(const uint8_t *rgb, int w, int h, nd_bitbuf *out)
 {
     size_t stride = (size_t)w * 3, fl = stride + 1;
     /* trailing rows identical to row k..h-1 */
@@ -137,7 +119,7 @@ static int image_zstream(const uint8_t *rgb, int w, int h, zbuf *out)
         free(row);
         return -1;
     }
-    int rc = zb_reserve(out, 2);
+    int rc = nd_bits_reserve(out, 2);
     if (!rc) {
         out->p[out->n++] = 0x78; /* deflate, 32K window */
         out->p[out->n++] = 0x01; /* fastest; 0x7801 % 31 == 0 */
@@ -163,7 +145,7 @@ static int image_zstream(const uint8_t *rgb, int w, int h, zbuf *out)
     if (!rc && k < h - 1) {
         enum { RUN = 64 };
         uint8_t *zrows = calloc(RUN, fl);
-        zbuf one[2] = {{0}, {0}};
+        nd_bitbuf one[2] = {{0}, {0}};
         uLong a[2];
         rc = zrows == NULL;
         for (int r = 0; r < RUN && !rc; r++)
@@ -180,7 +162,7 @@ static int image_zstream(const uint8_t *rgb, int w, int h, zbuf *out)
         }
         for (int y = k + 1; y < h && !rc;) {
             int v = h - y >= RUN ? 0 : 1;
-            if (zb_reserve(out, one[v].n)) {
+            if (nd_bits_reserve(out, one[v].n)) {
                 rc = -1;
                 break;
             }
@@ -198,7 +180,7 @@ static int image_zstream(const uint8_t *rgb, int w, int h, zbuf *out)
         rc = z_put(&z, out, NULL, 0, Z_FINISH);
     deflateEnd(&z);
     free(row);
-    if (!rc && !zb_reserve(out, 4)) {
+    if (!rc && !nd_bits_reserve(out, 4)) {
         out->p[out->n++] = (uint8_t)(adler >> 24);
         out->p[out->n++] = (uint8_t)(adler >> 16);
         out->p[out->n++] = (uint8_t)(adler >> 8);
@@ -214,15 +196,15 @@ static int image_zstream(const uint8_t *rgb, int w, int h, zbuf *out)
  * and libpng's per-chunk writes were a visible share of the time. */
 static void mem_write_fn(png_structp png, png_bytep data, png_size_t len)
 {
-    zbuf *b = png_get_io_ptr(png);
-    if (zb_reserve(b, len))
+    nd_bitbuf *b = png_get_io_ptr(png);
+    if (nd_bits_reserve(b, len))
         png_error(png, "out of memory");
     memcpy(b->p + b->n, data, len);
     b->n += len;
 }
 static void mem_flush_fn(png_structp png) { (void)png; }
 
-static nd_status png_in_memory(int w, int h, const uint8_t *z, size_t zn, zbuf *out, nd_err *err)
+static nd_status png_in_memory(int w, int h, const uint8_t *z, size_t zn, nd_bitbuf *out, nd_err *err)
 {
     nd_err perr = {{0}};
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &perr, png_err_fn,
@@ -251,8 +233,8 @@ static nd_status png_in_memory(int w, int h, const uint8_t *z, size_t zn, zbuf *
 
 nd_status nd_png_put_file(const char *path, int w, int h, const uint8_t *z, size_t zn, nd_err *err)
 {
-    zbuf file = {0};
-    if (zb_reserve(&file, zn + 128)) /* signature, IHDR, chunk framing, IEND */
+    nd_bitbuf file = {0};
+    if (nd_bits_reserve(&file, zn + 128)) /* signature, IHDR, chunk framing, IEND */
         return nd_fail(err, ND_ENOMEM, "%s: out of memory", path);
     nd_status st = png_in_memory(w, h, z, zn, &file, err);
     if (st) {
@@ -291,7 +273,7 @@ nd_status nd_png_write(const char *path, const uint8_t *rgb, int w, int h, nd_er
 {
     if (w <= 0 || h <= 0 || (uint64_t)w * (uint64_t)h > ND_PNG_MAX_PIXELS)
         return nd_fail(err, ND_EINVAL, "%s: bad image size %dx%d", path, w, h);
-    zbuf zs = {0};
+    nd_bitbuf zs = {0};
     if (image_zstream(rgb, w, h, &zs)) {
         free(zs.p);
         return nd_fail(err, ND_ENOMEM, "%s: compression failed", path);

@@ -73,6 +73,26 @@ static const char *nd_testdata(void)
     return d && *d ? d : "../shared/testdata";
 }
 
+/* rel under nd_testdata(), in a buffer the next call overwrites. */
+static const char *nd_td(const char *rel) __attribute__((unused));
+static const char *nd_td(const char *rel)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%s/%s", nd_testdata(), rel);
+    return buf;
+}
+
+/* splitmix64 over nd_rng_state: seed it (from nd_test_seed()) per test. */
+static uint64_t nd_rng_state __attribute__((unused));
+static uint64_t nd_rnd(void) __attribute__((unused));
+static uint64_t nd_rnd(void)
+{
+    uint64_t z = (nd_rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
 /* A seed for randomized tests: $ND_SEED if set, else the clock. Printed. */
 static uint64_t nd_test_seed(void) __attribute__((unused));
 static uint64_t nd_test_seed(void)

@@ -4,28 +4,12 @@
 
 #include <unistd.h>
 
-static char path_buf[4096];
-static const char *td(const char *rel)
-{
-    snprintf(path_buf, sizeof path_buf, "%s/%s", nd_testdata(), rel);
-    return path_buf;
-}
-
-static uint64_t rng_state;
-static uint64_t rnd(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* Our column names are nPrint's: the header of a real nPrint file. */
 static void test_column_names_match_nprint_header(void)
 {
     nd_rows t;
     nd_err err;
-    CHECK_OK(nd_csv_read(td("nprint/netdiffusion_correct_format_netflix.nprint.gz"), &t, &err), &err);
+    CHECK_OK(nd_csv_read(nd_td("nprint/netdiffusion_correct_format_netflix.nprint.gz"), &t, &err), &err);
     CHECK_EQ_INT(t.n, 1024);
     CHECK_EQ_INT(t.payload_bytes, 0);
     nd_rows_free(&t);
@@ -48,7 +32,7 @@ static void test_image_equals_netdiffusion_png(void)
 {
     nd_err err;
     nd_rows t;
-    CHECK_OK(nd_csv_read(td("nprint/netdiffusion_netflix_01.nprint.gz"), &t, &err), &err);
+    CHECK_OK(nd_csv_read(nd_td("nprint/netdiffusion_netflix_01.nprint.gz"), &t, &err), &err);
     nd_layout l;
     nd_layout_netdiffusion(&l, 1024);
     CHECK_EQ_INT(l.width, 1088);
@@ -56,7 +40,7 @@ static void test_image_equals_netdiffusion_png(void)
     nd_image_from_rows(&l, &t, ours);
     uint8_t *theirs;
     int w, h;
-    CHECK_OK(nd_png_read(td("nprint/netdiffusion_netflix_01_finetune.png"), &theirs, &w, &h, &err), &err);
+    CHECK_OK(nd_png_read(nd_td("nprint/netdiffusion_netflix_01_finetune.png"), &theirs, &w, &h, &err), &err);
     CHECK_EQ_INT(w, 1088);
     CHECK_EQ_INT(h, 1024);
     size_t diff = 0;
@@ -90,7 +74,7 @@ static void test_image_equals_netdiffusion_png(void)
 /* rows -> PNG -> rows is the identity, timing columns included. */
 static void test_png_round_trip_random(void)
 {
-    rng_state = nd_test_seed();
+    nd_rng_state = nd_test_seed();
     nd_err err;
     nd_layout l;
     CHECK_OK(nd_layout_init(&l, 37, 8, 8, &err), &err);
@@ -99,9 +83,9 @@ static void test_png_round_trip_random(void)
     for (int r = 0; r < 29; r++) {
         int8_t *row = nd_rows_push(&t, &err);
         for (int x = 0; x < l.n_bit_cols; x++)
-            row[l.bit_cols[x]] = (int8_t)((int)(rnd() % 3) - 1);
+            row[l.bit_cols[x]] = (int8_t)((int)(nd_rnd() % 3) - 1);
         row[l.bit_cols[0]] = 1; /* never an all-vacant row before the end */
-        t.gap_us[r] = r == 0 ? 0 : (int64_t)(rnd() % 5000000);
+        t.gap_us[r] = r == 0 ? 0 : (int64_t)(nd_rnd() % 5000000);
     }
     uint8_t *rgb = malloc((size_t)l.width * l.packets * 3);
     nd_image_from_rows(&l, &t, rgb);
@@ -141,7 +125,7 @@ static void test_png_round_trip_random(void)
  * around the copy sizes, no padding, and an image of identical rows. */
 static void test_png_padding_runs(void)
 {
-    rng_state = nd_test_seed() + 4;
+    nd_rng_state = nd_test_seed() + 4;
     const int w = 37, heights[] = {1, 2, 63, 64, 65, 129, 200};
     const int data_rows[] = {0, 1, 5, 63, 64, 65, 128, 199, 200};
     nd_err err;
@@ -154,7 +138,7 @@ static void test_png_padding_runs(void)
             uint8_t *rgb = malloc((size_t)w * h * 3), *back;
             for (int y = 0; y < h; y++)
                 for (int x = 0; x < w * 3; x++)
-                    rgb[(size_t)y * w * 3 + x] = y < d ? (uint8_t)rnd() : (uint8_t)(x % 3 == 2 ? 255 : 0);
+                    rgb[(size_t)y * w * 3 + x] = y < d ? (uint8_t)nd_rnd() : (uint8_t)(x % 3 == 2 ? 255 : 0);
             int rw, rh;
             CHECK_OK(nd_png_write(png, rgb, w, h, &err), &err);
             CHECK_OK(nd_png_read(png, &back, &rw, &rh, &err), &err);
@@ -181,7 +165,7 @@ static void test_raw_inverse_real_headers(void)
     for (size_t i = 0; i < ND_ARRAY_LEN(files); i++) {
         nd_reader *r;
         nd_err err;
-        CHECK_OK(nd_reader_open(td(files[i]), &r, &err), &err);
+        CHECK_OK(nd_reader_open(nd_td(files[i]), &r, &err), &err);
         if (!r)
             continue;
         nd_packet p;
@@ -222,7 +206,7 @@ static void test_link_layers(void)
     for (size_t i = 0; i < ND_ARRAY_LEN(c); i++) {
         nd_reader *r;
         nd_err err;
-        CHECK_OK(nd_reader_open(td(c[i].f), &r, &err), &err);
+        CHECK_OK(nd_reader_open(nd_td(c[i].f), &r, &err), &err);
         if (!r)
             continue;
         nd_packet p;
@@ -262,7 +246,7 @@ static void test_flows_match_manifest(void)
     o.idle_timeout = 1e9;
     long n[3] = {0, 0, 0};
     nd_err err;
-    CHECK_OK(nd_flows_from_capture(td("apps/netflix/ndpi_netflix__netflix.pcap"), &o, count_flow,
+    CHECK_OK(nd_flows_from_capture(nd_td("apps/netflix/ndpi_netflix__netflix.pcap"), &o, count_flow,
                                    n, NULL, &err), &err);
     CHECK_EQ_INT(n[0], 36);      /* flows.csv lists 36 TCP/UDP flows */
     CHECK_EQ_INT(n[1], 1145);    /* every packet in a flow */
@@ -270,7 +254,7 @@ static void test_flows_match_manifest(void)
     /* first K packets only */
     o.max_packets = 5;
     memset(n, 0, sizeof n);
-    CHECK_OK(nd_flows_from_capture(td("apps/netflix/ndpi_netflix__netflix.pcap"), &o, count_flow,
+    CHECK_OK(nd_flows_from_capture(nd_td("apps/netflix/ndpi_netflix__netflix.pcap"), &o, count_flow,
                                    n, NULL, &err), &err);
     CHECK_EQ_INT(n[0], 36);
     CHECK(n[1] <= 36 * 5);
@@ -303,19 +287,19 @@ static void test_labels(void)
     nd_flow_opts_init(&o);
     o.labeler = l;
     long n[2] = {0, 0};
-    CHECK_OK(nd_flows_from_capture(td("labelled/pcapml_sample-test_os-labels.pcapng"), &o,
+    CHECK_OK(nd_flows_from_capture(nd_td("labelled/pcapml_sample-test_os-labels.pcapng"), &o,
                                    check_labels, n, NULL, &err), &err);
     CHECK(n[0] >= 10);
     CHECK_EQ_INT(n[1], n[0]);
     nd_labeler_free(l);
     /* the testdata's flows.csv labels every flow of a capture it lists */
     CHECK_OK(nd_labeler_new(&l, &err), &err);
-    CHECK_OK(nd_labeler_load_csv(l, td("flows.csv"), &err), &err);
+    CHECK_OK(nd_labeler_load_csv(l, nd_td("flows.csv"), &err), &err);
     o.labeler = l;
     o.drop_unlabelled = true;
     o.end_on_fin_rst = false;
     long m[3] = {0, 0, 0};
-    CHECK_OK(nd_flows_from_capture(td("apps/netflix/ndpi_netflix__netflix.pcap"), &o, count_flow,
+    CHECK_OK(nd_flows_from_capture(nd_td("apps/netflix/ndpi_netflix__netflix.pcap"), &o, count_flow,
                                    m, NULL, &err), &err);
     CHECK_EQ_INT(m[0], 36);
     CHECK_EQ_INT(m[2], 0);
@@ -328,7 +312,7 @@ static void test_labels(void)
 /* Writer -> reader: packets, timestamps and pcapng comments survive. */
 static void test_capwriter_round_trip(void)
 {
-    rng_state = nd_test_seed() + 1;
+    nd_rng_state = nd_test_seed() + 1;
     for (int fmt = 0; fmt < 2; fmt++) {
         char path[] = "/tmp/ndtest_cap_XXXXXX";
         int fd = mkstemp(path);
@@ -340,7 +324,7 @@ static void test_capwriter_round_trip(void)
         uint8_t pkt[60];
         for (int i = 0; i < 50; i++) {
             for (size_t k = 0; k < sizeof pkt; k++)
-                pkt[k] = (uint8_t)rnd();
+                pkt[k] = (uint8_t)nd_rnd();
             pkt[0] = 0x45;
             char c[32];
             snprintf(c, sizeof c, "%d,cls%d", i, i % 3);
@@ -375,16 +359,16 @@ static void test_capwriter_round_trip(void)
 /* CSV write -> read keeps every bit, the index and the gaps. */
 static void test_csv_round_trip(void)
 {
-    rng_state = nd_test_seed() + 2;
+    nd_rng_state = nd_test_seed() + 2;
     nd_err err;
     nd_rows t;
     CHECK_OK(nd_rows_init(&t, 3, 4, &err), &err);
     for (int r = 0; r < 40; r++) {
         int8_t *row = nd_rows_push(&t, &err);
         for (int c = 0; c < nd_row_width(3); c++)
-            row[c] = (int8_t)((int)(rnd() % 3) - 1);
+            row[c] = (int8_t)((int)(nd_rnd() % 3) - 1);
         snprintf(t.index[r], sizeof t.index[r], "10.0.0.%d", r);
-        t.gap_us[r] = (int64_t)(rnd() % 100000);
+        t.gap_us[r] = (int64_t)(nd_rnd() % 100000);
     }
     nd_nprint_opts o;
     nd_nprint_opts_init(&o);

@@ -9,22 +9,6 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static char path_buf[4096];
-static const char *td(const char *rel)
-{
-    snprintf(path_buf, sizeof path_buf, "%s/%s", nd_testdata(), rel);
-    return path_buf;
-}
-
-static uint64_t rng_state;
-static uint64_t rnd(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static void colour(int8_t v, uint8_t *px)
 {
     px[0] = v == 1 ? 255 : 0;
@@ -140,22 +124,22 @@ static void fill_rows(int8_t *bits, int w, int n)
 {
     for (int y = 0; y < n; y++) {
         int8_t *row = bits + (size_t)y * w;
-        if (y == 0 || rnd() % 8 == 0) {
+        if (y == 0 || nd_rnd() % 8 == 0) {
             for (int x = 0; x < w;) {
-                int len = 1 + (int)(rnd() % (rnd() % 4 == 0 ? 400 : 6));
-                int8_t v = rnd() % 50 == 0 ? (int8_t)(rnd() % 9 - 4) : (int8_t)(rnd() % 3 - 1);
+                int len = 1 + (int)(nd_rnd() % (nd_rnd() % 4 == 0 ? 400 : 6));
+                int8_t v = nd_rnd() % 50 == 0 ? (int8_t)(nd_rnd() % 9 - 4) : (int8_t)(nd_rnd() % 3 - 1);
                 for (; len-- > 0 && x < w; x++)
                     row[x] = v;
             }
             continue;
         }
         memcpy(row, row - w, (size_t)w);
-        int changes = (int)(rnd() % 12);
+        int changes = (int)(nd_rnd() % 12);
         for (int c = 0; c < changes; c++) {
-            int x0 = (int)(rnd() % (uint64_t)w), len = 1 + (int)(rnd() % (rnd() % 3 == 0 ? 300 : 4));
-            int8_t v = (int8_t)(rnd() % 3 - 1);
+            int x0 = (int)(nd_rnd() % (uint64_t)w), len = 1 + (int)(nd_rnd() % (nd_rnd() % 3 == 0 ? 300 : 4));
+            int8_t v = (int8_t)(nd_rnd() % 3 - 1);
             for (int x = x0; x < x0 + len && x < w; x++)
-                row[x] = c % 2 ? v : (int8_t)(rnd() % 3 - 1);
+                row[x] = c % 2 ? v : (int8_t)(nd_rnd() % 3 - 1);
         }
     }
 }
@@ -164,7 +148,7 @@ static void fill_rows(int8_t *bits, int w, int n)
  * padding), and runs around the 258-byte match limit (86 pixels). */
 static void test_sizes_and_padding(void)
 {
-    rng_state = nd_test_seed();
+    nd_rng_state = nd_test_seed();
     const int widths[] = {1, 2, 3, 5, 37, 85, 86, 87, 172, 259, 1088, 1104};
     const int heights[] = {1, 2, 3, 7, 64, 301};
     for (size_t a = 0; a < ND_ARRAY_LEN(widths); a++)
@@ -194,7 +178,7 @@ static void test_sizes_and_padding(void)
  * timing columns included, with and without padding. */
 static void test_layout_with_timing(void)
 {
-    rng_state = nd_test_seed() + 1;
+    nd_rng_state = nd_test_seed() + 1;
     nd_err err;
     const int budgets[] = {50, 23};
     for (size_t k = 0; k < ND_ARRAY_LEN(budgets); k++) {
@@ -205,8 +189,8 @@ static void test_layout_with_timing(void)
         for (int r = 0; r < 40; r++) {
             int8_t *row = nd_rows_push(&t, &err);
             for (int c = 0; c < ND_HDR_BITS; c++)
-                row[c] = (int8_t)((int)(rnd() % 3) - 1);
-            t.gap_us[r] = r == 0 ? 0 : (int64_t)(rnd() % 9000000);
+                row[c] = (int8_t)((int)(nd_rnd() % 3) - 1);
+            t.gap_us[r] = r == 0 ? 0 : (int64_t)(nd_rnd() % 9000000);
         }
         int8_t *bits = malloc((size_t)l.width * l.packets);
         int n = nd_image_bits_from_rows(&l, &t, bits);
@@ -236,7 +220,7 @@ static void test_netdiffusion_png(void)
 {
     nd_err err;
     nd_rows t;
-    CHECK_OK(nd_csv_read(td("nprint/netdiffusion_netflix_01.nprint.gz"), &t, &err), &err);
+    CHECK_OK(nd_csv_read(nd_td("nprint/netdiffusion_netflix_01.nprint.gz"), &t, &err), &err);
     nd_layout l;
     nd_layout_netdiffusion(&l, 1024);
     int8_t *bits = malloc((size_t)l.width * l.packets);
@@ -248,7 +232,7 @@ static void test_netdiffusion_png(void)
     uint8_t *ours = NULL, *theirs = NULL;
     int w1, h1, w2, h2;
     CHECK_OK(nd_png_read(png, &ours, &w1, &h1, &err), &err);
-    CHECK_OK(nd_png_read(td("nprint/netdiffusion_netflix_01_finetune.png"), &theirs, &w2, &h2, &err),
+    CHECK_OK(nd_png_read(nd_td("nprint/netdiffusion_netflix_01_finetune.png"), &theirs, &w2, &h2, &err),
              &err);
     CHECKF(ours && theirs && w1 == w2 && h1 == h2 && !memcmp(ours, theirs, (size_t)w1 * h1 * 3),
            "our PNG of netflix_01 differs from NetDiffusion's");
@@ -264,7 +248,7 @@ static void test_netdiffusion_png(void)
  * length limit, once and repeated, inflate to the bytes they stand for. */
 static void test_deflate_tokens(void)
 {
-    rng_state = nd_test_seed() + 2;
+    nd_rng_state = nd_test_seed() + 2;
     enum { MAXB = 1 << 21 };
     uint8_t *want = malloc(MAXB), *got = malloc(MAXB);
     uint32_t *tok = malloc(sizeof *tok * MAXB);
@@ -282,15 +266,15 @@ static void test_deflate_tokens(void)
             fb = t;
         }
         while (nb < MAXB / 2) {
-            if (nb == 0 || rnd() % 3 == 0) {
-                uint8_t v = (uint8_t)rnd();
+            if (nb == 0 || nd_rnd() % 3 == 0) {
+                uint8_t v = (uint8_t)nd_rnd();
                 tok[n++] = v;
                 want[nb++] = v;
                 continue;
             }
-            int len = 3 + (int)(rnd() % 256);
+            int len = 3 + (int)(nd_rnd() % 256);
             size_t maxd = nb < 32768 ? nb : 32768;
-            int dist = (int)(rnd() % 2 ? 1 + rnd() % maxd : 1 + rnd() % (maxd < 8 ? maxd : 8));
+            int dist = (int)(nd_rnd() % 2 ? 1 + nd_rnd() % maxd : 1 + nd_rnd() % (maxd < 8 ? maxd : 8));
             tok[n++] = nd_tok_match(len, dist);
             for (int i = 0; i < len; i++, nb++)
                 want[nb] = want[nb - (size_t)dist];
@@ -302,7 +286,7 @@ static void test_deflate_tokens(void)
         /* a second block: a self-contained token list (a literal, then
          * distance-1 copies of it) repeated many times */
         uint32_t rep[3] = {0x5a, nd_tok_match(258, 1), nd_tok_match(17, 1)};
-        uint32_t times = 1 + (uint32_t)(rnd() % 300);
+        uint32_t times = 1 + (uint32_t)(nd_rnd() % 300);
         CHECK(nd_deflate_block(&b, rep, 3, times, 1) == 0);
         for (uint32_t r = 0; r < times; r++)
             for (int i = 0; i < 1 + 258 + 17; i++)

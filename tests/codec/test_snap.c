@@ -4,15 +4,6 @@
 #include "codec/codec.h"
 #include "tests/harness.h"
 
-static uint64_t rng_state;
-static uint64_t rnd(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* Reference confidence, written from its definition in codec.h: the
  * largest clipped channel minus the median one, scaled to 0..255. */
 static int ref_conf(float r, float g, float b)
@@ -90,14 +81,14 @@ static void test_snap_conf_is_distance_ratio(void)
  * each other, bit for bit, on random pixels (out-of-range values, ties). */
 static void test_snap_planar_matches_interleaved(void)
 {
-    rng_state = nd_test_seed() + 3;
+    nd_rng_state = nd_test_seed() + 3;
     enum { N = 4099 };
     float *rgb = malloc(N * 3 * sizeof(float)), *pl = malloc(N * 3 * sizeof(float));
     int8_t *b1 = malloc(N), *b2 = malloc(N);
     nd_conf *c1 = malloc(N), *c2 = malloc(N);
     for (int i = 0; i < N; i++)
         for (int ch = 0; ch < 3; ch++) {
-            float v = (float)(rnd() % 1400) / 1000.0f - 0.2f;
+            float v = (float)(nd_rnd() % 1400) / 1000.0f - 0.2f;
             if (i % 7 == 0)
                 v = 0.5f; /* a tie of all three */
             if (i % 11 == 0 && ch == 1)
@@ -135,7 +126,7 @@ static uint16_t half_near(int ch, int want, uint64_t r)
  * path on the same pixels, from f32 and from f16 planes alike. */
 static void test_snap_image(void)
 {
-    rng_state = nd_test_seed() + 5;
+    nd_rng_state = nd_test_seed() + 5;
     enum { W = 67, H = 40 };
     size_t n = (size_t)W * H;
     uint16_t *h16 = malloc(n * 3 * 2);
@@ -143,17 +134,17 @@ static void test_snap_image(void)
     int8_t *bi = malloc(n), *bp = malloc(n);
     nd_conf *ci = malloc(n), *cp = malloc(n);
     for (int trial = 0; trial < 40; trial++) {
-        int rows = trial == 0 ? 0 : trial == 1 ? H : (int)(rnd() % (H + 1));
+        int rows = trial == 0 ? 0 : trial == 1 ? H : (int)(nd_rnd() % (H + 1));
         for (size_t i = 0; i < n; i++) {
             int y = (int)(i / W);
-            int want = y < rows ? (int)(rnd() % 3) : 2; /* padding: blue */
+            int want = y < rows ? (int)(nd_rnd() % 3) : 2; /* padding: blue */
             /* the last flow row: blue but for one pixel, anywhere */
             if (y == rows - 1 && trial % 2)
                 want = (int)(i % W) == (int)(trial * 7 % W) ? 0 : 2;
             for (int ch = 0; ch < 3; ch++) {
-                uint16_t hv = half_near(ch, want, rnd());
-                if (y < rows && rnd() % 97 == 0) /* padding stays blue */
-                    hv = (uint16_t)(rnd() % 3 == 0 ? 0x7c00 : rnd() % 2 ? 0xbc00 : 0x3e00);
+                uint16_t hv = half_near(ch, want, nd_rnd());
+                if (y < rows && nd_rnd() % 97 == 0) /* padding stays blue */
+                    hv = (uint16_t)(nd_rnd() % 3 == 0 ? 0x7c00 : nd_rnd() % 2 ? 0xbc00 : 0x3e00);
                 h16[(size_t)ch * n + i] = hv; /* +inf, -1, 1.5 now and then */
                 f32[(size_t)ch * n + i] = ref_half(hv);
             }
