@@ -45,8 +45,39 @@ static size_t kt_bytes(const nd_op_call *c)
     return (size_t)(k->shape[0] * k->shape[2] * nt * bk) * 4 + ND_ARENA_ALIGN;
 }
 
+/* ---- heads of 8 or 16 channels: keys in the lanes ------------------------------
+ * The tile GEMMs below have K = d; at d = 8 (the default model's heads) a
+ * 16-lane micro-kernel spends more on loop overhead and the per-tile online
+ * softmax than on multiplies (~20 GFLOP/s). Here the keys are in the lanes
+ * instead: 16 scores of one query row are d FMAs on K^T, then one exp, then d
+ * FMAs on V^T into 16-lane accumulators, reduced once per row at the end.
+ * A row's scores all fit in scratch (Nk floats), so the softmax is exact in
+ * two passes (max, then exp) with no rescaling. Memory stays O(N d): K^T and
+ * V^T ([B][H][d][Nk rounded up to 16], zero-padded) plus 2 rows of scores
+ * per thread. AVX-512 only, not causal (CLIP's heads are 64 wide). */
+static bool small_heads(const nd_backend *be, const nd_op_call *c)
+{
+    int64_t d = c->src[0]->shape[2] / c->p.attn.n_heads;
+    return cpu_of((nd_backend *)be)->avx512 && !c->p.attn.causal && (d == 8 || d == 16);
+}
+
+static int64_t small_nkp(const nd_op_call *c)
+{
+    return (c->src[1]->shape[1] + 15) / 16 * 16;
+}
+
+static size_t small_ws(const nd_backend *be, const nd_op_call *c)
+{
+    const nd_tensor *k = c->src[1];
+    size_t kv = (size_t)(k->shape[0] * k->shape[2] * small_nkp(c)) * 4;
+    return 2 * (kv + ND_ARENA_ALIGN) + (size_t)be->n_threads * (2 * small_nkp(c) * 4 + 64) +
+           ND_ARENA_ALIGN;
+}
+
 size_t cpu_attention_ws(const nd_backend *be, const nd_op_call *c)
 {
+    if (small_heads(be, c))
+        return small_ws(be, c);
     int64_t d = c->src[0]->shape[2] / c->p.attn.n_heads;
     return kt_bytes(c) + (size_t)be->n_threads * per_thread_floats(d) * 4 + ND_ARENA_ALIGN;
 }
@@ -365,8 +396,142 @@ static void kt_task(void *vc, int64_t t, int thread)
             kt[ch * c->bk + j] = k[j * c->C + ch];
 }
 
+#ifdef ND_HAVE_X86
+typedef struct {
+    const float *q, *k, *v;
+    float *kt, *vt, *o, *scratch;
+    int64_t Nq, Nk, nkp, C, H, d, n_qb;
+    float scale;
+} small_ctx;
+
+/* rows per task */
+#define SQ 32
+
+/* One task = (batch, head): kt[c][j] = k[j][h*d + c], the same for V;
+ * the padding keys are zeros. */
+static void small_tr_task(void *vc, int64_t t, int thread)
+{
+    (void)thread;
+    const small_ctx *a = vc;
+    int64_t h = t % a->H, b = t / a->H, d = a->d;
+    const float *src[2] = {a->k + b * a->Nk * a->C + h * d, a->v + b * a->Nk * a->C + h * d};
+    float *dst[2] = {a->kt + t * d * a->nkp, a->vt + t * d * a->nkp};
+    for (int w = 0; w < 2; w++) {
+        for (int64_t j = 0; j < a->Nk; j++)
+            for (int64_t c = 0; c < d; c++)
+                dst[w][c * a->nkp + j] = src[w][j * a->C + c];
+        for (int64_t c = 0; c < d; c++)
+            memset(dst[w] + c * a->nkp + a->Nk, 0, (size_t)(a->nkp - a->Nk) * 4);
+    }
+}
+
+/* R query rows (q, row stride ldq) against all keys; D = head width. */
+ND_AVX512 static inline __attribute__((always_inline)) void
+small_rows(const int D, const int R, const small_ctx *a, const float *q, const float *kt,
+           const float *vt, float *s, float *out)
+{
+    const int64_t Nk = a->Nk, nkp = a->nkp, ldq = a->C;
+    __m512 vmax[2], acc[2];
+    for (int r = 0; r < R; r++)
+        vmax[r] = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < Nk; j += 16) {
+        __mmask16 mk = lanes(Nk - j);
+        for (int r = 0; r < R; r++)
+            acc[r] = _mm512_setzero_ps();
+#pragma GCC unroll 16
+        for (int c = 0; c < D; c++) {
+            __m512 kv = _mm512_loadu_ps(kt + c * nkp + j);
+            for (int r = 0; r < R; r++)
+                acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(q[r * ldq + c]), kv, acc[r]);
+        }
+        for (int r = 0; r < R; r++) {
+            _mm512_storeu_ps(s + r * nkp + j, acc[r]);
+            vmax[r] = _mm512_mask_max_ps(vmax[r], mk, vmax[r], acc[r]);
+        }
+    }
+    __m512 vm[2], sum[2], o[2][16];
+    const __m512 vs = _mm512_set1_ps(a->scale);
+    for (int r = 0; r < R; r++) {
+        vm[r] = _mm512_set1_ps(_mm512_reduce_max_ps(vmax[r]) * a->scale);
+        sum[r] = _mm512_setzero_ps();
+        for (int c = 0; c < D; c++)
+            o[r][c] = _mm512_setzero_ps();
+    }
+    for (int64_t j = 0; j < Nk; j += 16) {
+        __mmask16 mk = lanes(Nk - j);
+        __m512 p[2];
+        for (int r = 0; r < R; r++) {
+            p[r] = _mm512_maskz_mov_ps(
+                mk, nd_exp512(_mm512_fmsub_ps(_mm512_loadu_ps(s + r * nkp + j), vs, vm[r])));
+            sum[r] = _mm512_add_ps(sum[r], p[r]);
+        }
+#pragma GCC unroll 16
+        for (int c = 0; c < D; c++) {
+            __m512 vv = _mm512_loadu_ps(vt + c * nkp + j);
+            for (int r = 0; r < R; r++)
+                o[r][c] = _mm512_fmadd_ps(p[r], vv, o[r][c]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        float inv = 1.0f / _mm512_reduce_add_ps(sum[r]);
+        for (int c = 0; c < D; c++)
+            out[r * ldq + c] = _mm512_reduce_add_ps(o[r][c]) * inv;
+    }
+}
+
+ND_AVX512 static void small_task(void *vc, int64_t t, int thread)
+{
+    const small_ctx *a = vc;
+    int64_t qb = t % a->n_qb, bh = t / a->n_qb, h = bh % a->H, b = bh / a->H, d = a->d;
+    int64_t i0 = qb * SQ, i1 = i0 + SQ < a->Nq ? i0 + SQ : a->Nq;
+    const float *kt = a->kt + bh * d * a->nkp, *vt = a->vt + bh * d * a->nkp;
+    float *s = a->scratch + (size_t)thread * (size_t)(2 * a->nkp + 16);
+    for (int64_t i = i0; i < i1;) {
+        const float *q = a->q + (b * a->Nq + i) * a->C + h * d;
+        float *out = a->o + (b * a->Nq + i) * a->C + h * d;
+        if (d == 8 && i + 2 <= i1) {
+            small_rows(8, 2, a, q, kt, vt, s, out);
+            i += 2;
+        } else {
+            if (d == 8)
+                small_rows(8, 1, a, q, kt, vt, s, out);
+            else
+                small_rows(16, 1, a, q, kt, vt, s, out);
+            i += 1;
+        }
+    }
+}
+
+static nd_status small_attention(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_err *err)
+{
+    const nd_tensor *q = c->src[0], *k = c->src[1];
+    int64_t C = q->shape[2], H = c->p.attn.n_heads, d = C / H, B = q->shape[0];
+    small_ctx a = {
+        .q = q->data, .k = k->data, .v = c->src[2]->data, .o = c->dst->data,
+        .Nq = q->shape[1], .Nk = k->shape[1], .nkp = small_nkp(c), .C = C, .H = H, .d = d,
+        .n_qb = (q->shape[1] + SQ - 1) / SQ,
+        .scale = c->p.attn.scale > 0 ? c->p.attn.scale : 1.0f / sqrtf((float)d),
+    };
+    size_t kv = (size_t)(B * C * a.nkp) * 4;
+    a.kt = nd_arena_alloc(ws, kv, err);
+    a.vt = a.kt ? nd_arena_alloc(ws, kv, err) : NULL;
+    a.scratch = a.vt ? nd_arena_alloc(ws, (size_t)be->n_threads * (size_t)(2 * a.nkp + 16) * 4, err)
+                     : NULL;
+    if (!a.scratch)
+        return nd_wrap(err, ND_ENOMEM, "attention (workspace needs %zu bytes)",
+                       cpu_attention_ws(be, c));
+    nd_pool_run(cpu_of(be)->pool, B * H, small_tr_task, &a);
+    nd_pool_run(cpu_of(be)->pool, B * H * a.n_qb, small_task, &a);
+    return ND_OK;
+}
+#endif
+
 nd_status cpu_attention(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_err *err)
 {
+#ifdef ND_HAVE_X86
+    if (small_heads(be, c))
+        return small_attention(be, c, ws, err);
+#endif
     const nd_tensor *q = c->src[0], *k = c->src[1];
     int64_t C = q->shape[2], H = c->p.attn.n_heads, d = C / H;
     attn_ctx a = {

@@ -329,6 +329,15 @@ static void test_conv2d(void)
     setenv("ND_CONV_WINOGRAD", "0", 1);
     conv("3x3 s1 p1 [2,16,13,11] im2col", 1, 1, 1, 1, 1);
     unsetenv("ND_CONV_WINOGRAD");
+    /* 4 rows (every tile touches the padding) and 37 columns (groups of 8
+     * tiles, then 3), as the default model's 4x69 latents; 40 columns: the
+     * last group of 8 tiles ends at the padding column */
+    begin(ND_OP_CONV2D);
+    SRC(0, -1, 1, 2, 8, 4, 37); SRC(1, -1, 1, 9, 8, 3, 3); SRC(2, -1, 1, 9); DST(2, 9, 4, 37);
+    conv("3x3 s1 p1 [2,8,4,37] winograd", 1, 1, 1, 1, 1);
+    begin(ND_OP_CONV2D);
+    SRC(0, -1, 1, 1, 8, 9, 40); SRC(1, -1, 1, 8, 8, 3, 3); SRC(2, -1, 1, 8); DST(1, 8, 9, 40);
+    conv("3x3 s1 p1 [1,8,9,40] winograd", 1, 1, 1, 1, 1);
     begin(ND_OP_CONV2D);
     SRC(0, -1, 1, 1, 64, 24, 20); SRC(1, -1, 1, 48, 64, 3, 3); nosrc(2); DST(1, 48, 22, 18);
     conv("3x3 s1 p0 [1,64,24,20] winograd no bias", 1, 0, 0, 0, 0);
@@ -430,6 +439,29 @@ static void test_attention(void)
     SRC(0, -6, 6, 1, 97, 64); SRC(1, -6, 6, 1, 333, 64); SRC(2, -1, 1, 1, 333, 64);
     DST(1, 97, 64);
     attn("peaked Nq97 Nk333 1x64", 1, false);
+    /* the default model's heads (8 wide; the cpu backend's keys-in-lanes
+     * path): odd query counts (rows in pairs, one left), key counts not a
+     * multiple of 16, cross with 77 keys, peaked scores, 16 wide */
+    begin(ND_OP_ATTENTION);
+    SRC(0, -2, 2, 3, 277, 64); SRC(1, -2, 2, 3, 277, 64); SRC(2, -1, 1, 3, 277, 64);
+    DST(3, 277, 64);
+    attn("self N277 8x8", 8, false);
+    begin(ND_OP_ATTENTION);
+    SRC(0, -2, 2, 2, 35, 64); SRC(1, -2, 2, 2, 77, 64); SRC(2, -1, 1, 2, 77, 64);
+    DST(2, 35, 64);
+    attn("cross Nq35 Nk77 8x8", 8, false);
+    begin(ND_OP_ATTENTION);
+    SRC(0, -9, 9, 1, 33, 16); SRC(1, -9, 9, 1, 5, 16); SRC(2, -1, 1, 1, 5, 16);
+    DST(1, 33, 16);
+    attn("peaked Nq33 Nk5 2x8", 2, false);
+    begin(ND_OP_ATTENTION);
+    SRC(0, -2, 2, 2, 41, 48); SRC(1, -2, 2, 2, 130, 48); SRC(2, -1, 1, 2, 130, 48);
+    DST(2, 41, 48);
+    attn("Nq41 Nk130 3x16", 3, false);
+    begin(ND_OP_ATTENTION);
+    SRC(0, -2, 2, 1, 50, 16); SRC(1, -2, 2, 1, 50, 16); SRC(2, -1, 1, 1, 50, 16);
+    DST(1, 50, 16);
+    attn("causal N50 2x8", 2, true);
 }
 
 /* Long sequences at the UNet's first and last head dims: many query and key
