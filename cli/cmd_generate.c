@@ -42,6 +42,9 @@ static const char usage_text[] =
     "                        emu (the CUDA kernels emulated) in `make emu`'s build/emu/netdiff\n"
     "  --batch B             flows drawn at once (default 1)\n"
     "  --threads T           compute threads (default: every core)\n"
+    "  --copies K            model copies drawing at once, each on T/K threads and\n"
+    "                        up to B flows (default: one per thread for a model under\n"
+    "                        256 MiB on the CPU, such as the default; else 1)\n"
     "  --model PATH          an SD1.5-family model: LDM .safetensors or diffusers folder\n"
     "  --lora PATH[:SCALE]   a LoRA (kohya or PEFT) merged at SCALE (default 1); repeatable\n"
     "  --controlnet PATH     a ControlNet (original or diffusers layout)\n"
@@ -154,8 +157,9 @@ static int run(int argc, char **argv)
     nd_model_params mp;
     nd_model_params_init(&mp);
     const char *cn_path = NULL, *model_path = NULL;
+    int copies = 0; /* 0: nd_model_auto_copies */
     enum { O_CLASS = 256, O_SPLIT, O_FORMAT, O_SEED, O_STEPS, O_SAMPLER, O_CFG, O_CS, O_NEG,
-           O_BACKEND, O_BATCH, O_THREADS, O_MODEL, O_LORA, O_CN, O_NOCN, O_CLASSES, O_RAW, O_HELP };
+           O_BACKEND, O_BATCH, O_THREADS, O_COPIES, O_MODEL, O_LORA, O_CN, O_NOCN, O_CLASSES, O_RAW, O_HELP };
     static const struct option lo[] = {
         {"class", required_argument, 0, O_CLASS}, {"split-by-class", required_argument, 0, O_SPLIT},
         {"format", required_argument, 0, O_FORMAT}, {"seed", required_argument, 0, O_SEED},
@@ -163,6 +167,7 @@ static int run(int argc, char **argv)
         {"cfg", required_argument, 0, O_CFG}, {"control-scale", required_argument, 0, O_CS},
         {"negative", required_argument, 0, O_NEG}, {"backend", required_argument, 0, O_BACKEND},
         {"batch", required_argument, 0, O_BATCH}, {"threads", required_argument, 0, O_THREADS},
+        {"copies", required_argument, 0, O_COPIES},
         {"model", required_argument, 0, O_MODEL}, {"lora", required_argument, 0, O_LORA},
         {"controlnet", required_argument, 0, O_CN}, {"no-controlnet", no_argument, 0, O_NOCN},
         {"classes", required_argument, 0, O_CLASSES}, {"raw-ip", no_argument, 0, O_RAW},
@@ -222,6 +227,11 @@ static int run(int argc, char **argv)
             if (cli_parse_long(optarg, 1, 1024, &v))
                 return cli_usage_error("generate", "--threads takes 1..1024");
             mp.threads = (int)v;
+            break;
+        case O_COPIES:
+            if (cli_parse_long(optarg, 1, 64, &v))
+                return cli_usage_error("generate", "--copies takes 1..64");
+            copies = (int)v;
             break;
         case O_MODEL: model_path = optarg; break;
         case O_LORA: {
@@ -291,7 +301,8 @@ static int run(int argc, char **argv)
         nd_class_table_free(&t);
         return cli_usage_error("generate", "%s", err.msg);
     }
-    nd_model_drawer *md = NULL;
+    nd_model_drawer *md[64] = {NULL};
+    nd_parallel_drawer *pd = NULL;
     nd_standin_drawer *sdw = NULL;
     nd_drawer drawer;
     /* hidden: ND_STANDIN_DRAWER=1 draws class templates plus seeded noise
@@ -302,9 +313,31 @@ static int run(int argc, char **argv)
             nd_class_table_free(&t);
             return cli_fail("generate", st, "%s", err.msg);
         }
-    } else if ((st = nd_model_drawer_new(&mp, &t, &md, &drawer, &err))) {
-        nd_class_table_free(&t);
-        return cli_fail("generate", st, "%s", err.msg);
+    } else {
+        /* K copies of the model, each with T/K threads, drawing at once */
+        if (!copies)
+            copies = nd_model_auto_copies(&mp, mp.threads);
+        if (copies > 1) {
+            int threads = mp.threads;
+            if (threads <= 0) {
+                long nc = sysconf(_SC_NPROCESSORS_ONLN);
+                threads = nc > 0 ? (int)nc : 1;
+            }
+            mp.threads = threads / copies > 0 ? threads / copies : 1;
+        }
+        nd_drawer ds[64];
+        for (int i = 0; i < copies && !st; i++)
+            st = nd_model_drawer_new(&mp, &t, &md[i], &ds[i], &err);
+        if (!st && copies > 1)
+            st = nd_parallel_drawer_new(ds, copies, &pd, &drawer, &err);
+        else if (!st)
+            drawer = ds[0];
+        if (st) {
+            for (int i = 0; i < copies; i++)
+                nd_model_drawer_free(md[i]);
+            nd_class_table_free(&t);
+            return cli_fail("generate", st, "%s", err.msg);
+        }
     }
 
     /* outputs: temporary names, renamed when the job succeeds */
@@ -371,9 +404,16 @@ static int run(int argc, char **argv)
     if (!st && capf && fflush(capf))
         st = nd_fail(&err, ND_EIO, "%s: write failed", out);
     if (!st) {
+        /* per stage: the copies' seconds over the copies (they ran at once) */
         nd_model_times mt = {0};
-        if (md)
-            nd_model_drawer_times(md, &mt);
+        for (int i = 0; i < copies && md[i]; i++) {
+            nd_model_times ti;
+            nd_model_drawer_times(md[i], &ti);
+            mt.text += ti.text / copies;
+            mt.hint += ti.hint / copies;
+            mt.steps += ti.steps / copies;
+            mt.vae += ti.vae / copies;
+        }
         /* model loading not included; tests/bench/bench_generate.sh reads this line */
         fprintf(stderr, "netdiff generate: %llu flows, %llu packets in %.3f s (%.3f flows/s; "
                 "text %.3fs, hint %.3fs, UNet %.3fs, VAE %.3fs, snap+repair+write %.3fs; "
@@ -421,7 +461,9 @@ done:
     free(ss.fs);
     free(ss.cs);
     free(ss.gs);
-    nd_model_drawer_free(md);
+    nd_parallel_drawer_free(pd);
+    for (int i = 0; i < copies; i++)
+        nd_model_drawer_free(md[i]);
     nd_standin_drawer_free(sdw);
     nd_class_table_free(&t);
     if (st)

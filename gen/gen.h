@@ -272,6 +272,23 @@ typedef struct nd_default_paths {
 } nd_default_paths;
 void nd_default_paths_get(nd_default_paths *p);
 
+/* Several drawers as one, drawing at once: k copies of a model, each on its
+ * own thread (and its own backend threads), for models whose ops are too
+ * small to split over cores well (the default model: a core per copy beats
+ * two cores per op, where every op ends waiting for the slower thread).
+ * draw() gives drawer i the contiguous share [i*n/k, (i+1)*n/k) of its
+ * requests; max_batch is the sum. The drawers must have the same max_batch
+ * and layout, and stay the caller's (freed after this). Since a flow's image
+ * depends only on its request, the bytes are those of one drawer. */
+typedef struct nd_parallel_drawer nd_parallel_drawer;
+nd_status nd_parallel_drawer_new(const nd_drawer *ds, int k, nd_parallel_drawer **out,
+                                 nd_drawer *d, nd_err *err);
+void nd_parallel_drawer_free(nd_parallel_drawer *p);
+/* The copies worth making of the model p names with `threads` cores: each
+ * core its own copy when the model is small (its weight files under 256 MiB
+ * together, on a CPU backend), else 1. */
+int nd_model_auto_copies(const nd_model_params *p, int threads);
+
 /* Sinks that cli/ and server/ share. */
 /* A capture (pcap or pcapng; pcapng packets carry "FLOWINDEX,CLASS"). */
 typedef struct nd_capture_sink nd_capture_sink;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void nd_model_params_init(nd_model_params *p)
@@ -593,4 +594,31 @@ nd_status nd_model_drawer_steps(nd_model_drawer *m, nd_step_drawer *sd, nd_err *
     *sd = (nd_step_drawer){m, m->p.batch, m->t->layout, flow_begin, flows_step, flow_finish,
                            flow_free, 1};
     return ND_OK;
+}
+
+/* Copies of a small model per core (see gen.h). */
+#define SMALL_MODEL_BYTES ((off_t)256 << 20)
+
+int nd_model_auto_copies(const nd_model_params *p, int threads)
+{
+    if (threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (int)n : 1;
+    }
+    if (threads == 1 || !p->backend || strncmp(p->backend, "cpu", 3))
+        return 1;
+    const char *files[2 + ND_MODEL_MAX_LORAS] = {p->model, p->controlnet};
+    for (int i = 0; i < p->n_loras; i++)
+        files[2 + i] = p->loras[i].path;
+    off_t total = 0;
+    for (int i = 0; i < 2 + p->n_loras; i++) {
+        struct stat sb;
+        if (!files[i])
+            continue;
+        /* a diffusers folder (or anything unreadable): assume it is large */
+        if (stat(files[i], &sb) || !S_ISREG(sb.st_mode))
+            return 1;
+        total += sb.st_size;
+    }
+    return total < SMALL_MODEL_BYTES ? threads : 1;
 }

@@ -30,6 +30,8 @@ else
   echo "diffusers: $("$PY" -c 'import torch, diffusers; print("diffusers", diffusers.__version__, "torch", torch.__version__)')"
 fi
 echo "model: weights/default, class $CLS, $N flows, $STEPS steps ddim, cfg 7.5, control 1.0, $THREADS threads, best of $REPEAT, $(nproc) cores"
+echo "netdiff: default --copies (one model copy per thread for a model this small: each copy"
+echo "  draws its share of a batch on one core); diffusers: one model, torch intra-op threads"
 
 # one run of ours: "flows seconds text hint steps vae post cpu rss_kib"
 ours() {

@@ -45,6 +45,16 @@ for b in 1 3 8; do
       fail "--batch $b --threads $t changes the bytes"
   done
 done
+# --threads 2 draws with two copies of the (small) default model; one copy
+# on two threads splits every op instead; 3 and 4 copies share uneven draws
+for ck in "1 2 1" "1 2 3" "3 3 2" "4 1 1"; do
+  set -- $ck
+  $ND generate --class "$spec" --steps 3 --seed 11 --copies $1 --threads $2 --batch $3 \
+    -o "$ND_TMP/c_$1_$2_$3.pcap" 2>/dev/null
+  cmp -s "$ND_TMP/d_1_1.pcap" "$ND_TMP/c_$1_$2_$3.pcap" &&
+    ok "same bytes with --copies $1 --threads $2 --batch $3" ||
+    fail "--copies $1 --threads $2 --batch $3 changes the bytes"
+done
 $ND generate --class "$spec" --steps 3 --seed 12 --batch 3 -o "$ND_TMP/d3.pcap" 2>/dev/null
 cmp -s "$ND_TMP/d_1_1.pcap" "$ND_TMP/d3.pcap" && fail "another seed gives the same bytes" || ok "another seed, other bytes"
 
@@ -58,6 +68,7 @@ expect() {
 expect 2 "unknown class" $ND generate --class nosuchclass -o "$ND_TMP/u.pcap"
 grep -q "known: " "$ND_TMP/err" && ok "the error lists the known classes" || fail "known classes not listed"
 expect 2 "n = 0" $ND generate --class "$first" -n 0 -o "$ND_TMP/u.pcap"
+expect 2 "--copies 0" $ND generate --class "$first" --copies 0 -o "$ND_TMP/u.pcap"
 expect 2 "n too large" $ND generate --class "$first" -n 99999999 -o "$ND_TMP/u.pcap"
 expect 1 "missing model" $ND generate --class "$first" --model "$ND_TMP/none.safetensors" -o "$ND_TMP/u.pcap"
 head -c 5000 weights/default/netdiff_default.safetensors >"$ND_TMP/cut.safetensors"
