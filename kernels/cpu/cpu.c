@@ -87,8 +87,9 @@ nd_status nd_cpu_open(const nd_backend_config *cfg, nd_backend **out, nd_err *er
         cpu_destroy(be);
         return st;
     }
-    /* OpenBLAS runs the GEMMs on the same cores; its thread count is global. */
-    openblas_set_num_threads(n);
+    /* OpenBLAS runs single-threaded inside our pool's tasks (gemm.c); its
+     * thread count is global to the process, and 1 suits every backend. */
+    openblas_set_num_threads(1);
     *out = be;
     return ND_OK;
 }

@@ -1,12 +1,19 @@
 /* kernels/cpu/gemm.c - linear and conv2d on OpenBLAS SGEMM.
  *
- * linear: y[M,N] = x[M,K] w[N,K]^T + b, one SGEMM (bias pre-filled, beta 1).
- * conv2d: 1x1 stride-1 unpadded convs are a plain SGEMM per image
+ * OpenBLAS runs single-threaded (cpu.c); every GEMM here is cut into tiles
+ * of a fixed shape that run as tasks on the backend's pool (tiled_sgemm).
+ * Two thread pools on the same cores (OpenBLAS's and ours) spun against each
+ * other between ops and made timings erratic (a 320x320 linear's median was
+ * half its best), and a tile shape that depends only on the sample, never on
+ * the batch or the thread count, keeps each output element's arithmetic the
+ * same in every batch (see gen/gen.h, "Determinism").
+ *
+ * linear: y[M,N] = x[M,K] w[N,K]^T + b, tiles of one sample's rows.
+ * conv2d: 1x1 stride-1 unpadded convs are a plain GEMM per image
  * (w[Co,Ci] x[Ci,HW]); everything else is im2col over a band of output pixels
- * that fits the workspace, then SGEMM into the output band (ldc = Ho*Wo), so
+ * that fits the workspace, then a GEMM into the output band (ldc = Ho*Wo), so
  * the column buffer never grows with the image (the VAE at 1088x1024 would
- * need gigabytes for a full im2col). im2col runs on the pool, SGEMM on
- * OpenBLAS's threads.
+ * need gigabytes for a full im2col).
  *
  * 3x3 stride-1 convs with enough channels use Winograd F(2x2,3x3) instead
  * (2.25x fewer multiplies): U = G g G^T per call ([16][Co][Ci]), then per band
@@ -28,19 +35,54 @@
 /* Column-buffer budget per conv band. */
 #define CONV_BAND_BYTES (24u << 20)
 
-typedef struct {
-    float *y;
-    const float *b;
-    int64_t rows, n;
-} bias_ctx;
+/* ---- tiled SGEMM on the pool ----------------------------------------------------
+ * C_g[M,N] = A_g[M,K] op(B_g)[K,N] (+ bias) for G groups g (images, or
+ * samples' row blocks), A_g = A + g*sa and so on. A task is one tile of at
+ * most TM x TN of one group; its bias (per column or per row) is written
+ * into the tile first and the GEMM adds to it. */
+#define TM 192
+#define TN 256
 
-static void bias_task(void *vc, int64_t t, int thread)
+typedef struct {
+    bool trans_b;
+    int64_t M, N, K, n_mt, n_nt;
+    const float *A, *B;
+    float *C;
+    int64_t lda, ldb, ldc, sa, sb, sc;
+    const float *bias_n, *bias_m; /* per column / per row, or NULL */
+} tg_ctx;
+
+static void tg_task(void *vc, int64_t t, int thread)
 {
     (void)thread;
-    bias_ctx *c = vc;
-    int64_t r0 = t * 64, r1 = r0 + 64 < c->rows ? r0 + 64 : c->rows;
-    for (int64_t r = r0; r < r1; r++)
-        memcpy(c->y + r * c->n, c->b, (size_t)c->n * 4);
+    const tg_ctx *c = vc;
+    int64_t nt = t % c->n_nt, mt = (t / c->n_nt) % c->n_mt, g = t / (c->n_nt * c->n_mt);
+    int64_t m0 = mt * TM, n0 = nt * TN;
+    int64_t mr = c->M - m0 < TM ? c->M - m0 : TM, nr = c->N - n0 < TN ? c->N - n0 : TN;
+    float *C = c->C + g * c->sc + m0 * c->ldc + n0;
+    float beta = 0.0f;
+    if (c->bias_n || c->bias_m) {
+        for (int64_t i = 0; i < mr; i++) {
+            float *row = C + i * c->ldc;
+            if (c->bias_n)
+                memcpy(row, c->bias_n + n0, (size_t)nr * 4);
+            else
+                for (int64_t j = 0; j < nr; j++)
+                    row[j] = c->bias_m[m0 + i];
+        }
+        beta = 1.0f;
+    }
+    const float *B = c->B + g * c->sb + (c->trans_b ? n0 * c->ldb : n0);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, c->trans_b ? CblasTrans : CblasNoTrans, (int)mr,
+                (int)nr, (int)c->K, 1.0f, c->A + g * c->sa + m0 * c->lda, (int)c->lda, B,
+                (int)c->ldb, beta, C, (int)c->ldc);
+}
+
+static void tiled_sgemm(nd_backend *be, int64_t G, tg_ctx *c)
+{
+    c->n_mt = (c->M + TM - 1) / TM;
+    c->n_nt = (c->N + TN - 1) / TN;
+    nd_pool_run(cpu_of(be)->pool, G * c->n_mt * c->n_nt, tg_task, c);
 }
 
 nd_status cpu_linear(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_err *err)
@@ -49,30 +91,14 @@ nd_status cpu_linear(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_err *
     (void)err;
     const nd_tensor *x = c->src[0], *w = c->src[1], *b = c->src[2];
     int64_t K = w->shape[1], N = w->shape[0], M = nd_tensor_numel(x) / K;
-    float beta = 0.0f;
-    if (b) {
-        bias_ctx bc = {c->dst->data, b->data, M, N};
-        nd_pool_run(cpu_of(be)->pool, (M + 63) / 64, bias_task, &bc);
-        beta = 1.0f;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x->data,
-                (int)K, w->data, (int)K, beta, c->dst->data, (int)N);
+    /* a sample's rows are a group: [B, T, K] has B groups of T rows (a 2-D
+     * input is one group) */
+    int64_t G = x->ndim >= 3 ? x->shape[0] : 1, R = M / G;
+    tg_ctx tc = {.trans_b = true, .M = R, .N = N, .K = K, .A = x->data, .B = w->data,
+                 .C = c->dst->data, .lda = K, .ldb = K, .ldc = N, .sa = R * K, .sb = 0,
+                 .sc = R * N, .bias_n = b ? b->data : NULL};
+    tiled_sgemm(be, G, &tc);
     return ND_OK;
-}
-
-typedef struct {
-    float *y;
-    const float *b;
-    int64_t co, plane;
-} plane_ctx;
-
-static void plane_task(void *vc, int64_t t, int thread)
-{
-    (void)thread;
-    plane_ctx *c = vc;
-    float v = c->b[t % c->co], *dst = c->y + t * c->plane;
-    for (int64_t i = 0; i < c->plane; i++)
-        dst[i] = v;
 }
 
 static bool conv_is_gemm(const nd_op_call *c)
@@ -401,9 +427,7 @@ static nd_status conv_winograd(nd_backend *be, const nd_op_call *c, nd_arena *ws
     if (!m)
         return nd_wrap(err, ND_ENOMEM, "conv2d: winograd tiles (workspace needs %zu bytes)",
                        cpu_conv2d_ws(be, c));
-    /* the 16 products run on the pool, one SGEMM per thread: OpenBLAS's own
-     * threads would spin against the pool's between the phases */
-    openblas_set_num_threads(1);
+    /* the 16 products run on the pool, one single-threaded SGEMM each */
     wgu_ctx uc = {w->data, u, Co, Ci};
     nd_pool_run(pool, Co, wgu_task, &uc);
     for (int64_t n = 0; n < B; n++)
@@ -418,7 +442,6 @@ static nd_status conv_winograd(nd_backend *be, const nd_op_call *c, nd_arena *ws
                           tw, t0, nt, cpu_of(be)->avx2};
             nd_pool_run(pool, Co, wgy_task, &yc);
         }
-    openblas_set_num_threads(be->n_threads);
     return ND_OK;
 }
 
@@ -623,16 +646,11 @@ nd_status cpu_conv2d(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_err *
         return ND_OK;
     }
 #endif
-    float beta = 0.0f;
-    if (b) { /* every (image, channel) plane starts as its bias; SGEMM adds */
-        plane_ctx pc = {Y, b->data, Co, P};
-        nd_pool_run(cpu_of(be)->pool, B * Co, plane_task, &pc);
-        beta = 1.0f;
-    }
-    if (conv_is_gemm(c)) {
-        for (int64_t n = 0; n < B; n++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)P, (int)Ci, 1.0f,
-                        w->data, (int)Ci, X + n * Ci * H * W, (int)P, beta, Y + n * Co * P, (int)P);
+    if (conv_is_gemm(c)) { /* one group per image */
+        tg_ctx tc = {.M = Co, .N = P, .K = Ci, .A = w->data, .B = X, .C = Y, .lda = Ci,
+                     .ldb = P, .ldc = P, .sa = 0, .sb = Ci * H * W, .sc = Co * P,
+                     .bias_m = b ? b->data : NULL};
+        tiled_sgemm(be, B, &tc);
         return ND_OK;
     }
     int64_t band = conv_band(c);
@@ -646,8 +664,10 @@ nd_status cpu_conv2d(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_err *
             im2col_ctx ic = {X + n * Ci * H * W, cols, H, W, Wo, KH, KW, p0, np,
                              p->stride, p->pad_top, p->pad_left};
             nd_pool_run(cpu_of(be)->pool, Ci, im2col_task, &ic);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)np, (int)K, 1.0f,
-                        w->data, (int)K, cols, (int)np, beta, Y + n * Co * P + p0, (int)P);
+            tg_ctx tc = {.M = Co, .N = np, .K = K, .A = w->data, .B = cols,
+                         .C = Y + n * Co * P + p0, .lda = K, .ldb = np, .ldc = P,
+                         .bias_m = b ? b->data : NULL};
+            tiled_sgemm(be, 1, &tc);
         }
     return ND_OK;
 }
