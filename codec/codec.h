@@ -146,7 +146,8 @@ typedef struct nd_pktinfo {
  * no row for it: not IPv4/IPv6, or not TCP/UDP/ICMP right after the fixed
  * header. Deliberate difference from nPrint: a bit that lies beyond the
  * captured bytes is vacant (nPrint reads past the buffer), and IPv6+TCP
- * payload bits are the real payload (nPrint's are garbage). info may be NULL. */
+ * payload bits are the real payload (nPrint's are garbage). info may be NULL;
+ * row may be NULL to learn only info (and whether a row would be written). */
 bool nd_row_encode(const uint8_t *l3, uint32_t caplen, int payload_bytes, int8_t *row,
                    nd_pktinfo *info);
 

@@ -274,9 +274,9 @@ static void colour_index(const int8_t *restrict v, uint8_t *restrict out, int w)
         out[i] = (uint8_t)((v[i] == 0) + 2 * (v[i] == 1));
 }
 
-/* The pure padding rows: `pad` rows of the filter byte and 3w zeros, as a
- * final block with its own code. */
-static int put_padding(nd_bitbuf *out, int w, int pad, uint32_t *a, uint32_t *b)
+/* The pure padding rows' block: `pad` rows of the filter byte and 3w zeros,
+ * final, with its own code. */
+static int padding_parts(int w, int pad, nd_block_parts *p)
 {
     int n = 0;
     uint32_t *tok = malloc((4 + (size_t)w / 64) * sizeof *tok);
@@ -294,19 +294,77 @@ static int put_padding(nd_bitbuf *out, int w, int pad, uint32_t *a, uint32_t *b)
         tok[n++] = nd_tok_match(take, 1);
         rest -= take;
     }
-    int rc = nd_deflate_block(out, tok, (size_t)n, (uint32_t)pad, 1);
+    int rc = nd_deflate_block_parts(tok, (size_t)n, (uint32_t)pad, 1, p);
     free(tok);
-    for (int y = 0; y < pad; y++) {
-        *a = (*a + 2) % ADLER_MOD;
-        *b = (uint32_t)((*b + *a + (uint64_t)*a * 3 * (uint64_t)w) % ADLER_MOD);
+    return rc;
+}
+
+/* The block depends only on w and pad: a writer of many images of one size
+ * makes each padding count's parts once. */
+struct nd_pad_memo {
+    int w, h;
+    nd_block_parts *parts; /* [pad], h + 1 of them; made[pad] once written */
+    uint8_t *made;
+};
+
+nd_pad_memo *nd_pad_memo_new(int w, int h)
+{
+    nd_pad_memo *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->w = w;
+    m->h = h;
+    m->parts = calloc((size_t)h + 1, sizeof *m->parts);
+    m->made = calloc((size_t)h + 1, 1);
+    if (!m->parts || !m->made) {
+        nd_pad_memo_free(m);
+        return NULL;
     }
+    return m;
+}
+
+void nd_pad_memo_free(nd_pad_memo *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; m->made && i <= m->h; i++)
+        if (m->made[i])
+            nd_block_parts_free(&m->parts[i]);
+    free(m->parts);
+    free(m->made);
+    free(m);
+}
+
+static int put_padding(nd_bitbuf *out, int w, int pad, nd_pad_memo *m, uint32_t *a, uint32_t *b)
+{
+    nd_block_parts local, *p = &local;
+    if (m && m->w == w && pad <= m->h) {
+        p = &m->parts[pad];
+        if (!m->made[pad]) {
+            if (padding_parts(w, pad, p))
+                return -1;
+            m->made[pad] = 1;
+        }
+    } else if (padding_parts(w, pad, &local)) {
+        return -1;
+    }
+    int rc = nd_deflate_block_put(out, p, (uint32_t)pad);
+    if (p == &local)
+        nd_block_parts_free(&local);
+    /* Adler-32: row k adds 2 to a, then b gains (3w + 1) times the new a,
+     * so over pad rows b gains (3w + 1)(pad a0 + pad (pad + 1)) */
+    uint64_t p64 = (uint64_t)pad, a0 = *a;
+    uint64_t sum = (p64 * a0 + p64 * (p64 + 1)) % ADLER_MOD;
+    *b = (uint32_t)((*b + sum * (3 * (uint64_t)w + 1)) % ADLER_MOD);
+    *a = (uint32_t)((a0 + 2 * p64) % ADLER_MOD);
     return rc;
 }
 
 /* The zlib stream of the image: header, block of rows 0..n (row n is the
  * first padding row, against the last packet row), block of pure padding
  * rows, Adler-32. */
-static int bits_zstream(const int8_t *bits, int w, int n, int h, nd_bitbuf *out)
+int nd_png_bits_zstream(const int8_t *bits, int w, int n, int h, nd_pad_memo *memo,
+                        nd_bitbuf *out)
 {
     pthread_once(&rcode_once, rcode_init);
     int diff_rows = n < h ? n + 1 : n, pad = h - diff_rows;
@@ -333,7 +391,7 @@ static int bits_zstream(const int8_t *bits, int w, int n, int h, nd_bitbuf *out)
         nd_bits_put(out, rcode.h.lcode[256], rcode.h.llen[256]);
     uint32_t a = (uint32_t)r.a, b = (uint32_t)r.b;
     if (!rc && pad > 0)
-        rc = put_padding(out, w, pad, &a, &b);
+        rc = put_padding(out, w, pad, memo, &a, &b);
     if (!rc)
         rc = nd_bits_align(out);
     if (!rc && !(rc = nd_bits_reserve(out, 4))) {
@@ -352,7 +410,7 @@ nd_status nd_png_write_bits(const char *path, const int8_t *bits, int w, int n, 
     if (w <= 0 || h <= 0 || (uint64_t)w * (uint64_t)h > ND_PNG_MAX_PIXELS || n < 0 || n > h)
         return nd_fail(err, ND_EINVAL, "%s: bad image size %dx%d (%d rows given)", path, w, h, n);
     nd_bitbuf zs = {0};
-    if (bits_zstream(bits, w, n, h, &zs)) {
+    if (nd_png_bits_zstream(bits, w, n, h, NULL, &zs)) {
         free(zs.p);
         return nd_fail(err, ND_ENOMEM, "%s: out of memory", path);
     }
