@@ -62,6 +62,8 @@ nd_status nd_reader_open_prec(const char *path, int micro, nd_reader **out, nd_e
 #define ND_PNG_MAX_PIXELS (64u << 20)
 /* Writes a PNG file: 8-bit RGB, w x h, image data z (a zlib stream). */
 nd_status nd_png_put_file(const char *path, int w, int h, const uint8_t *z, size_t zn, nd_err *err);
+/* Writes a file of n bytes in one write(2); a failed write removes it. */
+nd_status nd_file_put(const char *path, const uint8_t *data, size_t n, nd_err *err);
 
 /* deflate.c: a deflate block writer for encoders that make their own tokens
  * (literals and matches); see png_bits.c. Bits go out LSB first into a
@@ -158,5 +160,24 @@ nd_pad_memo *nd_pad_memo_new(int w, int h);
 void nd_pad_memo_free(nd_pad_memo *m);
 int nd_png_bits_zstream(const int8_t *bits, int w, int n, int h, nd_pad_memo *memo,
                         nd_bitbuf *out);
+
+/* image.c: a layout's image columns come in a few runs that map to
+ * consecutive row columns (NetDiffusion's layout: four), so an image row is
+ * a handful of memcpys. */
+typedef struct nd_col_runs {
+    int n;
+    uint16_t x0[ND_HDR_BITS], c0[ND_HDR_BITS], len[ND_HDR_BITS];
+} nd_col_runs;
+void nd_col_runs_of(const nd_layout *l, nd_col_runs *r);
+/* The l->width image values of one row (nd_row_width(0) or wider) whose gap
+ * to the previous row is gap_us (negative: none): the shown columns, then
+ * the gap's bits. */
+void nd_image_row(const nd_layout *l, const nd_col_runs *r, const int8_t *row, int64_t gap_us,
+                  int8_t *out);
+
+/* png.c: the PNG file (signature, IHDR, IDAT chunks of z, IEND) through
+ * libpng, appended to out. */
+nd_status nd_png_in_memory(int w, int h, const uint8_t *z, size_t zn, nd_bitbuf *out,
+                           nd_err *err);
 
 #endif
