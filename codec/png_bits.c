@@ -239,8 +239,8 @@ static inline void put_run(row_writer *r, int k, int len)
 
 /* Bit i of starts (64 a word) is set where key i differs from key i - 1
  * (0 < i < w): where runs begin. 8 keys at a time, each differing byte to
- * its top bit, the 8 top bits gathered by one multiply. key[-1] and the 8
- * bytes past w must be readable. */
+ * its top bit, the 8 top bits gathered by one multiply. key[-1] and key up
+ * to w rounded up to 64 must be readable. */
 static void run_starts(const uint8_t *key, int w, uint64_t *starts)
 {
     const uint64_t lo7 = 0x7f7f7f7f7f7f7f7full, hi = 0x8080808080808080ull;
@@ -263,7 +263,7 @@ static void run_starts(const uint8_t *key, int w, uint64_t *starts)
 }
 
 /* One UP-filtered row: cur below prev (colour indices, w each); key (with
- * a byte before it and 8 after) and starts ((w + 63) / 64 words) scratch.
+ * a byte before it, rounded up to 64) and starts ((w + 63) / 64 words) scratch.
  * The runs are walked by the set bits of starts: no branch per run on where
  * it ends, which is unpredictable. */
 static int put_row(row_writer *r, const uint8_t *restrict prev, const uint8_t *restrict cur,
@@ -391,8 +391,9 @@ int nd_png_bits_zstream(const int8_t *bits, int w, int n, int h, nd_pad_memo *me
     pthread_once(&rcode_once, rcode_init);
     int diff_rows = n < h ? n + 1 : n, pad = h - diff_rows;
     uint8_t *row[2] = {malloc((size_t)w), malloc((size_t)w)};
-    /* keys: one byte before, 8 after (run_starts reads them; zero) */
-    uint8_t *keys = calloc((size_t)w + 16, 1), *key = keys ? keys + 1 : NULL;
+    /* keys: one byte before, and up to a whole word of 64 (run_starts reads
+     * them; zero) */
+    uint8_t *keys = calloc(((size_t)w + 63) / 64 * 64 + 8, 1), *key = keys ? keys + 1 : NULL;
     uint64_t *starts = malloc(((size_t)w + 63) / 64 * sizeof *starts);
     row_writer r = {.out = out, .c = &rcode, .a = 1, .wide = w > ND_UNREDUCED_MAX_W};
     int rc = !row[0] || !row[1] || !key || !starts || nd_bits_reserve(out, 16);
