@@ -281,7 +281,14 @@ int nd_deflate_block_put(nd_bitbuf *b, const nd_block_parts *p, uint32_t repeat)
         v |= p->once.acc << (p->once.n * 8);
         if (nd_bits_reserve(b, (size_t)repeat * 7 + 16))
             return -1;
-        for (uint32_t r = 0; r < repeat; r++)
+        /* as many copies as fit one put (nb 0: an empty token list) */
+        uint32_t k = nb ? (uint32_t)(56 / nb) : 1, r = 0;
+        uint64_t vk = 0;
+        for (uint32_t i = 0; i < k; i++)
+            vk |= v << (i * nb);
+        for (; r + k <= repeat; r += k)
+            nd_bits_put(b, vk, (int)(k * nb));
+        for (; r < repeat; r++)
             nd_bits_put(b, v, (int)nb);
     }
     for (uint32_t r = 0; r < repeat && nb > 56; r++) {
