@@ -48,8 +48,7 @@ static const char usage_text[] =
 
 typedef struct {
     const char *out_dir;
-    int images;                 /* 1 PNG, 0 CSV per flow */
-    nd_layout layout;
+    nd_flow_pngs *pngs;         /* PNG per flow; NULL: CSV per flow */
     nd_nprint_opts nopts;
     int min_packets;
     uint64_t written, skipped;
@@ -67,8 +66,20 @@ static nd_status write_flow(void *ctx, const nd_flow *f, nd_err *err)
         j->skipped++;
         return ND_OK;
     }
+    const char *label = f->label[0] ? f->label : "unlabelled";
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s_%06llu.%s", j->out_dir, label,
+             (unsigned long long)(j->id_base + f->id), j->pngs ? "png" : "csv");
+    if (j->pngs) {
+        /* the file is written later, on the writer's thread (counted then) */
+        int rows;
+        nd_status st = nd_flow_pngs_put(j->pngs, f, path, &rows, err);
+        if (!st && rows == 0)
+            j->skipped++;
+        return st;
+    }
     nd_rows rows;
-    nd_status st = nd_flow_rows(f, j->images ? 0 : j->nopts.payload_bytes, &rows, err);
+    nd_status st = nd_flow_rows(f, j->nopts.payload_bytes, &rows, err);
     if (st)
         return st;
     if (rows.n == 0) {
@@ -76,40 +87,19 @@ static nd_status write_flow(void *ctx, const nd_flow *f, nd_err *err)
         j->skipped++;
         return ND_OK;
     }
-    char base[256];
-    nd_label_from_filename(j->cur_file, base, sizeof base);
-    const char *label = f->label[0] ? f->label : "unlabelled";
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s_%06llu.%s", j->out_dir, label,
-             (unsigned long long)(j->id_base + f->id), j->images ? "png" : "csv");
-    if (j->images) {
-        const nd_layout *l = &j->layout;
-        /* only the packet rows: the padding is never drawn */
-        int n = rows.n < l->packets ? rows.n : l->packets;
-        int8_t *bits = malloc((size_t)l->width * (size_t)n);
-        if (!bits) {
-            nd_rows_free(&rows);
-            return nd_fail(err, ND_ENOMEM, "out of memory");
-        }
-        n = nd_image_bits_from_rows(l, &rows, bits);
-        st = nd_png_write_bits(path, bits, l->width, n, l->packets, err);
-        free(bits);
+    FILE *o = fopen(path, "w");
+    if (!o) {
+        st = nd_fail(err, ND_EIO, "%s: %s", path, strerror(errno));
     } else {
-        FILE *o = fopen(path, "w");
-        if (!o) {
-            st = nd_fail(err, ND_EIO, "%s: %s", path, strerror(errno));
-        } else {
-            st = nd_csv_write(o, &j->nopts, &rows, err);
-            if (fclose(o) && !st)
-                st = nd_fail(err, ND_EIO, "%s: write failed", path);
-        }
+        st = nd_csv_write(o, &j->nopts, &rows, err);
+        if (fclose(o) && !st)
+            st = nd_fail(err, ND_EIO, "%s: write failed", path);
     }
     nd_rows_free(&rows);
     if (!st)
         j->written++;
     return st;
 }
-
 
 static int run(int argc, char **argv)
 {
@@ -254,11 +244,11 @@ static int run(int argc, char **argv)
 
     /* flow modes */
     flow_job j = {0};
-    j.images = images != NULL;
     j.out_dir = images ? images : csv_dir;
     j.nopts = o;
     j.min_packets = (int)min_packets;
-    if (nd_layout_init(&j.layout, (int)packets, (int)timing_cols, (int)timing_scale, &err))
+    nd_layout layout;
+    if (nd_layout_init(&layout, (int)packets, (int)timing_cols, (int)timing_scale, &err))
         return cli_usage_error("encode", "%s", err.msg);
     if (mkdir(j.out_dir, 0777) && errno != EEXIST)
         return cli_fail("encode", ND_EIO, "%s: %s", j.out_dir, strerror(errno));
@@ -294,9 +284,13 @@ static int run(int argc, char **argv)
     fo.bpf = bpf;
     fo.labeler = lab;
     fo.drop_unlabelled = labelled_only;
-    if (!j.images && o.payload_bytes + 120 > fo.keep_bytes)
+    if (!images && o.payload_bytes + 120 > fo.keep_bytes)
         fo.keep_bytes = o.payload_bytes + 120;
 
+    if (images && (st = nd_flow_pngs_new(&layout, &j.pngs, &err))) {
+        nd_labeler_free(lab);
+        return cli_fail("encode", st, "%s", err.msg);
+    }
     char **files = NULL;
     int nf = 0, capf = 0, failed = 0;
     for (int i = optind; i < argc; i++)
@@ -307,6 +301,17 @@ static int run(int argc, char **argv)
         nd_flow_stats fs;
         st = nd_flows_from_capture(files[i], &fo, write_flow, &j, &fs, &err);
         j.id_base = j.id_end;
+        if (j.pngs) {
+            /* this input's files are all written (or one failed) before the next */
+            uint64_t done;
+            nd_err werr = {{0}};
+            nd_status wst = nd_flow_pngs_flush(j.pngs, &done, &werr);
+            j.written += done;
+            if (wst && !st) {
+                st = wst;
+                err = werr;
+            }
+        }
         if (st) {
             fprintf(stderr, "netdiff encode: %s\n", err.msg);
             failed++;
@@ -315,6 +320,7 @@ static int run(int argc, char **argv)
     }
     free(files);
     nd_labeler_free(lab);
+    nd_flow_pngs_free(j.pngs);
     fprintf(stderr, "netdiff encode: %llu flows written to %s (%llu skipped), %d of %d inputs failed\n",
             (unsigned long long)j.written, j.out_dir, (unsigned long long)j.skipped, failed, nf);
     return failed ? 1 : 0;

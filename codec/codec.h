@@ -146,7 +146,8 @@ typedef struct nd_pktinfo {
  * no row for it: not IPv4/IPv6, or not TCP/UDP/ICMP right after the fixed
  * header. Deliberate difference from nPrint: a bit that lies beyond the
  * captured bytes is vacant (nPrint reads past the buffer), and IPv6+TCP
- * payload bits are the real payload (nPrint's are garbage). info may be NULL. */
+ * payload bits are the real payload (nPrint's are garbage). info may be NULL;
+ * row may be NULL to learn only info (and whether a row would be written). */
 bool nd_row_encode(const uint8_t *l3, uint32_t caplen, int payload_bytes, int8_t *row,
                    nd_pktinfo *info);
 
@@ -398,6 +399,25 @@ nd_status nd_flows_from_capture(const char *path, const nd_flow_opts *o, nd_flow
 
 /* The rows of a flow (one per packet nd_row_encode accepts), with gaps. */
 nd_status nd_flow_rows(const nd_flow *f, int payload_bytes, nd_rows *out, nd_err *err);
+
+/* Flows to NetDiffusion PNG files, the fast way: each image is made straight
+ * from the flow's packets and its file is written on a second thread, so
+ * that the file system creating files overlaps with encoding the next flow.
+ * At most a bounded number of finished files wait (memory stays bounded by
+ * the flow table). The files are byte for byte nd_flow_rows ->
+ * nd_image_bits_from_rows -> nd_png_write_bits. */
+typedef struct nd_flow_pngs nd_flow_pngs;
+nd_status nd_flow_pngs_new(const nd_layout *l, nd_flow_pngs **out, nd_err *err);
+/* Makes f's image and queues it for path; *rows is its packet rows (0: the
+ * flow makes no row and no file). Returns the failure of an earlier file,
+ * once (files queued after a failed one are dropped until the next flush). */
+nd_status nd_flow_pngs_put(nd_flow_pngs *w, const nd_flow *f, const char *path, int *rows,
+                           nd_err *err);
+/* Waits for every queued file; the failure put has not yet reported, and
+ * the count of files written since the last flush (written may be NULL). */
+nd_status nd_flow_pngs_flush(nd_flow_pngs *w, uint64_t *written, nd_err *err);
+/* Writes what is queued, then frees. */
+void nd_flow_pngs_free(nd_flow_pngs *w);
 
 /* Labels. Precedence: pcapml packet comment, CSV of 5-tuples, BPF per class,
  * fixed label, label from the file name. */

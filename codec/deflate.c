@@ -243,8 +243,10 @@ int nd_deflate_header(nd_bitbuf *b, const nd_huff *h, int final)
     return nd_deflate_tables(b, h);
 }
 
-int nd_deflate_block(nd_bitbuf *b, const uint32_t *tok, size_t n, uint32_t repeat, int final)
+int nd_deflate_block_parts(const uint32_t *tok, size_t n, uint32_t repeat, int final,
+                          nd_block_parts *out)
 {
+    memset(out, 0, sizeof *out);
     uint32_t lf[286] = {0}, df[30] = {0};
     for (size_t i = 0; i < n; i++) {
         uint32_t t = tok[i], s = t & 511;
@@ -255,41 +257,64 @@ int nd_deflate_block(nd_bitbuf *b, const uint32_t *tok, size_t n, uint32_t repea
     lf[256] = 1;
     nd_huff h;
     nd_huff_from_freq(&h, lf, df);
-    if (nd_deflate_header(b, &h, final))
+    if (nd_deflate_header(&out->head, &h, final) || nd_bits_reserve(&out->once, n * 6 + 16)) {
+        nd_block_parts_free(out);
         return -1;
-    if (repeat == 1) {
-        if (nd_bits_reserve(b, n * 6 + 16))
-            return -1;
-        put_tokens(b, &h, tok, n);
-    } else if (repeat > 1) {
-        /* the tokens' bits once, then copied 48 at a time (padding rows:
-         * a thousand repeats of a dozen tokens) */
-        nd_bitbuf one = {0};
-        if (nd_bits_reserve(&one, n * 6 + 16))
-            return -1;
-        put_tokens(&one, &h, tok, n);
-        size_t nb = one.n * 8 + (size_t)one.nacc;
-        if (nb <= 56) {
-            /* the usual case: a padding row's code fits one put */
-            uint64_t v = 0;
-            memcpy(&v, one.p, one.n);
-            v |= one.acc << (one.n * 8);
-            if (nd_bits_reserve(b, (size_t)repeat * 7 + 16)) {
-                free(one.p);
-                return -1;
-            }
-            for (uint32_t r = 0; r < repeat; r++)
-                nd_bits_put(b, v, (int)nb);
-        }
-        for (uint32_t r = 0; r < repeat && nb > 56; r++) {
-            if (nd_bits_reserve(b, one.n + 16)) {
-                free(one.p);
-                return -1;
-            }
-            nd_bits_append(b, &one);
-        }
-        free(one.p);
     }
-    nd_bits_put(b, h.lcode[256], h.llen[256]);
+    put_tokens(&out->once, &h, tok, n);
+    out->eob = h.lcode[256];
+    out->eob_n = h.llen[256];
     return 0;
+}
+
+int nd_deflate_block_put(nd_bitbuf *b, const nd_block_parts *p, uint32_t repeat)
+{
+    if (nd_bits_reserve(b, p->head.n + 16))
+        return -1;
+    nd_bits_append(b, &p->head);
+    size_t nb = p->once.n * 8 + (size_t)p->once.nacc;
+    if (nb <= 56) {
+        /* the usual case (padding rows: a thousand repeats of a dozen
+         * tokens): the tokens' code fits one put */
+        uint64_t v = 0;
+        memcpy(&v, p->once.p, p->once.n);
+        v |= p->once.acc << (p->once.n * 8);
+        if (nd_bits_reserve(b, (size_t)repeat * 7 + 16))
+            return -1;
+        /* as many copies as fit one put (nb 0: an empty token list) */
+        uint32_t k = nb ? (uint32_t)(56 / nb) : 1, r = 0;
+        uint64_t vk = 0;
+        for (uint32_t i = 0; i < k; i++)
+            vk |= v << (i * nb);
+        for (; r + k <= repeat; r += k)
+            nd_bits_put(b, vk, (int)(k * nb));
+        for (; r < repeat; r++)
+            nd_bits_put(b, v, (int)nb);
+    }
+    for (uint32_t r = 0; r < repeat && nb > 56; r++) {
+        if (nd_bits_reserve(b, p->once.n + 16))
+            return -1;
+        nd_bits_append(b, &p->once);
+    }
+    if (nd_bits_reserve(b, 16))
+        return -1;
+    nd_bits_put(b, p->eob, p->eob_n);
+    return 0;
+}
+
+void nd_block_parts_free(nd_block_parts *p)
+{
+    free(p->head.p);
+    free(p->once.p);
+    memset(p, 0, sizeof *p);
+}
+
+int nd_deflate_block(nd_bitbuf *b, const uint32_t *tok, size_t n, uint32_t repeat, int final)
+{
+    nd_block_parts p;
+    if (nd_deflate_block_parts(tok, n, repeat, final, &p))
+        return -1;
+    int rc = nd_deflate_block_put(b, &p, repeat);
+    nd_block_parts_free(&p);
+    return rc;
 }

@@ -244,7 +244,6 @@ nd_status nd_flows_from_capture(const char *path, const nd_flow_opts *o, nd_flow
         return st;
     }
     table t = {.o = o, .sink = sink, .ctx = ctx, .stats = stats, .path = path};
-    int8_t row[ND_HDR_BITS];
     int64_t last_sweep = 0;
     nd_status read_st = ND_OK;
     for (;;) {
@@ -257,7 +256,8 @@ nd_status nd_flows_from_capture(const char *path, const nd_flow_opts *o, nd_flow
         if (!p.l3)
             continue;
         nd_pktinfo pi;
-        if (!nd_row_encode(p.l3, p.l3_caplen, 0, row, &pi))
+        /* the flow key only: the rows are made once, when the flow ends */
+        if (!nd_row_encode(p.l3, p.l3_caplen, 0, NULL, &pi))
             continue;
         /* a non-first IPv4 fragment has no transport header: no ports */
         if (pi.ipver == 4 && p.l3_caplen >= 8 && ((p.l3[6] & 0x1f) | p.l3[7]))
@@ -342,28 +342,39 @@ out:
     return st;
 }
 
+bool nd_flow_walk_next(nd_flow_walk *w, int payload_bytes, int8_t *row, nd_pktinfo *pi,
+                       int64_t *gap_us)
+{
+    for (; w->i < w->f->n; w->i++) {
+        const nd_flow_pkt *p = &w->f->pkts[w->i];
+        if (!nd_row_encode(p->data, p->len, payload_bytes, row, pi))
+            continue;
+        int64_t t_us = p->ts_sec * 1000000LL + p->ts_nsec / 1000;
+        *gap_us = w->prev_us < 0 ? 0 : (t_us - w->prev_us < 0 ? 0 : t_us - w->prev_us);
+        w->prev_us = t_us;
+        w->i++;
+        return true;
+    }
+    return false;
+}
+
 nd_status nd_flow_rows(const nd_flow *f, int payload_bytes, nd_rows *out, nd_err *err)
 {
     nd_status st = nd_rows_init(out, payload_bytes, f->n, err);
     if (st)
         return st;
-    int64_t prev = -1;
-    for (int i = 0; i < f->n; i++) {
-        const nd_flow_pkt *p = &f->pkts[i];
+    nd_flow_walk w = nd_flow_walk_start(f);
+    for (;;) {
         int8_t *row = nd_rows_push(out, err);
         if (!row) {
             nd_rows_free(out);
             return ND_ENOMEM;
         }
         nd_pktinfo pi;
-        if (!nd_row_encode(p->data, p->len, payload_bytes, row, &pi)) {
+        if (!nd_flow_walk_next(&w, payload_bytes, row, &pi, &out->gap_us[out->n - 1])) {
             out->n--;
-            continue;
+            return ND_OK;
         }
-        int64_t t_us = p->ts_sec * 1000000LL + p->ts_nsec / 1000;
-        out->gap_us[out->n - 1] = prev < 0 ? 0 : (t_us - prev < 0 ? 0 : t_us - prev);
-        prev = t_us;
         nd_addr_text(pi.ipver, pi.src, out->index[out->n - 1], sizeof out->index[0]);
     }
-    return ND_OK;
 }

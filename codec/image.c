@@ -1,5 +1,6 @@
 /* codec/image.c - rows <-> NetDiffusion's three-colour images. */
 #include "codec/codec.h"
+#include "codec/internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -54,14 +55,7 @@ int64_t nd_layout_gap_us(const nd_layout *l, uint32_t q)
     return (int64_t)floor(us + 0.5);
 }
 
-/* Image columns come in a few runs that map to consecutive row columns
- * (NetDiffusion's layout: four), so a row is a handful of memcpys. */
-typedef struct {
-    int n;
-    uint16_t x0[ND_HDR_BITS], c0[ND_HDR_BITS], len[ND_HDR_BITS];
-} col_runs;
-
-static void runs_of(const nd_layout *l, col_runs *r)
+void nd_col_runs_of(const nd_layout *l, nd_col_runs *r)
 {
     r->n = 0;
     for (int x = 0; x < l->n_bit_cols; x++) {
@@ -77,26 +71,30 @@ static void runs_of(const nd_layout *l, col_runs *r)
     }
 }
 
-/* Image row y's l->width values: the shown columns, then the gap's bits. */
-static void row_values(const nd_layout *l, const col_runs *r, const nd_rows *t, int y,
-                       int8_t *out)
+void nd_image_row(const nd_layout *l, const nd_col_runs *r, const int8_t *row, int64_t gap_us,
+                  int8_t *out)
 {
-    const int8_t *row = nd_rows_at(t, y);
     for (int k = 0; k < r->n; k++)
         memcpy(out + r->x0[k], row + r->c0[k], r->len[k]);
     if (l->timing_cols) {
-        int64_t gap = t->gap_us ? t->gap_us[y] : -1;
-        uint32_t q = nd_layout_gap_q(l, gap < 0 ? 0 : gap);
+        uint32_t q = nd_layout_gap_q(l, gap_us < 0 ? 0 : gap_us);
         for (int k = 0; k < l->timing_cols; k++)
             out[l->n_bit_cols + k] = (int8_t)((q >> (l->timing_cols - 1 - k)) & 1);
     }
 }
 
+/* Image row y's l->width values: the shown columns, then the gap's bits. */
+static void row_values(const nd_layout *l, const nd_col_runs *r, const nd_rows *t, int y,
+                       int8_t *out)
+{
+    nd_image_row(l, r, nd_rows_at(t, y), t->gap_us ? t->gap_us[y] : -1, out);
+}
+
 int nd_image_bits_from_rows(const nd_layout *l, const nd_rows *t, int8_t *bits)
 {
     int n = t->n < l->packets ? t->n : l->packets;
-    col_runs r;
-    runs_of(l, &r);
+    nd_col_runs r;
+    nd_col_runs_of(l, &r);
     for (int y = 0; y < n; y++)
         row_values(l, &r, t, y, bits + (size_t)y * (size_t)l->width);
     return n;
@@ -108,8 +106,8 @@ void nd_image_from_rows(const nd_layout *l, const nd_rows *t, uint8_t *rgb)
 {
     int n = t->n < l->packets ? t->n : l->packets;
     size_t stride = (size_t)l->width * 3;
-    col_runs r;
-    runs_of(l, &r);
+    nd_col_runs r;
+    nd_col_runs_of(l, &r);
     int8_t v[ND_HDR_BITS + ND_MAX_TIMING_COLS];
     for (int y = 0; y < l->packets; y++) {
         uint8_t *px = rgb + (size_t)y * stride;
@@ -160,12 +158,12 @@ nd_status nd_rows_from_bits(const nd_layout *l, const int8_t *bits, nd_rows *out
     for (int y = l->packets - 1; y >= 0 && last < 0; y--)
         if (!all_vacant(bits + (size_t)y * (size_t)l->width, l->n_bit_cols))
             last = y;
-    col_runs *runs = malloc(sizeof *runs);
+    nd_col_runs *runs = malloc(sizeof *runs);
     if (!runs) {
         nd_rows_free(out);
         return nd_fail(err, ND_ENOMEM, "out of memory");
     }
-    runs_of(l, runs);
+    nd_col_runs_of(l, runs);
     for (int y = 0; y <= last; y++) {
         const int8_t *b = bits + (size_t)y * (size_t)l->width;
         int8_t *row = nd_rows_push(out, err);

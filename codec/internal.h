@@ -33,6 +33,21 @@ bool nd_labeler_comments(const nd_labeler *l);
 /* Label from a pcapml comment "ID,LABEL" into buf; 1 when found. */
 int nd_label_from_comment(const char *comment, char *buf, size_t n);
 
+/* Walks the packets of a flow that make rows: nd_flow_rows' rows, in order. */
+typedef struct nd_flow_walk {
+    const nd_flow *f;
+    int i;           /* next packet */
+    int64_t prev_us; /* time of the last row, -1 before the first */
+} nd_flow_walk;
+static inline nd_flow_walk nd_flow_walk_start(const nd_flow *f)
+{
+    return (nd_flow_walk){.f = f, .prev_us = -1};
+}
+/* The next row into row (nd_row_width(payload_bytes) values), its packet's
+ * info and its gap to the previous row in microseconds (0 for the first,
+ * never negative); false when no packet is left. */
+bool nd_flow_walk_next(nd_flow_walk *w, int payload_bytes, int8_t *row, nd_pktinfo *pi,
+                       int64_t *gap_us);
 
 /* Opens path for reading, decompressing gzip transparently (fopencookie).
  * *is_gz tells which it was. NULL with errno set on failure. */
@@ -47,6 +62,8 @@ nd_status nd_reader_open_prec(const char *path, int micro, nd_reader **out, nd_e
 #define ND_PNG_MAX_PIXELS (64u << 20)
 /* Writes a PNG file: 8-bit RGB, w x h, image data z (a zlib stream). */
 nd_status nd_png_put_file(const char *path, int w, int h, const uint8_t *z, size_t zn, nd_err *err);
+/* Writes a file of n bytes in one write(2); a failed write removes it. */
+nd_status nd_file_put(const char *path, const uint8_t *data, size_t n, nd_err *err);
 
 /* deflate.c: a deflate block writer for encoders that make their own tokens
  * (literals and matches); see png_bits.c. Bits go out LSB first into a
@@ -121,5 +138,46 @@ int nd_deflate_tables(nd_bitbuf *b, const nd_huff *h);
 /* One dynamic-Huffman block: the tokens, `repeat` times over, then the end
  * of block; final sets BFINAL. -1 when out of memory. */
 int nd_deflate_block(nd_bitbuf *b, const uint32_t *tok, size_t n, uint32_t repeat, int final);
+/* The same block in parts, for writers that send one block many times: the
+ * header (BFINAL, BTYPE, code lengths), the tokens' bits once and the end
+ * of block code. nd_deflate_block is parts then put. */
+typedef struct nd_block_parts {
+    nd_bitbuf head, once;
+    uint64_t eob;
+    int eob_n;
+} nd_block_parts;
+int nd_deflate_block_parts(const uint32_t *tok, size_t n, uint32_t repeat, int final,
+                           nd_block_parts *out);
+/* head, once `repeat` times, end of block. -1 when out of memory. */
+int nd_deflate_block_put(nd_bitbuf *b, const nd_block_parts *p, uint32_t repeat);
+void nd_block_parts_free(nd_block_parts *p);
+
+/* png_bits.c: the zlib stream of nd_png_write_bits' image into out; memo
+ * (NULL: none) keeps the padding blocks of w-wide images up to h rows for
+ * the next image. -1 when out of memory. */
+typedef struct nd_pad_memo nd_pad_memo;
+nd_pad_memo *nd_pad_memo_new(int w, int h);
+void nd_pad_memo_free(nd_pad_memo *m);
+int nd_png_bits_zstream(const int8_t *bits, int w, int n, int h, nd_pad_memo *memo,
+                        nd_bitbuf *out);
+
+/* image.c: a layout's image columns come in a few runs that map to
+ * consecutive row columns (NetDiffusion's layout: four), so an image row is
+ * a handful of memcpys. */
+typedef struct nd_col_runs {
+    int n;
+    uint16_t x0[ND_HDR_BITS], c0[ND_HDR_BITS], len[ND_HDR_BITS];
+} nd_col_runs;
+void nd_col_runs_of(const nd_layout *l, nd_col_runs *r);
+/* The l->width image values of one row (nd_row_width(0) or wider) whose gap
+ * to the previous row is gap_us (negative: none): the shown columns, then
+ * the gap's bits. */
+void nd_image_row(const nd_layout *l, const nd_col_runs *r, const int8_t *row, int64_t gap_us,
+                  int8_t *out);
+
+/* png.c: the PNG file (signature, IHDR, IDAT chunks of z, IEND) through
+ * libpng, appended to out. */
+nd_status nd_png_in_memory(int w, int h, const uint8_t *z, size_t zn, nd_bitbuf *out,
+                           nd_err *err);
 
 #endif

@@ -204,7 +204,7 @@ static void mem_write_fn(png_structp png, png_bytep data, png_size_t len)
 }
 static void mem_flush_fn(png_structp png) { (void)png; }
 
-static nd_status png_in_memory(int w, int h, const uint8_t *z, size_t zn, nd_bitbuf *out, nd_err *err)
+nd_status nd_png_in_memory(int w, int h, const uint8_t *z, size_t zn, nd_bitbuf *out, nd_err *err)
 {
     nd_err perr = {{0}};
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &perr, png_err_fn,
@@ -231,33 +231,22 @@ static nd_status png_in_memory(int w, int h, const uint8_t *z, size_t zn, nd_bit
     return ND_OK;
 }
 
-nd_status nd_png_put_file(const char *path, int w, int h, const uint8_t *z, size_t zn, nd_err *err)
+nd_status nd_file_put(const char *path, const uint8_t *data, size_t n, nd_err *err)
 {
-    nd_bitbuf file = {0};
-    if (nd_bits_reserve(&file, zn + 128)) /* signature, IHDR, chunk framing, IEND */
-        return nd_fail(err, ND_ENOMEM, "%s: out of memory", path);
-    nd_status st = png_in_memory(w, h, z, zn, &file, err);
-    if (st) {
-        free(file.p);
-        return nd_wrap(err, st, "%s", path);
-    }
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        free(file.p);
+    if (fd < 0)
         return nd_fail(err, ND_EIO, "%s: %s", path, strerror(errno));
-    }
     size_t off = 0;
-    while (off < file.n) {
-        ssize_t k = write(fd, file.p + off, file.n - off);
+    while (off < n) {
+        ssize_t k = write(fd, data + off, n - off);
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0)
             break;
         off += (size_t)k;
     }
-    free(file.p);
-    if (off < file.n) {
-        st = nd_fail(err, ND_EIO, "%s: %s", path, strerror(errno));
+    if (off < n) {
+        nd_status st = nd_fail(err, ND_EIO, "%s: %s", path, strerror(errno));
         close(fd);
         remove(path);
         return st;
@@ -267,6 +256,20 @@ nd_status nd_png_put_file(const char *path, int w, int h, const uint8_t *z, size
         return nd_fail(err, ND_EIO, "%s: write failed", path);
     }
     return ND_OK;
+}
+
+nd_status nd_png_put_file(const char *path, int w, int h, const uint8_t *z, size_t zn, nd_err *err)
+{
+    nd_bitbuf file = {0};
+    if (nd_bits_reserve(&file, zn + 128)) /* signature, IHDR, chunk framing, IEND */
+        return nd_fail(err, ND_ENOMEM, "%s: out of memory", path);
+    nd_status st = nd_png_in_memory(w, h, z, zn, &file, err);
+    if (st)
+        st = nd_wrap(err, st, "%s", path);
+    else
+        st = nd_file_put(path, file.p, file.n, err);
+    free(file.p);
+    return st;
 }
 
 nd_status nd_png_write(const char *path, const uint8_t *rgb, int w, int h, nd_err *err)

@@ -217,52 +217,74 @@ static void rcode_init(void)
     }
 }
 
-/* One UP-filtered row: cur below prev (colour indices, w each), key[]
- * scratch. Each run of one key is found by comparing 8 keys at a time and,
- * when short (nearly all are), written as one table entry. */
+/* A run of len pixels of key k: when short (nearly all are) one table
+ * entry. */
+static inline void put_run(row_writer *r, int k, int len)
+{
+    const row_code *c = r->c;
+    uint64_t ent = len <= SHORT_RUN ? c->run[k][r->last_zero][len] : 0xffull << 56;
+    if ((ent >> 56) != 0xff) {
+        nd_bits_put(r->out, ent & 0xffffffffffffffull, (int)(ent >> 56));
+        r->b += 3 * (uint64_t)len * r->a + c->run_b[k][len];
+        r->a += c->run_a[k][len];
+        r->last_zero = c->key_last_zero[k];
+        if (r->wide)
+            reduce(r);
+    } else if (k == 0) {
+        zeros(r, 3 * len);
+    } else {
+        triples(r, (k - 1) / 3, (k - 1) % 3, len - 1);
+    }
+}
+
+/* Bit i of starts (64 a word) is set where key i differs from key i - 1
+ * (0 < i < w): where runs begin. 8 keys at a time, each differing byte to
+ * its top bit, the 8 top bits gathered by one multiply. key[-1] and key up
+ * to w rounded up to 64 must be readable. */
+static void run_starts(const uint8_t *key, int w, uint64_t *starts)
+{
+    const uint64_t lo7 = 0x7f7f7f7f7f7f7f7full, hi = 0x8080808080808080ull;
+    int nw = (w + 63) / 64;
+    for (int j = 0; j < nw; j++) {
+        uint64_t m = 0;
+        for (int b = 0; b < 64; b += 8) {
+            uint64_t v, u;
+            memcpy(&v, key + 64 * j + b, 8);
+            memcpy(&u, key + 64 * j + b - 1, 8);
+            uint64_t x = v ^ u, t = (((x & lo7) + lo7) | x) & hi;
+            /* byte i's bit 7 -> bit 56 + i (little-endian: byte i is key i) */
+            m |= ((t >> 7) * 0x0102040810204080ull >> 56) << b;
+        }
+        starts[j] = m;
+    }
+    starts[0] &= ~1ull;
+    if (w % 64)
+        starts[nw - 1] &= (1ull << (w % 64)) - 1;
+}
+
+/* One UP-filtered row: cur below prev (colour indices, w each); key (with
+ * a byte before it, rounded up to 64) and starts ((w + 63) / 64 words) scratch.
+ * The runs are walked by the set bits of starts: no branch per run on where
+ * it ends, which is unpredictable. */
 static int put_row(row_writer *r, const uint8_t *restrict prev, const uint8_t *restrict cur,
-                   uint8_t *restrict key, int w)
+                   uint8_t *restrict key, uint64_t *restrict starts, int w)
 {
     /* at most 6 bytes a pixel (a triple's 45 bits, or a short zero run) */
     if (nd_bits_reserve(r->out, 6 * (size_t)w + 64))
         return -1;
     for (int i = 0; i < w; i++)
         key[i] = (uint8_t)(prev[i] == cur[i] ? 0 : 1 + 3 * prev[i] + cur[i]);
-    const row_code *c = r->c;
+    run_starts(key, w, starts);
     lit(r, 2);
     int x = 0;
-    while (x < w) {
-        int k = key[x], e = x + 1;
-        uint64_t kk = (uint64_t)k * 0x0101010101010101ull;
-        for (;; e += 8) {
-            if (e + 8 > w) {
-                while (e < w && key[e] == k)
-                    e++;
-                break;
-            }
-            uint64_t v;
-            memcpy(&v, key + e, 8);
-            if ((v ^= kk) != 0) {
-                e += __builtin_ctzll(v) >> 3; /* little-endian: the first differing key */
-                break;
-            }
+    for (int j = 0; j < (w + 63) / 64; j++) {
+        for (uint64_t m = starts[j]; m; m &= m - 1) {
+            int e = 64 * j + __builtin_ctzll(m);
+            put_run(r, key[x], e - x);
+            x = e;
         }
-        int len = e - x;
-        uint64_t ent = len <= SHORT_RUN ? c->run[k][r->last_zero][len] : 0xffull << 56;
-        if ((ent >> 56) != 0xff) {
-            nd_bits_put(r->out, ent & 0xffffffffffffffull, (int)(ent >> 56));
-            r->b += 3 * (uint64_t)len * r->a + c->run_b[k][len];
-            r->a += c->run_a[k][len];
-            r->last_zero = c->key_last_zero[k];
-            if (r->wide)
-                reduce(r);
-        } else if (k == 0) {
-            zeros(r, 3 * len);
-        } else {
-            triples(r, (k - 1) / 3, (k - 1) % 3, len - 1);
-        }
-        x = e;
     }
+    put_run(r, key[x], w - x);
     reduce(r);
     return 0;
 }
@@ -274,9 +296,9 @@ static void colour_index(const int8_t *restrict v, uint8_t *restrict out, int w)
         out[i] = (uint8_t)((v[i] == 0) + 2 * (v[i] == 1));
 }
 
-/* The pure padding rows: `pad` rows of the filter byte and 3w zeros, as a
- * final block with its own code. */
-static int put_padding(nd_bitbuf *out, int w, int pad, uint32_t *a, uint32_t *b)
+/* The pure padding rows' block: `pad` rows of the filter byte and 3w zeros,
+ * final, with its own code. */
+static int padding_parts(int w, int pad, nd_block_parts *p)
 {
     int n = 0;
     uint32_t *tok = malloc((4 + (size_t)w / 64) * sizeof *tok);
@@ -294,25 +316,87 @@ static int put_padding(nd_bitbuf *out, int w, int pad, uint32_t *a, uint32_t *b)
         tok[n++] = nd_tok_match(take, 1);
         rest -= take;
     }
-    int rc = nd_deflate_block(out, tok, (size_t)n, (uint32_t)pad, 1);
+    int rc = nd_deflate_block_parts(tok, (size_t)n, (uint32_t)pad, 1, p);
     free(tok);
-    for (int y = 0; y < pad; y++) {
-        *a = (*a + 2) % ADLER_MOD;
-        *b = (uint32_t)((*b + *a + (uint64_t)*a * 3 * (uint64_t)w) % ADLER_MOD);
+    return rc;
+}
+
+/* The block depends only on w and pad: a writer of many images of one size
+ * makes each padding count's parts once. */
+struct nd_pad_memo {
+    int w, h;
+    nd_block_parts *parts; /* [pad], h + 1 of them; made[pad] once written */
+    uint8_t *made;
+};
+
+nd_pad_memo *nd_pad_memo_new(int w, int h)
+{
+    nd_pad_memo *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->w = w;
+    m->h = h;
+    m->parts = calloc((size_t)h + 1, sizeof *m->parts);
+    m->made = calloc((size_t)h + 1, 1);
+    if (!m->parts || !m->made) {
+        nd_pad_memo_free(m);
+        return NULL;
     }
+    return m;
+}
+
+void nd_pad_memo_free(nd_pad_memo *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; m->made && i <= m->h; i++)
+        if (m->made[i])
+            nd_block_parts_free(&m->parts[i]);
+    free(m->parts);
+    free(m->made);
+    free(m);
+}
+
+static int put_padding(nd_bitbuf *out, int w, int pad, nd_pad_memo *m, uint32_t *a, uint32_t *b)
+{
+    nd_block_parts local, *p = &local;
+    if (m && m->w == w && pad <= m->h) {
+        p = &m->parts[pad];
+        if (!m->made[pad]) {
+            if (padding_parts(w, pad, p))
+                return -1;
+            m->made[pad] = 1;
+        }
+    } else if (padding_parts(w, pad, &local)) {
+        return -1;
+    }
+    int rc = nd_deflate_block_put(out, p, (uint32_t)pad);
+    if (p == &local)
+        nd_block_parts_free(&local);
+    /* Adler-32: row k adds 2 to a, then b gains (3w + 1) times the new a,
+     * so over pad rows b gains (3w + 1)(pad a0 + pad (pad + 1)) */
+    uint64_t p64 = (uint64_t)pad, a0 = *a;
+    uint64_t sum = (p64 * a0 + p64 * (p64 + 1)) % ADLER_MOD;
+    *b = (uint32_t)((*b + sum * (3 * (uint64_t)w + 1)) % ADLER_MOD);
+    *a = (uint32_t)((a0 + 2 * p64) % ADLER_MOD);
     return rc;
 }
 
 /* The zlib stream of the image: header, block of rows 0..n (row n is the
  * first padding row, against the last packet row), block of pure padding
  * rows, Adler-32. */
-static int bits_zstream(const int8_t *bits, int w, int n, int h, nd_bitbuf *out)
+int nd_png_bits_zstream(const int8_t *bits, int w, int n, int h, nd_pad_memo *memo,
+                        nd_bitbuf *out)
 {
     pthread_once(&rcode_once, rcode_init);
     int diff_rows = n < h ? n + 1 : n, pad = h - diff_rows;
-    uint8_t *row[2] = {malloc((size_t)w), malloc((size_t)w)}, *key = malloc((size_t)w);
+    uint8_t *row[2] = {malloc((size_t)w), malloc((size_t)w)};
+    /* keys: one byte before, and up to a whole word of 64 (run_starts reads
+     * them; zero) */
+    uint8_t *keys = calloc(((size_t)w + 63) / 64 * 64 + 8, 1), *key = keys ? keys + 1 : NULL;
+    uint64_t *starts = malloc(((size_t)w + 63) / 64 * sizeof *starts);
     row_writer r = {.out = out, .c = &rcode, .a = 1, .wide = w > ND_UNREDUCED_MAX_W};
-    int rc = !row[0] || !row[1] || !key || nd_bits_reserve(out, 16);
+    int rc = !row[0] || !row[1] || !key || !starts || nd_bits_reserve(out, 16);
     if (!rc) {
         memset(row[0], 3, (size_t)w);
         nd_bits_put(out, 0x0178, 16); /* deflate, 32K window, fastest; a multiple of 31 */
@@ -327,13 +411,13 @@ static int bits_zstream(const int8_t *bits, int w, int n, int h, nd_bitbuf *out)
             colour_index(bits + (size_t)y * (size_t)w, cur, w);
         else
             memset(cur, 0, (size_t)w);
-        rc = put_row(&r, prev, cur, key, w);
+        rc = put_row(&r, prev, cur, key, starts, w);
     }
     if (!rc && !(rc = nd_bits_reserve(out, 16)))
         nd_bits_put(out, rcode.h.lcode[256], rcode.h.llen[256]);
     uint32_t a = (uint32_t)r.a, b = (uint32_t)r.b;
     if (!rc && pad > 0)
-        rc = put_padding(out, w, pad, &a, &b);
+        rc = put_padding(out, w, pad, memo, &a, &b);
     if (!rc)
         rc = nd_bits_align(out);
     if (!rc && !(rc = nd_bits_reserve(out, 4))) {
@@ -343,7 +427,8 @@ static int bits_zstream(const int8_t *bits, int w, int n, int h, nd_bitbuf *out)
     }
     free(row[0]);
     free(row[1]);
-    free(key);
+    free(keys);
+    free(starts);
     return rc;
 }
 
@@ -352,7 +437,7 @@ nd_status nd_png_write_bits(const char *path, const int8_t *bits, int w, int n, 
     if (w <= 0 || h <= 0 || (uint64_t)w * (uint64_t)h > ND_PNG_MAX_PIXELS || n < 0 || n > h)
         return nd_fail(err, ND_EINVAL, "%s: bad image size %dx%d (%d rows given)", path, w, h, n);
     nd_bitbuf zs = {0};
-    if (bits_zstream(bits, w, n, h, &zs)) {
+    if (nd_png_bits_zstream(bits, w, n, h, NULL, &zs)) {
         free(zs.p);
         return nd_fail(err, ND_ENOMEM, "%s: out of memory", path);
     }

@@ -9,6 +9,8 @@
  * which reads past the end of short packets. */
 static void copy_bounded(int8_t *row, int col, const uint8_t *p, int64_t have, uint32_t want)
 {
+    if (!row)
+        return; /* parse only */
     uint32_t n = have <= 0 ? 0 : (have < (int64_t)want ? (uint32_t)have : want);
     nd_bits_from_bytes(row + col, p, n);
 }
@@ -41,7 +43,8 @@ bool nd_row_encode(const uint8_t *l3, uint32_t caplen, int payload_bytes, int8_t
     if (proto != 6 && proto != 17 && proto != 1)
         return false;
 
-    memset(row, ND_VACANT, (size_t)nd_row_width(payload_bytes));
+    if (row)
+        memset(row, ND_VACANT, (size_t)nd_row_width(payload_bytes));
     int64_t cap = caplen;
     if (ver == 4)
         copy_bounded(row, ND_COL_IPV4, l3, cap, l3hdr);

@@ -307,5 +307,149 @@ static void test_deflate_tokens(void)
     free(tok);
 }
 
+/* nd_flow_pngs (images from packets, files on a writer thread) writes the
+ * bytes of the long way: nd_flow_rows -> nd_image_bits_from_rows ->
+ * nd_png_write_bits, for every flow of real captures, several budgets
+ * (padding blocks of many heights, the memo reused across them) and timing
+ * columns. */
+typedef struct {
+    nd_flow_pngs *w;
+    const nd_layout *l;
+    char dir[64];
+    int flows, files, differ;
+    nd_err err;
+} pngs_ctx;
+
+static uint8_t *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    uint8_t *b = NULL;
+    size_t cap = 0;
+    *n = 0;
+    for (;;) {
+        if (*n == cap && !(b = realloc(b, cap = cap * 2 + 4096)))
+            break;
+        size_t k = fread(b + *n, 1, cap - *n, f);
+        if (!k)
+            break;
+        *n += k;
+    }
+    fclose(f);
+    return b;
+}
+
+static nd_status pngs_sink(void *ctx, const nd_flow *f, nd_err *err)
+{
+    pngs_ctx *c = ctx;
+    char fast[128], slow[128];
+    /* named by arrival: flow ids start again with each capture */
+    snprintf(fast, sizeof fast, "%s/f%d.png", c->dir, c->flows);
+    snprintf(slow, sizeof slow, "%s/s%d.png", c->dir, c->flows);
+    int rows;
+    nd_status st = nd_flow_pngs_put(c->w, f, fast, &rows, err);
+    if (st)
+        return st;
+    nd_rows t;
+    if ((st = nd_flow_rows(f, 0, &t, err)))
+        return st;
+    int8_t *bits = malloc((size_t)c->l->width * (size_t)(t.n > 0 ? t.n : 1));
+    int n = nd_image_bits_from_rows(c->l, &t, bits);
+    if (n != rows)
+        c->differ++;
+    if (n > 0)
+        st = nd_png_write_bits(slow, bits, c->l->width, n, c->l->packets, err);
+    free(bits);
+    nd_rows_free(&t);
+    c->flows++;
+    c->files += n > 0;
+    return st;
+}
+
+static void test_flow_pngs_same_bytes(void)
+{
+    const char *caps[] = {"apps/netflix/ndpi_netflix__netflix.pcap",
+                          "protocols/dns/dpkt_examples_data_dns_icmp.pcap",
+                          "apps/meet/ndpi_stun_google_meet__meet.pcapng"};
+    const struct { int packets, timing; } lay[] = {{1024, 0}, {40, 4}, {3, 0}};
+    nd_err err;
+    for (size_t k = 0; k < ND_ARRAY_LEN(lay); k++) {
+        nd_layout l;
+        CHECK_OK(nd_layout_init(&l, lay[k].packets, lay[k].timing, 8, &err), &err);
+        pngs_ctx c = {.l = &l};
+        snprintf(c.dir, sizeof c.dir, "/tmp/ndtest_pngs_XXXXXX");
+        CHECK(mkdtemp(c.dir) != NULL);
+        CHECK_OK(nd_flow_pngs_new(&l, &c.w, &err), &err);
+        nd_flow_opts o;
+        nd_flow_opts_init(&o);
+        o.max_packets = l.packets;
+        for (size_t i = 0; i < ND_ARRAY_LEN(caps); i++)
+            CHECK_OK(nd_flows_from_capture(nd_td(caps[i]), &o, pngs_sink, &c, NULL, &err), &err);
+        uint64_t written = 0;
+        CHECK_OK(nd_flow_pngs_flush(c.w, &written, &err), &err);
+        nd_flow_pngs_free(c.w);
+        CHECKF(c.differ == 0, "K %d: %d flows with another row count", l.packets, c.differ);
+        CHECKF(written == (uint64_t)c.files && c.files > 20, "K %d: %llu of %d files written",
+               l.packets, (unsigned long long)written, c.files);
+        int same = 0;
+        for (int id = 0; id < c.flows; id++) {
+            char fast[128], slow[128];
+            snprintf(fast, sizeof fast, "%s/f%d.png", c.dir, id);
+            snprintf(slow, sizeof slow, "%s/s%d.png", c.dir, id);
+            size_t na = 0, nb = 0;
+            uint8_t *a = slurp(fast, &na), *b = slurp(slow, &nb);
+            CHECKF(!a == !b, "K %d flow %d: one file of two", l.packets, id);
+            if (a && b && na == nb && !memcmp(a, b, na))
+                same++;
+            free(a);
+            free(b);
+            unlink(fast);
+            unlink(slow);
+        }
+        CHECKF(same == c.files, "K %d: %d of %d files the same bytes", l.packets, same, c.files);
+        rmdir(c.dir);
+    }
+}
+
+/* A file that cannot be made is reported once, naming it, and the writer
+ * goes on after the flush. */
+static void test_flow_pngs_errors(void)
+{
+    nd_err err = {{0}};
+    nd_layout l;
+    nd_layout_netdiffusion(&l, 16);
+    nd_flow_pngs *w;
+    CHECK_OK(nd_flow_pngs_new(&l, &w, &err), &err);
+    uint8_t pkt[40] = {0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+                       0x30, 0x39, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff};
+    nd_flow_pkt p = {.ts_sec = 1, .len = sizeof pkt, .wirelen = sizeof pkt, .data = pkt};
+    nd_flow f = {.n = 1, .pkts = &p};
+    int rows;
+    nd_status st = nd_flow_pngs_put(w, &f, "/nonexistent/dir/a.png", &rows, &err);
+    CHECK_EQ_INT(rows, 1);
+    if (!st)
+        st = nd_flow_pngs_flush(w, NULL, &err);
+    CHECKF(st == ND_EIO && strstr(err.msg, "/nonexistent/dir/a.png"), "status %d: %s", st, err.msg);
+    CHECK_OK(nd_flow_pngs_flush(w, NULL, &err), &err);
+    char path[] = "/tmp/ndtest_pngsok_XXXXXX";
+    close(mkstemp(path));
+    uint64_t written = 0;
+    CHECK_OK(nd_flow_pngs_put(w, &f, path, &rows, &err), &err);
+    CHECK_OK(nd_flow_pngs_flush(w, &written, &err), &err);
+    CHECK(written == 1);
+    uint8_t *rgb = NULL;
+    int iw, ih;
+    CHECK_OK(nd_png_read(path, &rgb, &iw, &ih, &err), &err);
+    CHECK(iw == l.width && ih == 16);
+    free(rgb);
+    unlink(path);
+    nd_flow zero = {.n = 0};
+    CHECK_OK(nd_flow_pngs_put(w, &zero, "/nonexistent/b.png", &rows, &err), &err);
+    CHECK_EQ_INT(rows, 0);
+    nd_flow_pngs_free(w);
+}
+
 ND_TEST_MAIN(ND_TEST(test_sizes_and_padding), ND_TEST(test_layout_with_timing),
-             ND_TEST(test_netdiffusion_png), ND_TEST(test_deflate_tokens))
+             ND_TEST(test_netdiffusion_png), ND_TEST(test_deflate_tokens),
+             ND_TEST(test_flow_pngs_same_bytes), ND_TEST(test_flow_pngs_errors))
