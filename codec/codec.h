@@ -333,11 +333,18 @@ nd_status nd_capwriter_open_file(nd_capfmt fmt, int linktype, FILE *f, nd_capwri
                                  nd_err *err);
 /* One packet. wirelen >= len (0 means len). comment (pcapng only, may be
  * NULL): pcapml convention "FLOWID,LABEL". Bytes are passed through to the
- * sink before returning (buffered only by the sink itself). */
+ * sink before returning (buffered only by the sink itself), unless held. */
 nd_status nd_capwriter_packet(nd_capwriter *w, int64_t ts_sec, uint32_t ts_nsec,
                               const uint8_t *data, uint32_t len, uint32_t wirelen,
                               const char *comment, nd_err *err);
-/* Frees the writer; it does not close the FILE. */
+/* Holds the next packets' records in the writer, to pass them to the sink
+ * in a few large writes (a flow's packets in one) instead of one per
+ * packet; nd_capwriter_flush passes on what is held and ends holding.
+ * Memory stays bounded: past about 1 MB held records go on early. */
+void nd_capwriter_hold(nd_capwriter *w);
+nd_status nd_capwriter_flush(nd_capwriter *w, nd_err *err);
+/* Frees the writer (records still held are dropped: flush first); it does
+ * not close the FILE. */
 void nd_capwriter_free(nd_capwriter *w);
 
 /* ------------------------------------------------------------------ flows */

@@ -133,6 +133,17 @@ static inline void nd_put32(uint8_t *p, uint32_t v)
     p[2] = (uint8_t)(v >> 8);
     p[3] = (uint8_t)v;
 }
+/* v's bytes least significant first: a byte store each on big-endian
+ * hosts, one 8-byte store where that is the memory order already. */
+static inline void nd_put64le(uint8_t *p, uint64_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(p, &v, 8);
+#else
+    for (int b = 0; b < 8; b++)
+        p[b] = (uint8_t)(v >> (8 * b));
+#endif
+}
 /* Serial-number difference a - b (RFC 1982 style), for seq/ack/TS/IDs. */
 static inline int32_t nd_sdiff32(uint32_t a, uint32_t b) { return (int32_t)(a - b); }
 

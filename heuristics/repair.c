@@ -176,19 +176,30 @@ static void draw_endpoints(nd_flowctx *f, uint8_t addr[2][16], uint8_t mac[2][6]
 
 #define ND_MAX_GAP_US (60LL * 1000000) /* keeps 32-bit pcap seconds far away */
 
-static int64_t draw_gap(const nd_class_stats *cls, const nd_class_stats *def, int change,
-                        uint64_t key, uint64_t k)
+/* A gap histogram to draw from and its total, found once per flow (the
+ * class's, or the default's where the class has none of a kind). */
+typedef struct {
+    const uint64_t *h;
+    uint64_t tot;
+} gap_hist;
+
+static gap_hist gap_hist_of(const nd_class_stats *cls, const nd_class_stats *def, int change)
 {
-    const uint64_t *h = cls->gap_hist[change];
-    uint64_t tot = 0;
+    gap_hist g = {cls->gap_hist[change], 0};
     for (int b = 0; b < ND_GAP_BINS; b++)
-        tot += h[b];
-    if (!tot) {
-        h = def->gap_hist[change];
+        g.tot += g.h[b];
+    if (!g.tot) {
+        g.h = def->gap_hist[change];
         for (int b = 0; b < ND_GAP_BINS; b++)
-            tot += h[b];
+            g.tot += g.h[b];
     }
-    uint64_t u = (uint64_t)(nd_rand01(key, 2 * k) * (double)tot);
+    return g;
+}
+
+static int64_t draw_gap(const gap_hist *gh, uint64_t key, uint64_t k)
+{
+    const uint64_t *h = gh->h;
+    uint64_t u = (uint64_t)(nd_rand01(key, 2 * k) * (double)gh->tot);
     int b = 0;
     for (; b < ND_GAP_BINS - 1; b++) {
         if (u < h[b])
@@ -263,11 +274,8 @@ static bool fill_payload(const nd_flowctx *f, const int8_t *row, int payload_col
     /* head up to 8-byte stream alignment, then whole words */
     for (; i < n && ((off + i) & 7); i++)
         dst[i] = (uint8_t)(stream_word(pkey, (off + i) >> 3) >> (8 * ((off + i) & 7)));
-    for (uint64_t w = (off + i) >> 3; i + 8 <= n; i += 8, w++) {
-        uint64_t r = stream_word(pkey, w);
-        for (int b = 0; b < 8; b++)
-            dst[i + (uint32_t)b] = (uint8_t)(r >> (8 * b));
-    }
+    for (uint64_t w = (off + i) >> 3; i + 8 <= n; i += 8, w++)
+        nd_put64le(dst + i, stream_word(pkey, w));
     if (i < n) {
         uint64_t r = stream_word(pkey, (off + i) >> 3);
         for (int b = 0; i < n; i++, b++)
@@ -395,6 +403,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
     int64_t t = f->o.start_us + (int64_t)(flow_id % (1u << 20)) * f->o.flow_spacing_us;
     size_t bytes = 0;
     const int maxpay = f->o.mtu - ipmin - (proto == 6 ? 20 : 8);
+    const gap_hist gh[2] = {gap_hist_of(cls, &def, 0), gap_hist_of(cls, &def, 1)};
     for (int k = 0; k < np; k++) {
         nd_pkt *p = &f->pk[k];
         const int8_t *r = rows->bits + (size_t)p->row * w;
@@ -402,8 +411,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
             int64_t g = rows->gap_us ? rows->gap_us[p->row] : -1;
             bool drawn = g >= 0;
             if (!drawn)
-                g = draw_gap(cls, &def, p->dir != f->pk[k - 1].dir, f->key ^ 0x7177,
-                             (uint64_t)k);
+                g = draw_gap(&gh[p->dir != f->pk[k - 1].dir], f->key ^ 0x7177, (uint64_t)k);
             if (g > ND_MAX_GAP_US) {
                 g = ND_MAX_GAP_US;
                 drawn = false;
@@ -943,12 +951,17 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
 nd_status nd_repair_write(nd_capwriter *w, const nd_repair_out *out, const char *comment,
                           nd_err *err)
 {
+    /* the flow's records in one write (per packet, writes cost more than
+     * the repair) */
+    nd_capwriter_hold(w);
     for (int i = 0; i < out->n; i++) {
         const nd_repair_pkt *p = &out->pkts[i];
         nd_status st = nd_capwriter_packet(w, p->ts_sec, p->ts_nsec, p->data, p->len, 0,
                                            comment, err);
-        if (st)
+        if (st) {
+            nd_capwriter_flush(w, NULL); /* the packets before it, as before */
             return st;
+        }
     }
-    return ND_OK;
+    return nd_capwriter_flush(w, err);
 }
