@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "codec/codec.h"
+
 /* ---- counter-based RNG: splitmix64's finaliser over (key, counter). No
  * state to carry, so any value can be recomputed independently: payload
  * word k of packet i is the same whatever was drawn before it. */
@@ -87,6 +89,63 @@ static inline int nd_cells_lead_bytes(const int8_t *p, int max, uint8_t *out)
         out[n] = b;
     }
     return n;
+}
+
+/* ---- a row's header cells packed once (analyse.c), so that the many field
+ * reads of a packet are a load and two shifts each rather than a pass
+ * over cells: val has a 1 bit per 1 cell, vac one per vacant cell, both
+ * MSB first from the row's column 0 (the fields' own bit order). Padding
+ * after the last byte lets an 8-byte load start at any field. */
+#define ND_PROW_BYTES (ND_HDR_BITS / 8 + 8)
+typedef struct nd_prow {
+    uint8_t val[ND_PROW_BYTES];
+    uint8_t vac[ND_PROW_BYTES];
+} nd_prow;
+
+static inline uint64_t nd_be64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+/* Bits [col, col + w) of a, MSB first; w 1..57 (every field but the
+ * addresses and option areas, which nd_prow_lead_bytes reads). */
+static inline uint64_t nd_bits_at(const uint8_t *a, int col, int w)
+{
+    return nd_be64(a + (col >> 3)) << (col & 7) >> (64 - w);
+}
+/* nd_cells_get on a packed row: the same value and completeness. */
+static inline uint64_t nd_prow_get(const nd_prow *p, int col, int w, bool *complete)
+{
+    if (nd_bits_at(p->vac, col, w))
+        *complete = false;
+    return nd_bits_at(p->val, col, w);
+}
+/* Cell col is 1. */
+static inline bool nd_prow_one(const nd_prow *p, int col)
+{
+    return (p->val[col >> 3] >> (7 - (col & 7))) & 1;
+}
+/* nd_cells_lead_bytes on a packed row (col a multiple of 8). */
+static inline int nd_prow_lead_bytes(const nd_prow *p, int col, int max, uint8_t *out)
+{
+    const uint8_t *v = p->val + col / 8, *x = p->vac + col / 8;
+    int n = 0;
+    for (; n < max && !x[n]; n++)
+        out[n] = v[n];
+    return n;
+}
+/* Every cell of the bytes [col / 8, col / 8 + n) is vacant. */
+static inline bool nd_prow_vacant(const nd_prow *p, int col, int n)
+{
+    const uint8_t *x = p->vac + col / 8;
+    for (int i = 0; i < n; i++)
+        if (x[i] != 0xff)
+            return false;
+    return true;
 }
 
 /* ---- Internet checksum (RFC 1071): 64-bit accumulation, folded at the end. */

@@ -74,6 +74,7 @@ void nd_repair_ctx_free(nd_repair_ctx *c)
     nd_flowctx *f = &c->f;
     free(f->pk);
     free(f->pres);
+    free(f->prow);
     free(f->out);
     free(f->buf);
     free(f->hkey);
@@ -92,19 +93,21 @@ static nd_status reserve_rows(nd_flowctx *f, int n, nd_err *err)
         cap *= 2;
     free(f->pk);
     free(f->pres);
+    free(f->prow);
     free(f->out);
     free(f->hkey);
     free(f->hcnt);
     free(f->hstamp);
     f->pk = malloc((size_t)cap * sizeof *f->pk);
     f->pres = malloc((size_t)cap * ND_BLK_COUNT * sizeof *f->pres);
+    f->prow = malloc((size_t)cap * sizeof *f->prow);
     f->out = malloc((size_t)cap * sizeof *f->out);
     f->hcap = 2 * cap;
     f->hkey = malloc((size_t)f->hcap * sizeof *f->hkey);
     f->hcnt = malloc((size_t)f->hcap * sizeof *f->hcnt);
     f->hstamp = calloc((size_t)f->hcap, sizeof *f->hstamp);
     f->hgen = 0;
-    if (!f->pk || !f->pres || !f->out || !f->hkey || !f->hcnt || !f->hstamp) {
+    if (!f->pk || !f->pres || !f->prow || !f->out || !f->hkey || !f->hcnt || !f->hstamp) {
         f->cap = 0;
         return nd_fail(err, ND_ENOMEM, "repair: out of memory for %d rows", n);
     }
@@ -218,7 +221,7 @@ static int64_t draw_gap(const gap_hist *gh, uint64_t key, uint64_t k)
 /* ---- per-field counting */
 
 typedef struct {
-    const int8_t *row;
+    const nd_prow *row;
     nd_repair_counts *cnt;
 } counter;
 
@@ -227,7 +230,7 @@ typedef struct {
 static inline void cnt_field(counter *c, nd_field_id f, uint64_t v)
 {
     bool ok = true;
-    uint64_t d = nd_cells_get(c->row + nd_fields[f].col, nd_fields[f].width, &ok);
+    uint64_t d = nd_prow_get(c->row, nd_fields[f].col, nd_fields[f].width, &ok);
     c->cnt->seen[f]++;
     c->cnt->changed[f] += !ok || d != v;
 }
@@ -236,11 +239,10 @@ static inline void cnt_field(counter *c, nd_field_id f, uint64_t v)
 static void cnt_opts(counter *c, nd_field_id f, const uint8_t *opt, int n)
 {
     uint8_t drawn[40];
-    int dn = nd_cells_lead_bytes(c->row + nd_fields[f].col, 40, drawn);
+    int dn = nd_prow_lead_bytes(c->row, nd_fields[f].col, 40, drawn);
     bool same = dn == n && !memcmp(drawn, opt, (size_t)n);
     if (same && dn < 40)
-        same = nd_cells_vacant(c->row + nd_fields[f].col + 8 * dn, 8 * (40 - dn)) ==
-               8 * (40 - dn);
+        same = nd_prow_vacant(c->row, nd_fields[f].col + 8 * dn, 40 - dn);
     c->cnt->seen[f]++;
     c->cnt->changed[f] += !same;
 }
@@ -406,7 +408,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
     const gap_hist gh[2] = {gap_hist_of(cls, &def, 0), gap_hist_of(cls, &def, 1)};
     for (int k = 0; k < np; k++) {
         nd_pkt *p = &f->pk[k];
-        const int8_t *r = rows->bits + (size_t)p->row * w;
+        const nd_prow *r = &f->prow[p->row];
         if (k > 0) {
             int64_t g = rows->gap_us ? rows->gap_us[p->row] : -1;
             bool drawn = g >= 0;
@@ -426,12 +428,12 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
         int64_t len;
         uint8_t tmp[40];
         if (v4)
-            len = (int64_t)nd_cells_get(r + nd_fields[ND_F_IPV4_TL].col, 16, &ok) - 20 -
-                  nd_cells_lead_bytes(r + nd_fields[ND_F_IPV4_OPT].col, 40, tmp);
+            len = (int64_t)nd_prow_get(r, nd_fields[ND_F_IPV4_TL].col, 16, &ok) - 20 -
+                  nd_prow_lead_bytes(r, nd_fields[ND_F_IPV4_OPT].col, 40, tmp);
         else
-            len = (int64_t)nd_cells_get(r + nd_fields[ND_F_IPV6_LEN].col, 16, &ok);
+            len = (int64_t)nd_prow_get(r, nd_fields[ND_F_IPV6_LEN].col, 16, &ok);
         if (proto == 6)
-            len -= 20 + nd_cells_lead_bytes(r + nd_fields[ND_F_TCP_OPT].col, 40, tmp);
+            len -= 20 + nd_prow_lead_bytes(r, nd_fields[ND_F_TCP_OPT].col, 40, tmp);
         else
             len -= 8;
         if (len < 0)
@@ -445,7 +447,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
          * lies inside what its side already sent is a retransmission,
          * which may follow that side's FIN */
         bool sok = true;
-        uint32_t dseq = (uint32_t)nd_cells_get(r + nd_fields[ND_F_TCP_SEQ].col, 32, &sok);
+        uint32_t dseq = (uint32_t)nd_prow_get(r, nd_fields[ND_F_TCP_SEQ].col, 32, &sok);
         side *ps = &sd[p->dir];
         bool fresh = proto != 6 || !sok || !ps->started ||
                      nd_sdiff32(dseq + (uint32_t)len, ps->nxt) > 0;
@@ -467,8 +469,9 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
          * 3.6; captures end mid-connection too). */
         for (int k = 0; k < np; k++) {
             nd_pkt *p = &f->pk[k];
-            const int8_t *r = rows->bits + (size_t)p->row * w;
-            bool fin = r[nd_fields[ND_F_TCP_FIN].col] == 1, rst = r[nd_fields[ND_F_TCP_RST].col] == 1;
+            const nd_prow *r = &f->prow[p->row];
+            bool fin = nd_prow_one(r, nd_fields[ND_F_TCP_FIN].col),
+                 rst = nd_prow_one(r, nd_fields[ND_F_TCP_RST].col);
             if (fin && !rst && k >= sd[p->dir].last_data && sd[p->dir].fin_at < 0 && k > 0)
                 sd[p->dir].fin_at = k;
         }
@@ -481,14 +484,14 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
     draw_endpoints(f, addr, mac);
 
     /* ---- pass B */
-    const bool hs = proto == 6 &&
-                    rows->bits[(size_t)f->pk[0].row * w + nd_fields[ND_F_TCP_SYN].col] == 1;
+    const bool hs = proto == 6 && nd_prow_one(&f->prow[f->pk[0].row], nd_fields[ND_F_TCP_SYN].col);
     int phase = hs ? 0 : 2; /* 0 SYN sent, 1 SYN-ACK sent, 2 established */
     unsigned syn_opts = ND_OPT_ALL, est_opts = ND_OPT_ALL;
     uint8_t *o = f->buf;
     for (int k = 0; k < np; k++) {
         nd_pkt *p = &f->pk[k];
-        const int8_t *r = rows->bits + (size_t)p->row * w;
+        const int8_t *cells = rows->bits + (size_t)p->row * w; /* payload columns */
+        const nd_prow *r = &f->prow[p->row];
         counter cn = {r, cnt};
         const int d = p->dir;
         side *me = &sd[d], *peer = &sd[1 - d];
@@ -501,7 +504,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
         }
         uint8_t *ip = o;
         bool ok;
-#define GET(fid) (ok = true, nd_cells_get(r + nd_fields[fid].col, nd_fields[fid].width, &ok))
+#define GET(fid) (ok = true, nd_prow_get(r, nd_fields[fid].col, nd_fields[fid].width, &ok))
         /* TTL / hop limit: the drawn one when complete and not 0 (a path
          * can change within a flow), else the side's steady value */
         uint8_t ttl = (uint8_t)GET(v4 ? ND_F_IPV4_TTL : ND_F_IPV6_HL);
@@ -513,7 +516,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
         int ipopt_n = 0;
         if (v4) {
             uint8_t drawn_opt[40];
-            int dn = nd_cells_lead_bytes(r + nd_fields[ND_F_IPV4_OPT].col, 40, drawn_opt);
+            int dn = nd_prow_lead_bytes(r, nd_fields[ND_F_IPV4_OPT].col, 40, drawn_opt);
             ipopt_n = nd_ip4_opts_repair(drawn_opt, dn, ipopt);
             iph = 20 + ipopt_n;
             uint8_t tos = (uint8_t)GET(ND_F_IPV4_TOS);
@@ -567,7 +570,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
             for (int a = 0; a < 2; a++) {
                 nd_field_id fid = a ? ND_F_IPV6_DST : ND_F_IPV6_SRC;
                 uint8_t drawn[16];
-                int dn = nd_cells_lead_bytes(r + nd_fields[fid].col, 16, drawn);
+                int dn = nd_prow_lead_bytes(r, nd_fields[fid].col, 16, drawn);
                 cnt->seen[fid]++;
                 cnt->changed[fid] += dn != 16 || memcmp(drawn, ip + 8 + 16 * a, 16);
             }
@@ -581,7 +584,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
         if (proto == 6) {
             /* CWR ECE URG ACK PSH RST SYN FIN: eight adjacent columns */
             bool fok = true;
-            uint8_t fl = (uint8_t)nd_cells_get(r + nd_fields[ND_F_TCP_CWR].col, 8, &fok);
+            uint8_t fl = (uint8_t)nd_prow_get(r, nd_fields[ND_F_TCP_CWR].col, 8, &fok);
             bool ns = GET(ND_F_TCP_NS) == 1;
             enum { FIN = 1, SYN = 2, RST = 4, PSH = 8, ACK = 16, URG = 32, ECE = 64, CWR = 128 };
             bool rst_reply = false, rtx = false;
@@ -631,7 +634,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
             /* options */
             uint8_t drawn_opt[40], opt[44];
             nd_tcp_opt_info oi;
-            int dn = nd_cells_lead_bytes(r + nd_fields[ND_F_TCP_OPT].col, 40, drawn_opt);
+            int dn = nd_prow_lead_bytes(r, nd_fields[ND_F_TCP_OPT].col, 40, drawn_opt);
             /* a SYN-ACK may only answer what the SYN offered (MSS always);
              * timestamps after the handshake only when both sides agreed */
             unsigned allow = (fl & SYN) && (fl & ACK) ? (syn_opts | ND_OPT_MSS)
@@ -795,7 +798,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
         } else {
             l4h = 8;
             bool tok = true;
-            int dtype = (int)nd_cells_get(r + ND_COL_ICMP, 8, &tok);
+            int dtype = (int)nd_prow_get(r, ND_COL_ICMP, 8, &tok);
             int dcode = (int)GET(ND_F_ICMP_CODE);
             int type, code = 0;
             if (p->icmp_kind == ND_ICMP_REQ) {
@@ -814,7 +817,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
             nd_put16(l4 + 2, 0);
             uint32_t roh = 0;
             if (p->icmp_kind != ND_ICMP_ERR) {
-                uint16_t dseq = (uint16_t)nd_cells_get(r + ND_COL_ICMP + 48, 16, &tok);
+                uint16_t dseq = (uint16_t)nd_prow_get(r, ND_COL_ICMP + 48, 16, &tok);
                 uint16_t seq;
                 side *req = p->icmp_kind == ND_ICMP_REQ ? me : peer;
                 if (p->icmp_kind == ND_ICMP_REQ) {
@@ -885,7 +888,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
             cnt->seen[ND_RP_PAYLOAD]++;
             cnt->changed[ND_RP_PAYLOAD]++;
         } else if (pay) {
-            bool all = fill_payload(f, r, rows->payload_bytes, d,
+            bool all = fill_payload(f, cells, rows->payload_bytes, d,
                                     proto == 6 ? stream_off : ((uint64_t)k << 20), !retrans,
                                     pl, pay);
             /* random bytes where the port's protocol expects a message:
