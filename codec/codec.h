@@ -305,6 +305,16 @@ typedef enum { ND_PIX_F32, ND_PIX_F16 } nd_pixfmt;
  * nd_snap_planar_f32 on the same (f32) pixels. */
 int nd_snap_image(nd_snap_mode m, nd_pixfmt fmt, const void *planes, int width, int height,
                   int8_t *bits, nd_conf *conf);
+/* Snap, rows and per-cell confidence in one pass, a generator's path: the
+ * rows nd_rows_from_bits makes of nd_snap_image's bits of a planar image
+ * with layout l (out is initialised here; free it with nd_rows_free),
+ * and, when row_conf is not NULL (l->packets * nd_row_width(0) values),
+ * each row cell's confidence: its pixel's, ND_CONF_SURE for cells the
+ * image does not show (what heuristics' nd_repair_conf_from_image makes of
+ * nd_snap_image's confidence). No image-sized buffers in between: each
+ * pixel is snapped into its row cell. */
+nd_status nd_snap_rows(nd_snap_mode m, nd_pixfmt fmt, const void *planes, const nd_layout *l,
+                       nd_rows *out, nd_conf *row_conf, nd_err *err);
 
 /* ----------------------------------------------------------- raw inverse */
 

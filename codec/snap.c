@@ -7,6 +7,7 @@
  * planes. codec/module.mk builds this file with -O3 -fno-math-errno
  * -fno-trapping-math (nothing here traps). */
 #include "codec/codec.h"
+#include "codec/internal.h"
 
 #include <string.h>
 
@@ -140,8 +141,8 @@ run_avx2(const void *R, const void *G, const void *B, int f16, size_t n, int8_t 
 /* Pixels [off, off + n) of a planar image whose planes hold `plane`
  * pixels each. conf may be NULL (a scratch block takes it). */
 #define SNAP_BLOCK 4096
-static void snap_run(nd_snap_mode m, nd_pixfmt fmt, const void *planes, size_t plane,
-                     size_t off, size_t n, int8_t *bits, nd_conf *conf)
+void nd_snap_run(nd_snap_mode m, nd_pixfmt fmt, const void *planes, size_t plane, size_t off,
+                 size_t n, int8_t *bits, nd_conf *conf)
 {
     nd_conf scratch[SNAP_BLOCK];
     for (size_t i0 = 0; i0 < n; i0 += SNAP_BLOCK) {
@@ -178,7 +179,7 @@ static void snap_run(nd_snap_mode m, nd_pixfmt fmt, const void *planes, size_t p
 void nd_snap_planar_f32(nd_snap_mode m, const float *planes, size_t n_pixels, int8_t *bits,
                         nd_conf *conf)
 {
-    snap_run(m, ND_PIX_F32, planes, n_pixels, 0, n_pixels, bits, conf);
+    nd_snap_run(m, ND_PIX_F32, planes, n_pixels, 0, n_pixels, bits, conf);
 }
 
 int nd_snap_image(nd_snap_mode m, nd_pixfmt fmt, const void *planes, int width, int height,
@@ -189,7 +190,7 @@ int nd_snap_image(nd_snap_mode m, nd_pixfmt fmt, const void *planes, int width, 
     int y = height - 1;
     for (; y >= 0; y--) {
         int8_t *b = bits + (size_t)y * w;
-        snap_run(m, fmt, planes, plane, (size_t)y * w, w, b, NULL);
+        nd_snap_run(m, fmt, planes, plane, (size_t)y * w, w, b, NULL);
         size_t x = 0;
         while (x < w && b[x] == ND_VACANT)
             x++;
@@ -197,9 +198,9 @@ int nd_snap_image(nd_snap_mode m, nd_pixfmt fmt, const void *planes, int width, 
             break;
     }
     if (conf && y >= 0)
-        snap_run(m, fmt, planes, plane, 0, (size_t)(y + 1) * w, bits, conf);
+        nd_snap_run(m, fmt, planes, plane, 0, (size_t)(y + 1) * w, bits, conf);
     else if (y > 0)
-        snap_run(m, fmt, planes, plane, 0, (size_t)y * w, bits, NULL);
+        nd_snap_run(m, fmt, planes, plane, 0, (size_t)y * w, bits, NULL);
     return y + 1;
 }
 
