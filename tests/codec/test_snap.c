@@ -241,10 +241,11 @@ static void test_snap_rows(void)
                     CHECK_OK(nd_snap_rows((nd_snap_mode)mode, pf, px, l, &got, rc, &err), &err);
                     CHECKF(got.n == want.n, "layout %d trial %d: %d rows, want %d", li, trial,
                            got.n, want.n);
-                    int bad_b = 0, bad_g = 0, bad_c = 0;
+                    int bad_b = 0, bad_g = 0, bad_c = 0, gaps = 0;
                     for (int y = 0; y < got.n && y < want.n; y++) {
                         bad_b += memcmp(nd_rows_at(&got, y), nd_rows_at(&want, y), ND_HDR_BITS) != 0;
                         bad_g += got.gap_us[y] != want.gap_us[y] || got.index[y][0];
+                        gaps += want.gap_us[y] >= 0;
                         for (int c = 0; c < ND_HDR_BITS; c++) {
                             int q = ND_CONF_SURE;
                             for (int x = 0; x < l->n_bit_cols; x++)
@@ -257,7 +258,7 @@ static void test_snap_rows(void)
                     CHECK_EQ_INT(bad_g, 0);
                     CHECK_EQ_INT(bad_c, 0);
                     if (li == 1 && trial == 1)
-                        CHECK(want.gap_us[0] >= 0); /* the timing columns were read */
+                        CHECK(gaps > 0); /* the timing columns were read */
                     nd_rows_free(&want);
                     nd_rows_free(&got);
                 }
