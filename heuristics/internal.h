@@ -29,6 +29,14 @@ static inline double nd_rand01(uint64_t key, uint64_t ctr)
     return (double)(nd_rand(key, ctr) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/* Word w (8 bytes) of a payload stream keyed pkey: splitmix64's output for
+ * counter w, one multiply-xorshift round per word (the payload is most of
+ * the bytes repair writes). */
+static inline uint64_t nd_stream_word(uint64_t pkey, uint64_t w)
+{
+    return nd_mix64(pkey + w * 0x9e3779b97f4a7c15ull);
+}
+
 /* ---- row cells, 8 at a time. A cell is 1, 0 or -1 (0xff): bit 0 of the
  * byte is 1 for both 1 and vacant, bit 1 only for vacant. */
 static inline uint64_t nd_load8(const int8_t *p)
@@ -172,6 +180,12 @@ static inline uint64_t nd_sum_add(uint64_t s, const uint8_t *p, size_t n)
     }
     return s;
 }
+/* words.c: the same as nd_sum_add, and words w.. w + n - 1 of a payload
+ * stream stored little-endian at dst, four lanes at a time where avx2
+ * (nd_words_avx2(): the CPU has it; ask once per flow). */
+bool nd_words_avx2(void);
+uint64_t nd_sum_add_fast(uint64_t s, const uint8_t *p, size_t n, bool avx2);
+void nd_stream_words(uint64_t pkey, uint64_t w, uint8_t *dst, size_t n, bool avx2);
 /* Folds and complements; the result is in memory (network) order already
  * because the sum was taken over memory-order words. */
 static inline uint16_t nd_sum_fold(uint64_t s)

@@ -249,21 +249,13 @@ static void cnt_opts(counter *c, nd_field_id f, const uint8_t *opt, int n)
 
 /* ---- payload: drawn bytes where the row has them, else seeded bytes */
 
-/* Word w (8 bytes) of a side's payload stream: splitmix64's output for
- * counter w under the side's key, one multiply-xorshift round per word
- * (the payload is most of the bytes repair writes). */
-static inline uint64_t stream_word(uint64_t pkey, uint64_t w)
-{
-    return nd_mix64(pkey + w * 0x9e3779b97f4a7c15ull);
-}
-
 /* Payload bytes are a function of (flow, direction, stream offset): a TCP
  * retransmission repeats exactly the bytes it resends (reassembly in tshark
  * flags overlapping segments whose bytes differ as malformed). UDP/ICMP use
  * the packet index as their "stream". Drawn bytes (payload columns) win,
  * except on retransmissions (use_drawn false). */
 static bool fill_payload(const nd_flowctx *f, const int8_t *row, int payload_cols, int dir,
-                         uint64_t off, bool use_drawn, uint8_t *dst, uint32_t n)
+                         uint64_t off, bool use_drawn, uint8_t *dst, uint32_t n, bool avx2)
 {
     uint32_t drawn = 0;
     uint32_t have = payload_cols < 0 || !use_drawn ? 0 : (uint32_t)payload_cols;
@@ -274,12 +266,15 @@ static bool fill_payload(const nd_flowctx *f, const int8_t *row, int payload_col
     uint64_t pkey = nd_mix64(f->key ^ 0x9a110adULL ^ (uint64_t)dir);
     uint32_t i = 0;
     /* head up to 8-byte stream alignment, then whole words */
-    for (; i < n && ((off + i) & 7); i++)
-        dst[i] = (uint8_t)(stream_word(pkey, (off + i) >> 3) >> (8 * ((off + i) & 7)));
-    for (uint64_t w = (off + i) >> 3; i + 8 <= n; i += 8, w++)
-        nd_put64le(dst + i, stream_word(pkey, w));
+    if (off & 7) {
+        uint64_t r = nd_stream_word(pkey, off >> 3);
+        for (; i < n && ((off + i) & 7); i++)
+            dst[i] = (uint8_t)(r >> (8 * ((off + i) & 7)));
+    }
+    nd_stream_words(pkey, (off + i) >> 3, dst + i, (n - i) / 8, avx2);
+    i += (n - i) / 8 * 8;
     if (i < n) {
-        uint64_t r = stream_word(pkey, (off + i) >> 3);
+        uint64_t r = nd_stream_word(pkey, (off + i) >> 3);
         for (int b = 0; i < n; i++, b++)
             dst[i] = (uint8_t)(r >> (8 * b));
     }
@@ -487,6 +482,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
     const bool hs = proto == 6 && nd_prow_one(&f->prow[f->pk[0].row], nd_fields[ND_F_TCP_SYN].col);
     int phase = hs ? 0 : 2; /* 0 SYN sent, 1 SYN-ACK sent, 2 established */
     unsigned syn_opts = ND_OPT_ALL, est_opts = ND_OPT_ALL;
+    const bool avx2 = nd_words_avx2();
     uint8_t *o = f->buf;
     for (int k = 0; k < np; k++) {
         nd_pkt *p = &f->pk[k];
@@ -890,7 +886,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
         } else if (pay) {
             bool all = fill_payload(f, cells, rows->payload_bytes, d,
                                     proto == 6 ? stream_off : ((uint64_t)k << 20), !retrans,
-                                    pl, pay);
+                                    pl, pay, avx2);
             /* random bytes where the port's protocol expects a message:
              * shaped into one (shape.c) */
             if (!all && proto == 17)
@@ -929,7 +925,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
             nd_put32(tail + 4, v4 ? (uint32_t)proto : ip[6]);
             s = nd_sum_add(s, tail, 8);
         }
-        s = nd_sum_add(s, l4, l4len);
+        s = nd_sum_add_fast(s, l4, l4len, avx2);
         uint16_t ck = nd_sum_fold(s);
         int ckoff = proto == 6 ? 16 : proto == 17 ? 6 : 2;
         if (proto == 17 && ck == 0)
