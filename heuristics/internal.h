@@ -137,20 +137,37 @@ static inline bool nd_prow_one(const nd_prow *p, int col)
 {
     return (p->val[col >> 3] >> (7 - (col & 7))) & 1;
 }
-/* nd_cells_lead_bytes on a packed row (col a multiple of 8). */
+/* nd_cells_lead_bytes on a packed row (col a multiple of 8; the bytes
+ * [col / 8, col / 8 + max) rounded up to 8 lie inside the row). */
 static inline int nd_prow_lead_bytes(const nd_prow *p, int col, int max, uint8_t *out)
 {
     const uint8_t *v = p->val + col / 8, *x = p->vac + col / 8;
     int n = 0;
-    for (; n < max && !x[n]; n++)
-        out[n] = v[n];
+    for (; n < max; n += 8) {
+        uint64_t w;
+        memcpy(&w, x + n, 8);
+        if (w) { /* the first byte with a vacant cell */
+            for (; n < max && !x[n]; n++)
+                ;
+            break;
+        }
+    }
+    n = n < max ? n : max;
+    memcpy(out, v, (size_t)n);
     return n;
 }
 /* Every cell of the bytes [col / 8, col / 8 + n) is vacant. */
 static inline bool nd_prow_vacant(const nd_prow *p, int col, int n)
 {
     const uint8_t *x = p->vac + col / 8;
-    for (int i = 0; i < n; i++)
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, x + i, 8);
+        if (w != ~0ull)
+            return false;
+    }
+    for (; i < n; i++)
         if (x[i] != 0xff)
             return false;
     return true;
