@@ -94,6 +94,7 @@ static void run_f16(const uint16_t *restrict R, const uint16_t *restrict G,
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define ND_SNAP_AVX2 1
+
 #define ND_AVX2 __attribute__((target("avx2,f16c")))
 
 /* Bits from byte masks: X "not red" (g > r or b > r), G green (g > r and
@@ -115,6 +116,18 @@ ND_AVX2 static inline void put_conf(const __m256 d[4], __m256i order, nd_conf *c
     _mm256_storeu_si256((__m256i *)conf, _mm256_permutevar8x32_epi32(q16, order));
 }
 
+/* The three planes' lines 1 KB ahead (n bytes of each: a round's worth):
+ * the hardware prefetcher alone left a planar f32 image's snap at 70% of
+ * the memory bandwidth a core gets (three read streams, two write). */
+static inline void prefetch3(const void *r, const void *g, const void *b, int n)
+{
+    for (int k = 0; k < n; k += 64) {
+        _mm_prefetch((const char *)r + k, _MM_HINT_T0);
+        _mm_prefetch((const char *)g + k, _MM_HINT_T0);
+        _mm_prefetch((const char *)b + k, _MM_HINT_T0);
+    }
+}
+
 ND_AVX2 static inline __m256 clip_f32(const float *p)
 {
     /* max(v, 0) returns 0 for NaN, as the scalar clip does */
@@ -130,6 +143,7 @@ ND_AVX2 static void run_avx2_f32(const float *R, const float *G, const float *B,
     for (; i + 32 <= n; i += 32) {
         __m256i xm[4], gm[4];
         __m256 d[4];
+        prefetch3(R + i + 256, G + i + 256, B + i + 256, 128);
         for (int k = 0; k < 4; k++) {
             size_t at = i + 8 * (size_t)k;
             __m256 r = clip_f32(R + at), g = clip_f32(G + at), b = clip_f32(B + at);
@@ -174,6 +188,7 @@ ND_AVX2 static void run_avx2_f16(const uint16_t *R, const uint16_t *G, const uin
     for (; i + 32 <= n; i += 32) {
         __m256i xm[2], gm[2];
         __m256 d[4];
+        prefetch3(R + i + 512, G + i + 512, B + i + 512, 64);
         for (int k = 0; k < 2; k++) {
             size_t at = i + 16 * (size_t)k;
             __m256i r = clip_f16(R + at), g = clip_f16(G + at), b = clip_f16(B + at);
