@@ -348,9 +348,8 @@ nd_status nd_capwriter_packet(nd_capwriter *w, int64_t ts_sec, uint32_t ts_nsec,
                               const uint8_t *data, uint32_t len, uint32_t wirelen,
                               const char *comment, nd_err *err);
 /* Holds the next packets' records in the writer, to pass them to the sink
- * in a few large writes (a flow's packets in one) instead of one per
- * packet; nd_capwriter_flush passes on what is held and ends holding.
- * Memory stays bounded: past about 1 MB held records go on early. */
+ * in writes of up to 64 KB instead of one per packet; nd_capwriter_flush
+ * passes on what is held and ends holding. */
 void nd_capwriter_hold(nd_capwriter *w);
 nd_status nd_capwriter_flush(nd_capwriter *w, nd_err *err);
 /* Frees the writer (records still held are dropped: flush first); it does

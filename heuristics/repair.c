@@ -950,8 +950,8 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
 nd_status nd_repair_write(nd_capwriter *w, const nd_repair_out *out, const char *comment,
                           nd_err *err)
 {
-    /* the flow's records in one write (per packet, writes cost more than
-     * the repair) */
+    /* the flow's records in a few large writes (one per packet cost more
+     * than the repair where the sink is a file) */
     nd_capwriter_hold(w);
     for (int i = 0; i < out->n; i++) {
         const nd_repair_pkt *p = &out->pkts[i];
