@@ -306,6 +306,16 @@ typedef enum { ND_PIX_F32, ND_PIX_F16 } nd_pixfmt;
  * nd_snap_planar_f32 on the same (f32) pixels. */
 int nd_snap_image(nd_snap_mode m, nd_pixfmt fmt, const void *planes, int width, int height,
                   int8_t *bits, nd_conf *conf);
+/* Snap, rows and per-cell confidence in one pass, a generator's path: the
+ * rows nd_rows_from_bits makes of nd_snap_image's bits of a planar image
+ * with layout l (out is initialised here; free it with nd_rows_free),
+ * and, when row_conf is not NULL (l->packets * nd_row_width(0) values),
+ * each row cell's confidence: its pixel's, ND_CONF_SURE for cells the
+ * image does not show (what heuristics' nd_repair_conf_from_image makes of
+ * nd_snap_image's confidence). No image-sized buffers in between: each
+ * pixel is snapped into its row cell. */
+nd_status nd_snap_rows(nd_snap_mode m, nd_pixfmt fmt, const void *planes, const nd_layout *l,
+                       nd_rows *out, nd_conf *row_conf, nd_err *err);
 
 /* ----------------------------------------------------------- raw inverse */
 
@@ -334,11 +344,17 @@ nd_status nd_capwriter_open_file(nd_capfmt fmt, int linktype, FILE *f, nd_capwri
                                  nd_err *err);
 /* One packet. wirelen >= len (0 means len). comment (pcapng only, may be
  * NULL): pcapml convention "FLOWID,LABEL". Bytes are passed through to the
- * sink before returning (buffered only by the sink itself). */
+ * sink before returning (buffered only by the sink itself), unless held. */
 nd_status nd_capwriter_packet(nd_capwriter *w, int64_t ts_sec, uint32_t ts_nsec,
                               const uint8_t *data, uint32_t len, uint32_t wirelen,
                               const char *comment, nd_err *err);
-/* Frees the writer; it does not close the FILE. */
+/* Holds the next packets' records in the writer, to pass them to the sink
+ * in writes of up to 64 KB instead of one per packet; nd_capwriter_flush
+ * passes on what is held and ends holding. */
+void nd_capwriter_hold(nd_capwriter *w);
+nd_status nd_capwriter_flush(nd_capwriter *w, nd_err *err);
+/* Frees the writer (records still held are dropped: flush first); it does
+ * not close the FILE. */
 void nd_capwriter_free(nd_capwriter *w);
 
 /* ------------------------------------------------------------------ flows */

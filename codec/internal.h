@@ -23,6 +23,13 @@ enum {
 /* Offset of the IP header in a frame of the given link type, or -1. */
 long nd_link_l3_offset(int linktype, const uint8_t *frame, uint32_t caplen);
 
+#include "codec/codec.h"
+/* snap.c: pixels [off, off + n) of a planar image whose planes hold
+ * `plane` pixels each, snapped (conf may be NULL); snap_rows.c snaps runs
+ * of an image row straight into row cells with it. */
+void nd_snap_run(nd_snap_mode m, nd_pixfmt fmt, const void *planes, size_t plane, size_t off,
+                 size_t n, int8_t *bits, nd_conf *conf);
+
 
 #include "codec/codec.h"
 

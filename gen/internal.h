@@ -5,8 +5,7 @@
 
 /* Buffers for one flow's snap + repair. */
 typedef struct nd_gen_scratch {
-    int8_t *bits;
-    nd_conf *conf, *row_conf; /* codec.h: one byte per pixel / cell */
+    nd_conf *row_conf; /* codec.h: one byte per row cell */
 } nd_gen_scratch;
 nd_status nd_gen_scratch_init(nd_gen_scratch *s, const nd_layout *l, nd_err *err);
 void nd_gen_scratch_free(nd_gen_scratch *s);

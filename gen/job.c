@@ -119,11 +119,8 @@ static double now_s(void)
 
 nd_status nd_gen_scratch_init(nd_gen_scratch *s, const nd_layout *l, nd_err *err)
 {
-    size_t npx = (size_t)l->width * (size_t)l->packets;
-    s->bits = malloc(npx);
-    s->conf = malloc(npx * sizeof *s->conf);
     s->row_conf = malloc((size_t)l->packets * (size_t)nd_row_width(0) * sizeof *s->row_conf);
-    if (!s->bits || !s->conf || !s->row_conf) {
+    if (!s->row_conf) {
         nd_gen_scratch_free(s);
         return nd_fail(err, ND_ENOMEM, "out of memory");
     }
@@ -132,8 +129,6 @@ nd_status nd_gen_scratch_init(nd_gen_scratch *s, const nd_layout *l, nd_err *err
 
 void nd_gen_scratch_free(nd_gen_scratch *s)
 {
-    free(s->bits);
-    free(s->conf);
     free(s->row_conf);
     memset(s, 0, sizeof *s);
 }
@@ -153,13 +148,11 @@ nd_status nd_gen_post(const nd_layout *l, const float *planar, nd_gen_scratch *s
                       nd_repair_ctx *rc, const nd_draw_req *req, const nd_gen_sink *sinks,
                       int n_sinks, nd_gen_stats *stats, nd_err *err)
 {
-    size_t npx = (size_t)l->width * (size_t)l->packets;
-    nd_snap_planar_f32(ND_SNAP_NEAREST, planar, npx, s->bits, s->conf);
+    /* pixels straight to rows and cell confidence, in one pass */
     nd_rows rows;
-    nd_status st = nd_rows_from_bits(l, s->bits, &rows, err);
+    nd_status st = nd_snap_rows(ND_SNAP_NEAREST, ND_PIX_F32, planar, l, &rows, s->row_conf, err);
     if (st)
         return st;
-    nd_repair_conf_from_image(l, s->conf, rows.n, 0, s->row_conf);
     nd_repair_out out;
     nd_repair_counts counts;
     memset(&counts, 0, sizeof counts);

@@ -22,6 +22,7 @@ typedef struct nd_flowctx {
     int cap;                 /* rows the arrays below hold          */
     nd_pkt *pk;
     float *pres;             /* cap * ND_BLK_COUNT                   */
+    nd_prow *prow;           /* cap: each row's header cells, packed  */
     nd_repair_pkt *out;
     uint8_t *buf;
     size_t buf_cap;

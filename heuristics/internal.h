@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "codec/codec.h"
+
 /* ---- counter-based RNG: splitmix64's finaliser over (key, counter). No
  * state to carry, so any value can be recomputed independently: payload
  * word k of packet i is the same whatever was drawn before it. */
@@ -25,6 +27,14 @@ static inline uint64_t nd_rand(uint64_t key, uint64_t ctr)
 static inline double nd_rand01(uint64_t key, uint64_t ctr)
 {
     return (double)(nd_rand(key, ctr) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* Word w (8 bytes) of a payload stream keyed pkey: splitmix64's output for
+ * counter w, one multiply-xorshift round per word (the payload is most of
+ * the bytes repair writes). */
+static inline uint64_t nd_stream_word(uint64_t pkey, uint64_t w)
+{
+    return nd_mix64(pkey + w * 0x9e3779b97f4a7c15ull);
 }
 
 /* ---- row cells, 8 at a time. A cell is 1, 0 or -1 (0xff): bit 0 of the
@@ -89,6 +99,80 @@ static inline int nd_cells_lead_bytes(const int8_t *p, int max, uint8_t *out)
     return n;
 }
 
+/* ---- a row's header cells packed once (analyse.c), so that the many field
+ * reads of a packet are a load and two shifts each rather than a pass
+ * over cells: val has a 1 bit per 1 cell, vac one per vacant cell, both
+ * MSB first from the row's column 0 (the fields' own bit order). Padding
+ * after the last byte lets an 8-byte load start at any field. */
+#define ND_PROW_BYTES (ND_HDR_BITS / 8 + 8)
+typedef struct nd_prow {
+    uint8_t val[ND_PROW_BYTES];
+    uint8_t vac[ND_PROW_BYTES];
+} nd_prow;
+
+static inline uint64_t nd_be64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+/* Bits [col, col + w) of a, MSB first; w 1..57 (every field but the
+ * addresses and option areas, which nd_prow_lead_bytes reads). */
+static inline uint64_t nd_bits_at(const uint8_t *a, int col, int w)
+{
+    return nd_be64(a + (col >> 3)) << (col & 7) >> (64 - w);
+}
+/* nd_cells_get on a packed row: the same value and completeness. */
+static inline uint64_t nd_prow_get(const nd_prow *p, int col, int w, bool *complete)
+{
+    if (nd_bits_at(p->vac, col, w))
+        *complete = false;
+    return nd_bits_at(p->val, col, w);
+}
+/* Cell col is 1. */
+static inline bool nd_prow_one(const nd_prow *p, int col)
+{
+    return (p->val[col >> 3] >> (7 - (col & 7))) & 1;
+}
+/* nd_cells_lead_bytes on a packed row (col a multiple of 8; the bytes
+ * [col / 8, col / 8 + max) rounded up to 8 lie inside the row). */
+static inline int nd_prow_lead_bytes(const nd_prow *p, int col, int max, uint8_t *out)
+{
+    const uint8_t *v = p->val + col / 8, *x = p->vac + col / 8;
+    int n = 0;
+    for (; n < max; n += 8) {
+        uint64_t w;
+        memcpy(&w, x + n, 8);
+        if (w) { /* the first byte with a vacant cell */
+            for (; n < max && !x[n]; n++)
+                ;
+            break;
+        }
+    }
+    n = n < max ? n : max;
+    memcpy(out, v, (size_t)n);
+    return n;
+}
+/* Every cell of the bytes [col / 8, col / 8 + n) is vacant. */
+static inline bool nd_prow_vacant(const nd_prow *p, int col, int n)
+{
+    const uint8_t *x = p->vac + col / 8;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, x + i, 8);
+        if (w != ~0ull)
+            return false;
+    }
+    for (; i < n; i++)
+        if (x[i] != 0xff)
+            return false;
+    return true;
+}
+
 /* ---- Internet checksum (RFC 1071): 64-bit accumulation, folded at the end. */
 static inline uint64_t nd_sum_add(uint64_t s, const uint8_t *p, size_t n)
 {
@@ -113,6 +197,12 @@ static inline uint64_t nd_sum_add(uint64_t s, const uint8_t *p, size_t n)
     }
     return s;
 }
+/* words.c: the same as nd_sum_add, and words w.. w + n - 1 of a payload
+ * stream stored little-endian at dst, four lanes at a time where avx2
+ * (nd_words_avx2(): the CPU has it; ask once per flow). */
+bool nd_words_avx2(void);
+uint64_t nd_sum_add_fast(uint64_t s, const uint8_t *p, size_t n, bool avx2);
+void nd_stream_words(uint64_t pkey, uint64_t w, uint8_t *dst, size_t n, bool avx2);
 /* Folds and complements; the result is in memory (network) order already
  * because the sum was taken over memory-order words. */
 static inline uint16_t nd_sum_fold(uint64_t s)
@@ -132,6 +222,17 @@ static inline void nd_put32(uint8_t *p, uint32_t v)
     p[1] = (uint8_t)(v >> 16);
     p[2] = (uint8_t)(v >> 8);
     p[3] = (uint8_t)v;
+}
+/* v's bytes least significant first: a byte store each on big-endian
+ * hosts, one 8-byte store where that is the memory order already. */
+static inline void nd_put64le(uint8_t *p, uint64_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(p, &v, 8);
+#else
+    for (int b = 0; b < 8; b++)
+        p[b] = (uint8_t)(v >> (8 * b));
+#endif
 }
 /* Serial-number difference a - b (RFC 1982 style), for seq/ack/TS/IDs. */
 static inline int32_t nd_sdiff32(uint32_t a, uint32_t b) { return (int32_t)(a - b); }

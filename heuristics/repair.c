@@ -74,6 +74,7 @@ void nd_repair_ctx_free(nd_repair_ctx *c)
     nd_flowctx *f = &c->f;
     free(f->pk);
     free(f->pres);
+    free(f->prow);
     free(f->out);
     free(f->buf);
     free(f->hkey);
@@ -92,19 +93,21 @@ static nd_status reserve_rows(nd_flowctx *f, int n, nd_err *err)
         cap *= 2;
     free(f->pk);
     free(f->pres);
+    free(f->prow);
     free(f->out);
     free(f->hkey);
     free(f->hcnt);
     free(f->hstamp);
     f->pk = malloc((size_t)cap * sizeof *f->pk);
     f->pres = malloc((size_t)cap * ND_BLK_COUNT * sizeof *f->pres);
+    f->prow = malloc((size_t)cap * sizeof *f->prow);
     f->out = malloc((size_t)cap * sizeof *f->out);
     f->hcap = 2 * cap;
     f->hkey = malloc((size_t)f->hcap * sizeof *f->hkey);
     f->hcnt = malloc((size_t)f->hcap * sizeof *f->hcnt);
     f->hstamp = calloc((size_t)f->hcap, sizeof *f->hstamp);
     f->hgen = 0;
-    if (!f->pk || !f->pres || !f->out || !f->hkey || !f->hcnt || !f->hstamp) {
+    if (!f->pk || !f->pres || !f->prow || !f->out || !f->hkey || !f->hcnt || !f->hstamp) {
         f->cap = 0;
         return nd_fail(err, ND_ENOMEM, "repair: out of memory for %d rows", n);
     }
@@ -176,19 +179,30 @@ static void draw_endpoints(nd_flowctx *f, uint8_t addr[2][16], uint8_t mac[2][6]
 
 #define ND_MAX_GAP_US (60LL * 1000000) /* keeps 32-bit pcap seconds far away */
 
-static int64_t draw_gap(const nd_class_stats *cls, const nd_class_stats *def, int change,
-                        uint64_t key, uint64_t k)
+/* A gap histogram to draw from and its total, found once per flow (the
+ * class's, or the default's where the class has none of a kind). */
+typedef struct {
+    const uint64_t *h;
+    uint64_t tot;
+} gap_hist;
+
+static gap_hist gap_hist_of(const nd_class_stats *cls, const nd_class_stats *def, int change)
 {
-    const uint64_t *h = cls->gap_hist[change];
-    uint64_t tot = 0;
+    gap_hist g = {cls->gap_hist[change], 0};
     for (int b = 0; b < ND_GAP_BINS; b++)
-        tot += h[b];
-    if (!tot) {
-        h = def->gap_hist[change];
+        g.tot += g.h[b];
+    if (!g.tot) {
+        g.h = def->gap_hist[change];
         for (int b = 0; b < ND_GAP_BINS; b++)
-            tot += h[b];
+            g.tot += g.h[b];
     }
-    uint64_t u = (uint64_t)(nd_rand01(key, 2 * k) * (double)tot);
+    return g;
+}
+
+static int64_t draw_gap(const gap_hist *gh, uint64_t key, uint64_t k)
+{
+    const uint64_t *h = gh->h;
+    uint64_t u = (uint64_t)(nd_rand01(key, 2 * k) * (double)gh->tot);
     int b = 0;
     for (; b < ND_GAP_BINS - 1; b++) {
         if (u < h[b])
@@ -207,7 +221,7 @@ static int64_t draw_gap(const nd_class_stats *cls, const nd_class_stats *def, in
 /* ---- per-field counting */
 
 typedef struct {
-    const int8_t *row;
+    const nd_prow *row;
     nd_repair_counts *cnt;
 } counter;
 
@@ -216,7 +230,7 @@ typedef struct {
 static inline void cnt_field(counter *c, nd_field_id f, uint64_t v)
 {
     bool ok = true;
-    uint64_t d = nd_cells_get(c->row + nd_fields[f].col, nd_fields[f].width, &ok);
+    uint64_t d = nd_prow_get(c->row, nd_fields[f].col, nd_fields[f].width, &ok);
     c->cnt->seen[f]++;
     c->cnt->changed[f] += !ok || d != v;
 }
@@ -225,24 +239,15 @@ static inline void cnt_field(counter *c, nd_field_id f, uint64_t v)
 static void cnt_opts(counter *c, nd_field_id f, const uint8_t *opt, int n)
 {
     uint8_t drawn[40];
-    int dn = nd_cells_lead_bytes(c->row + nd_fields[f].col, 40, drawn);
+    int dn = nd_prow_lead_bytes(c->row, nd_fields[f].col, 40, drawn);
     bool same = dn == n && !memcmp(drawn, opt, (size_t)n);
     if (same && dn < 40)
-        same = nd_cells_vacant(c->row + nd_fields[f].col + 8 * dn, 8 * (40 - dn)) ==
-               8 * (40 - dn);
+        same = nd_prow_vacant(c->row, nd_fields[f].col + 8 * dn, 40 - dn);
     c->cnt->seen[f]++;
     c->cnt->changed[f] += !same;
 }
 
 /* ---- payload: drawn bytes where the row has them, else seeded bytes */
-
-/* Word w (8 bytes) of a side's payload stream: splitmix64's output for
- * counter w under the side's key, one multiply-xorshift round per word
- * (the payload is most of the bytes repair writes). */
-static inline uint64_t stream_word(uint64_t pkey, uint64_t w)
-{
-    return nd_mix64(pkey + w * 0x9e3779b97f4a7c15ull);
-}
 
 /* Payload bytes are a function of (flow, direction, stream offset): a TCP
  * retransmission repeats exactly the bytes it resends (reassembly in tshark
@@ -250,7 +255,7 @@ static inline uint64_t stream_word(uint64_t pkey, uint64_t w)
  * the packet index as their "stream". Drawn bytes (payload columns) win,
  * except on retransmissions (use_drawn false). */
 static bool fill_payload(const nd_flowctx *f, const int8_t *row, int payload_cols, int dir,
-                         uint64_t off, bool use_drawn, uint8_t *dst, uint32_t n)
+                         uint64_t off, bool use_drawn, uint8_t *dst, uint32_t n, bool avx2)
 {
     uint32_t drawn = 0;
     uint32_t have = payload_cols < 0 || !use_drawn ? 0 : (uint32_t)payload_cols;
@@ -261,15 +266,15 @@ static bool fill_payload(const nd_flowctx *f, const int8_t *row, int payload_col
     uint64_t pkey = nd_mix64(f->key ^ 0x9a110adULL ^ (uint64_t)dir);
     uint32_t i = 0;
     /* head up to 8-byte stream alignment, then whole words */
-    for (; i < n && ((off + i) & 7); i++)
-        dst[i] = (uint8_t)(stream_word(pkey, (off + i) >> 3) >> (8 * ((off + i) & 7)));
-    for (uint64_t w = (off + i) >> 3; i + 8 <= n; i += 8, w++) {
-        uint64_t r = stream_word(pkey, w);
-        for (int b = 0; b < 8; b++)
-            dst[i + (uint32_t)b] = (uint8_t)(r >> (8 * b));
+    if (off & 7) {
+        uint64_t r = nd_stream_word(pkey, off >> 3);
+        for (; i < n && ((off + i) & 7); i++)
+            dst[i] = (uint8_t)(r >> (8 * ((off + i) & 7)));
     }
+    nd_stream_words(pkey, (off + i) >> 3, dst + i, (n - i) / 8, avx2);
+    i += (n - i) / 8 * 8;
     if (i < n) {
-        uint64_t r = stream_word(pkey, (off + i) >> 3);
+        uint64_t r = nd_stream_word(pkey, (off + i) >> 3);
         for (int b = 0; i < n; i++, b++)
             dst[i] = (uint8_t)(r >> (8 * b));
     }
@@ -395,15 +400,15 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
     int64_t t = f->o.start_us + (int64_t)(flow_id % (1u << 20)) * f->o.flow_spacing_us;
     size_t bytes = 0;
     const int maxpay = f->o.mtu - ipmin - (proto == 6 ? 20 : 8);
+    const gap_hist gh[2] = {gap_hist_of(cls, &def, 0), gap_hist_of(cls, &def, 1)};
     for (int k = 0; k < np; k++) {
         nd_pkt *p = &f->pk[k];
-        const int8_t *r = rows->bits + (size_t)p->row * w;
+        const nd_prow *r = &f->prow[p->row];
         if (k > 0) {
             int64_t g = rows->gap_us ? rows->gap_us[p->row] : -1;
             bool drawn = g >= 0;
             if (!drawn)
-                g = draw_gap(cls, &def, p->dir != f->pk[k - 1].dir, f->key ^ 0x7177,
-                             (uint64_t)k);
+                g = draw_gap(&gh[p->dir != f->pk[k - 1].dir], f->key ^ 0x7177, (uint64_t)k);
             if (g > ND_MAX_GAP_US) {
                 g = ND_MAX_GAP_US;
                 drawn = false;
@@ -418,12 +423,12 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
         int64_t len;
         uint8_t tmp[40];
         if (v4)
-            len = (int64_t)nd_cells_get(r + nd_fields[ND_F_IPV4_TL].col, 16, &ok) - 20 -
-                  nd_cells_lead_bytes(r + nd_fields[ND_F_IPV4_OPT].col, 40, tmp);
+            len = (int64_t)nd_prow_get(r, nd_fields[ND_F_IPV4_TL].col, 16, &ok) - 20 -
+                  nd_prow_lead_bytes(r, nd_fields[ND_F_IPV4_OPT].col, 40, tmp);
         else
-            len = (int64_t)nd_cells_get(r + nd_fields[ND_F_IPV6_LEN].col, 16, &ok);
+            len = (int64_t)nd_prow_get(r, nd_fields[ND_F_IPV6_LEN].col, 16, &ok);
         if (proto == 6)
-            len -= 20 + nd_cells_lead_bytes(r + nd_fields[ND_F_TCP_OPT].col, 40, tmp);
+            len -= 20 + nd_prow_lead_bytes(r, nd_fields[ND_F_TCP_OPT].col, 40, tmp);
         else
             len -= 8;
         if (len < 0)
@@ -437,7 +442,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
          * lies inside what its side already sent is a retransmission,
          * which may follow that side's FIN */
         bool sok = true;
-        uint32_t dseq = (uint32_t)nd_cells_get(r + nd_fields[ND_F_TCP_SEQ].col, 32, &sok);
+        uint32_t dseq = (uint32_t)nd_prow_get(r, nd_fields[ND_F_TCP_SEQ].col, 32, &sok);
         side *ps = &sd[p->dir];
         bool fresh = proto != 6 || !sok || !ps->started ||
                      nd_sdiff32(dseq + (uint32_t)len, ps->nxt) > 0;
@@ -459,8 +464,9 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
          * 3.6; captures end mid-connection too). */
         for (int k = 0; k < np; k++) {
             nd_pkt *p = &f->pk[k];
-            const int8_t *r = rows->bits + (size_t)p->row * w;
-            bool fin = r[nd_fields[ND_F_TCP_FIN].col] == 1, rst = r[nd_fields[ND_F_TCP_RST].col] == 1;
+            const nd_prow *r = &f->prow[p->row];
+            bool fin = nd_prow_one(r, nd_fields[ND_F_TCP_FIN].col),
+                 rst = nd_prow_one(r, nd_fields[ND_F_TCP_RST].col);
             if (fin && !rst && k >= sd[p->dir].last_data && sd[p->dir].fin_at < 0 && k > 0)
                 sd[p->dir].fin_at = k;
         }
@@ -473,14 +479,15 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
     draw_endpoints(f, addr, mac);
 
     /* ---- pass B */
-    const bool hs = proto == 6 &&
-                    rows->bits[(size_t)f->pk[0].row * w + nd_fields[ND_F_TCP_SYN].col] == 1;
+    const bool hs = proto == 6 && nd_prow_one(&f->prow[f->pk[0].row], nd_fields[ND_F_TCP_SYN].col);
     int phase = hs ? 0 : 2; /* 0 SYN sent, 1 SYN-ACK sent, 2 established */
     unsigned syn_opts = ND_OPT_ALL, est_opts = ND_OPT_ALL;
+    const bool avx2 = nd_words_avx2();
     uint8_t *o = f->buf;
     for (int k = 0; k < np; k++) {
         nd_pkt *p = &f->pk[k];
-        const int8_t *r = rows->bits + (size_t)p->row * w;
+        const int8_t *cells = rows->bits + (size_t)p->row * w; /* payload columns */
+        const nd_prow *r = &f->prow[p->row];
         counter cn = {r, cnt};
         const int d = p->dir;
         side *me = &sd[d], *peer = &sd[1 - d];
@@ -493,7 +500,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
         }
         uint8_t *ip = o;
         bool ok;
-#define GET(fid) (ok = true, nd_cells_get(r + nd_fields[fid].col, nd_fields[fid].width, &ok))
+#define GET(fid) (ok = true, nd_prow_get(r, nd_fields[fid].col, nd_fields[fid].width, &ok))
         /* TTL / hop limit: the drawn one when complete and not 0 (a path
          * can change within a flow), else the side's steady value */
         uint8_t ttl = (uint8_t)GET(v4 ? ND_F_IPV4_TTL : ND_F_IPV6_HL);
@@ -505,7 +512,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
         int ipopt_n = 0;
         if (v4) {
             uint8_t drawn_opt[40];
-            int dn = nd_cells_lead_bytes(r + nd_fields[ND_F_IPV4_OPT].col, 40, drawn_opt);
+            int dn = nd_prow_lead_bytes(r, nd_fields[ND_F_IPV4_OPT].col, 40, drawn_opt);
             ipopt_n = nd_ip4_opts_repair(drawn_opt, dn, ipopt);
             iph = 20 + ipopt_n;
             uint8_t tos = (uint8_t)GET(ND_F_IPV4_TOS);
@@ -559,7 +566,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
             for (int a = 0; a < 2; a++) {
                 nd_field_id fid = a ? ND_F_IPV6_DST : ND_F_IPV6_SRC;
                 uint8_t drawn[16];
-                int dn = nd_cells_lead_bytes(r + nd_fields[fid].col, 16, drawn);
+                int dn = nd_prow_lead_bytes(r, nd_fields[fid].col, 16, drawn);
                 cnt->seen[fid]++;
                 cnt->changed[fid] += dn != 16 || memcmp(drawn, ip + 8 + 16 * a, 16);
             }
@@ -573,7 +580,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
         if (proto == 6) {
             /* CWR ECE URG ACK PSH RST SYN FIN: eight adjacent columns */
             bool fok = true;
-            uint8_t fl = (uint8_t)nd_cells_get(r + nd_fields[ND_F_TCP_CWR].col, 8, &fok);
+            uint8_t fl = (uint8_t)nd_prow_get(r, nd_fields[ND_F_TCP_CWR].col, 8, &fok);
             bool ns = GET(ND_F_TCP_NS) == 1;
             enum { FIN = 1, SYN = 2, RST = 4, PSH = 8, ACK = 16, URG = 32, ECE = 64, CWR = 128 };
             bool rst_reply = false, rtx = false;
@@ -623,7 +630,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
             /* options */
             uint8_t drawn_opt[40], opt[44];
             nd_tcp_opt_info oi;
-            int dn = nd_cells_lead_bytes(r + nd_fields[ND_F_TCP_OPT].col, 40, drawn_opt);
+            int dn = nd_prow_lead_bytes(r, nd_fields[ND_F_TCP_OPT].col, 40, drawn_opt);
             /* a SYN-ACK may only answer what the SYN offered (MSS always);
              * timestamps after the handshake only when both sides agreed */
             unsigned allow = (fl & SYN) && (fl & ACK) ? (syn_opts | ND_OPT_MSS)
@@ -787,7 +794,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
         } else {
             l4h = 8;
             bool tok = true;
-            int dtype = (int)nd_cells_get(r + ND_COL_ICMP, 8, &tok);
+            int dtype = (int)nd_prow_get(r, ND_COL_ICMP, 8, &tok);
             int dcode = (int)GET(ND_F_ICMP_CODE);
             int type, code = 0;
             if (p->icmp_kind == ND_ICMP_REQ) {
@@ -806,7 +813,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
             nd_put16(l4 + 2, 0);
             uint32_t roh = 0;
             if (p->icmp_kind != ND_ICMP_ERR) {
-                uint16_t dseq = (uint16_t)nd_cells_get(r + ND_COL_ICMP + 48, 16, &tok);
+                uint16_t dseq = (uint16_t)nd_prow_get(r, ND_COL_ICMP + 48, 16, &tok);
                 uint16_t seq;
                 side *req = p->icmp_kind == ND_ICMP_REQ ? me : peer;
                 if (p->icmp_kind == ND_ICMP_REQ) {
@@ -877,9 +884,9 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
             cnt->seen[ND_RP_PAYLOAD]++;
             cnt->changed[ND_RP_PAYLOAD]++;
         } else if (pay) {
-            bool all = fill_payload(f, r, rows->payload_bytes, d,
+            bool all = fill_payload(f, cells, rows->payload_bytes, d,
                                     proto == 6 ? stream_off : ((uint64_t)k << 20), !retrans,
-                                    pl, pay);
+                                    pl, pay, avx2);
             /* random bytes where the port's protocol expects a message:
              * shaped into one (shape.c) */
             if (!all && proto == 17)
@@ -918,7 +925,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
             nd_put32(tail + 4, v4 ? (uint32_t)proto : ip[6]);
             s = nd_sum_add(s, tail, 8);
         }
-        s = nd_sum_add(s, l4, l4len);
+        s = nd_sum_add_fast(s, l4, l4len, avx2);
         uint16_t ck = nd_sum_fold(s);
         int ckoff = proto == 6 ? 16 : proto == 17 ? 6 : 2;
         if (proto == 17 && ck == 0)
@@ -943,12 +950,17 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
 nd_status nd_repair_write(nd_capwriter *w, const nd_repair_out *out, const char *comment,
                           nd_err *err)
 {
+    /* the flow's records in a few large writes (one per packet cost more
+     * than the repair where the sink is a file) */
+    nd_capwriter_hold(w);
     for (int i = 0; i < out->n; i++) {
         const nd_repair_pkt *p = &out->pkts[i];
         nd_status st = nd_capwriter_packet(w, p->ts_sec, p->ts_nsec, p->data, p->len, 0,
                                            comment, err);
-        if (st)
+        if (st) {
+            nd_capwriter_flush(w, NULL); /* the packets before it, as before */
             return st;
+        }
     }
-    return ND_OK;
+    return nd_capwriter_flush(w, err);
 }

@@ -1,6 +1,7 @@
 /* tests/codec/test_snap.c - colour snapping: the rules, the confidence
  * against its definition, and every entry point (u8, f32 interleaved,
- * planar f32, whole planar images in f32 and f16) agreeing bit for bit. */
+ * planar f32, whole planar images in f32 and f16, straight to rows)
+ * agreeing bit for bit. */
 #include "codec/codec.h"
 #include "tests/harness.h"
 
@@ -184,5 +185,88 @@ static void test_snap_image(void)
     free(h16); free(f32); free(bi); free(bp); free(ci); free(cp);
 }
 
+/* nd_snap_rows against the three steps it fuses: nd_snap_image, then
+ * nd_rows_from_bits, and each row cell's confidence read from its pixel
+ * (ND_CONF_SURE where no pixel shows the cell), on three layouts:
+ * NetDiffusion's, one with timing columns, and one that shows the address
+ * fields and puts some columns out of row order. Images have padding rows
+ * at the bottom, blue rows in the middle, and rows whose network blocks
+ * are blue (no address zeros there). */
+static void test_snap_rows(void)
+{
+    nd_rng_state = nd_test_seed() + 9;
+    enum { H = 24 };
+    nd_layout lays[3];
+    nd_layout_netdiffusion(&lays[0], H);
+    nd_err err = {{0}};
+    CHECK_OK(nd_layout_init(&lays[1], H, 8, 4, &err), &err);
+    nd_layout *lc = &lays[2];
+    memset(lc, 0, sizeof *lc);
+    lc->packets = H;
+    for (int c = 0; c < ND_HDR_BITS; c += 1 + (c % 7 == 3)) /* every row column, some skipped */
+        lc->bit_cols[lc->n_bit_cols++] = (uint16_t)c;
+    for (int x = 40; x < 56; x++) /* two bytes of IPv4 swapped */
+        lc->bit_cols[x] = (uint16_t)(x < 48 ? lc->bit_cols[x] + 8 : lc->bit_cols[x] - 8);
+    lc->width = lc->n_bit_cols;
+    for (int li = 0; li < 3; li++) {
+        const nd_layout *l = &lays[li];
+        size_t n = (size_t)l->width * H;
+        uint16_t *h16 = malloc(n * 3 * 2);
+        float *f32 = malloc(n * 3 * sizeof(float));
+        int8_t *bits = malloc(n);
+        nd_conf *conf = malloc(n), *rc = malloc((size_t)H * ND_HDR_BITS);
+        for (int trial = 0; trial < 12; trial++) {
+            int rows = trial == 0 ? 0 : trial == 1 ? H : 1 + (int)(nd_rnd() % H);
+            for (int y = 0; y < H; y++) {
+                int kind = y >= rows ? 2 : (int)(nd_rnd() % 8); /* 2: blue row, 3: blue blocks */
+                for (int x = 0; x < l->width; x++) {
+                    int c = x < l->n_bit_cols ? l->bit_cols[x] : -1;
+                    bool blue = kind == 2 || (kind == 3 && c >= 0 && c < ND_COL_TCP);
+                    int want = blue ? 2 : (int)(nd_rnd() % 3);
+                    for (int ch = 0; ch < 3; ch++) {
+                        size_t i = (size_t)ch * n + (size_t)y * (size_t)l->width + (size_t)x;
+                        h16[i] = half_near(ch, want, nd_rnd());
+                        f32[i] = ref_half(h16[i]);
+                    }
+                }
+            }
+            for (int mode = 0; mode < 2; mode++)
+                for (int fmt = 0; fmt < 2; fmt++) {
+                    const void *px = fmt ? (const void *)h16 : (const void *)f32;
+                    nd_pixfmt pf = fmt ? ND_PIX_F16 : ND_PIX_F32;
+                    nd_snap_image((nd_snap_mode)mode, pf, px, l->width, H, bits, conf);
+                    nd_rows want, got;
+                    CHECK_OK(nd_rows_from_bits(l, bits, &want, &err), &err);
+                    memset(rc, 0xee, (size_t)H * ND_HDR_BITS);
+                    CHECK_OK(nd_snap_rows((nd_snap_mode)mode, pf, px, l, &got, rc, &err), &err);
+                    CHECKF(got.n == want.n, "layout %d trial %d: %d rows, want %d", li, trial,
+                           got.n, want.n);
+                    int bad_b = 0, bad_g = 0, bad_c = 0, gaps = 0;
+                    for (int y = 0; y < got.n && y < want.n; y++) {
+                        bad_b += memcmp(nd_rows_at(&got, y), nd_rows_at(&want, y), ND_HDR_BITS) != 0;
+                        bad_g += got.gap_us[y] != want.gap_us[y] || got.index[y][0];
+                        gaps += want.gap_us[y] >= 0;
+                        for (int c = 0; c < ND_HDR_BITS; c++) {
+                            int q = ND_CONF_SURE;
+                            for (int x = 0; x < l->n_bit_cols; x++)
+                                if (l->bit_cols[x] == c)
+                                    q = conf[(size_t)y * (size_t)l->width + (size_t)x];
+                            bad_c += rc[(size_t)y * ND_HDR_BITS + (size_t)c] != q;
+                        }
+                    }
+                    CHECK_EQ_INT(bad_b, 0);
+                    CHECK_EQ_INT(bad_g, 0);
+                    CHECK_EQ_INT(bad_c, 0);
+                    if (li == 1 && trial == 1)
+                        CHECK(gaps > 0); /* the timing columns were read */
+                    nd_rows_free(&want);
+                    nd_rows_free(&got);
+                }
+        }
+        free(h16); free(f32); free(bits); free(conf); free(rc);
+    }
+}
+
 ND_TEST_MAIN(ND_TEST(test_snap_rules), ND_TEST(test_snap_conf_is_distance_ratio),
-             ND_TEST(test_snap_planar_matches_interleaved), ND_TEST(test_snap_image))
+             ND_TEST(test_snap_planar_matches_interleaved), ND_TEST(test_snap_image),
+             ND_TEST(test_snap_rows))
