@@ -15,27 +15,6 @@
 
 #include <stdlib.h>
 
-/* Image columns [x0, x0 + len) are row columns [c0, c0 + len). */
-typedef struct {
-    int n;
-    uint16_t x0[ND_HDR_BITS], c0[ND_HDR_BITS], len[ND_HDR_BITS];
-} runs;
-
-static void runs_of(const nd_layout *l, runs *r)
-{
-    r->n = 0;
-    for (int x = 0; x < l->n_bit_cols; x++) {
-        int k = r->n - 1;
-        if (r->n && l->bit_cols[x] == r->c0[k] + r->len[k] && x == r->x0[k] + r->len[k]) {
-            r->len[k]++;
-            continue;
-        }
-        r->x0[r->n] = (uint16_t)x;
-        r->c0[r->n] = l->bit_cols[x];
-        r->len[r->n++] = 1;
-    }
-}
-
 static bool any_drawn(const int8_t *b, int n)
 {
     for (int i = 0; i < n; i++)
@@ -59,12 +38,12 @@ nd_status nd_snap_rows(nd_snap_mode m, nd_pixfmt fmt, const void *planes, const 
         if (any_drawn(px, l->n_bit_cols))
             break;
     }
-    runs *r = malloc(sizeof *r);
+    nd_col_runs *r = malloc(sizeof *r); /* image.c: runs of image columns */
     if (!r) {
         nd_rows_free(out);
         return nd_fail(err, ND_ENOMEM, "out of memory");
     }
-    runs_of(l, r);
+    nd_col_runs_of(l, r);
     static const nd_field_id addr_field[4] = {ND_F_IPV4_SRC, ND_F_IPV4_DST, ND_F_IPV6_SRC,
                                               ND_F_IPV6_DST};
     bool addr_shown[4] = {false, false, false, false};
