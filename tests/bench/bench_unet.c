@@ -404,6 +404,8 @@ int main(void)
     nd_weights_params p;
     nd_weights_params_init(&p);
     p.controlnet = control ? cp : NULL;
+    /* the step needs the UNet and ControlNet only (diffusers' side loads no more) */
+    p.skip = 1u << ND_WC_VAE | 1u << ND_WC_TEXT;
     t0 = now();
     if (nd_weights_load(up, &p, &w, &e))
         DIE("load: %s", e.msg);
