@@ -649,6 +649,12 @@ int main(void)
         if (peer_ask(&py, "end", r->tag, line, sizeof line) &&
             sscanf(line, "%*s %lf %lf %lf %lf", &r->p_unet, &r->p_cn, &r->p_peak, &r->p_err) != 4)
             r->p_unet = -1;
+        if (r->p_unet >= 0) /* the table comes at the end: each shape's row as it is done */
+            printf("  %s diffusers: unet %.2f s, controlnet %.2f s, peak RSS %.0f MB, max rel err "
+                   "%.3g (netdiffd %.2f s, peak %ld MB: %.2fx)\n", r->tag, r->p_unet, r->p_cn,
+                   r->p_peak, r->p_err, r->unet + r->cn, r->peak,
+                   (r->p_unet + r->p_cn) / (r->unet + r->cn));
+        fflush(stdout);
         if (r->seq)
             peer_stop(&py);
     }
