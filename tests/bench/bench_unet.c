@@ -184,6 +184,7 @@ typedef struct {
     double p_unet, p_cn, p_peak, p_err; /* diffusers; p_unet < 0: no result */
     double s_step, s_peak;               /* sd.cpp; s_step < 0: no result */
     bool seq;            /* ours and diffusers one after another, not alternating */
+    bool s_fail;         /* sd.cpp failed (or was skipped for a failure) here */
 } shape_res;
 
 /* The inputs and our eps for the peer: DIR/io_TAG.safetensors. */
@@ -296,9 +297,19 @@ static void run_sdcpp(const char *dir, int threads, shape_res *r, int n)
         /* its images are sampled one by one: a latent size it has done at a
          * smaller batch tells how long this one would take */
         double est = -1;
+        bool failed = false; /* the same latent failed at a smaller batch: so would this */
         for (int j = 0; j < i; j++)
-            if (r[j].H == r[i].H && r[j].W == r[i].W && r[j].s_step > 0)
-                est = r[j].s_step / r[j].B * r[i].B * (steps + 1);
+            if (r[j].H == r[i].H && r[j].W == r[i].W) {
+                if (r[j].s_step > 0)
+                    est = r[j].s_step / r[j].B * r[i].B * (steps + 1);
+                failed |= r[j].s_fail && r[j].B <= r[i].B;
+            }
+        if (failed) {
+            printf("  sd.cpp %s: skipped (failed at %dx%d with a smaller batch)\n", r[i].tag, r[i].H,
+                   r[i].W);
+            r[i].s_fail = true;
+            continue;
+        }
         if (est > max_s) {
             printf("  sd.cpp %s: skipped (~%.0f s estimated from %dx%d at a smaller batch, over "
                    "SDCPP_MAX_S=%.0f)\n", r[i].tag, est, r[i].H, r[i].W, max_s);
@@ -355,8 +366,13 @@ static void run_sdcpp(const char *dir, int threads, shape_res *r, int n)
         snprintf(png, sizeof png, "%s/control.png", dir);
         unlink(png);
         if (rc != 0 || images != r[i].B) {
-            printf("  sd.cpp %s: failed (exit %d, %d of %d images sampled)\n", r[i].tag, rc, images,
-                   r[i].B);
+            /* the shell gives a killed child as 128 + signal: 137 is SIGKILL, what the OOM
+             * killer sends (sd.cpp without --diffusion-fa holds the whole score matrix:
+             * 23 GB at 136x128) */
+            int ex = rc > 0 && WIFEXITED(rc) ? WEXITSTATUS(rc) : rc;
+            printf("  sd.cpp %s: failed (exit %d%s, %d of %d images sampled)\n", r[i].tag, ex,
+                   ex == 137 ? ": killed, likely out of memory" : "", images, r[i].B);
+            r[i].s_fail = true;
             continue;
         }
         r[i].s_step = total;
@@ -376,6 +392,8 @@ static void table(const shape_res *r, int n, bool control, const char *be, int t
            "max rel err (eps)", "sd.cpp s/step  peak MB", "speedup");
     for (int i = 0; i < n; i++) {
         char ours[64], theirs[64] = "-", sp[16] = "-", er[32] = "-", sdc[48] = "-", sp2[16] = "-";
+        if (r[i].s_fail)
+            snprintf(sdc, sizeof sdc, "failed (see above)");
         if (r[i].s_step >= 0) {
             snprintf(sdc, sizeof sdc, "%.2f  %.0f", r[i].s_step, r[i].s_peak);
             snprintf(sp2, sizeof sp2, "%.2fx", r[i].s_step / (r[i].unet + r[i].cn));
