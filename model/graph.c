@@ -271,9 +271,14 @@ nd_status ndg_resnet(ndg *g, const nd_tensor *x, const nd_tensor *temb_act, cons
     int64_t sh[4] = {x->shape[0], co, x->shape[2], x->shape[3]};
     NDG_TRY(alloc_like(g, y, 4, sh));
     size_t mark = nd_arena_mark(g->a);
-    nd_tensor h = {0}, h2 = {0};
+    /* conv1's output below norm1's, so norm1's (as big as x: the concatenated
+     * input in the UNet's up blocks) is released as soon as conv1 has read it */
+    nd_tensor h = {0}, h2;
+    NDG_TRY(ndg_new(g, &h2, 4, sh[0], sh[1], sh[2], sh[3]));
+    size_t m1 = nd_arena_mark(g->a);
     NDG_TRY(ndg_gn(g, x, sub(b, sizeof b, name, "norm1"), groups, eps, true, &h));
     NDG_TRY(ndg_conv(g, &h, sub(b, sizeof b, name, "conv1"), 1, 1, 1, 1, 1, &h2));
+    nd_arena_reset(g->a, m1);
     if (temb_act) {
         nd_tensor tp = {0};
         NDG_TRY(ndg_linear_rows(g, temb_act, sub(b, sizeof b, name, "time_emb_proj"), &tp));
@@ -310,10 +315,55 @@ static nd_status attention_block(ndg *g, nd_tensor *h, const nd_tensor *ctx, con
     NDG_TRY(ndg_linear(g, kv, b, &k));
     ndg_fmt(b, sizeof b, "%s.%s.to_v", name, attn);
     NDG_TRY(ndg_linear(g, kv, b, &v));
+    if (nd_tensor_bytes(&n) == nd_tensor_bytes(&q)) /* n is dead once q, k, v are made */
+        o = ndg_view(&n, q.ndim, q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
     NDG_TRY(ndg_attn(g, &q, &k, &v, heads, false, &o));
     ndg_fmt(b, sizeof b, "%s.%s.to_out.0", name, attn);
     NDG_TRY(ndg_linear(g, &o, b, &q)); /* q is dead: reuse */
     NDG_TRY(ndg_binary(g, ND_OP_ADD, h, &q, h));
+    nd_arena_reset(g->a, mark);
+    return ND_OK;
+}
+
+/* GEGLU feed-forward, h += ff(norm3(h)), on one sample's rows at a time in
+ * blocks of at most FF_ROWS: every op of it is row-local, and its widest
+ * activation (8x the model width before GEGLU) is then a block's, not the
+ * batch's. A sample's blocks are the same whatever batch it is in, so its
+ * bits do not depend on the batch (gen.h, determinism). */
+#define FF_ROWS 2048
+
+static nd_tensor rows_of(const nd_tensor *t, int64_t r0, int64_t rows)
+{
+    int64_t n = t->shape[t->ndim - 1];
+    nd_tensor v = ndg_view(t, 3, 1, rows, n, 0);
+    v.data = t->data ? (char *)t->data + (size_t)(r0 * n) * nd_dtype_size(t->dtype) : NULL;
+    return v;
+}
+
+static nd_status feed_forward(ndg *g, nd_tensor *h, const char *tb)
+{
+    char b[256];
+    nd_tensor w0;
+    NDG_TRY(ndg_w(g, &w0, "%s.ff.net.0.proj.weight", tb));
+    int64_t B = h->shape[0], T = h->shape[1], C = h->shape[2], F = w0.shape[0];
+    int64_t R = T < FF_ROWS ? T : FF_ROWS;
+    size_t mark = nd_arena_mark(g->a);
+    nd_tensor ln, f, gg, o;
+    NDG_TRY(ndg_new(g, &ln, 3, 1, R, C, 0));
+    NDG_TRY(ndg_new(g, &f, 3, 1, R, F, 0));
+    NDG_TRY(ndg_new(g, &gg, 3, 1, R, F / 2, 0));
+    NDG_TRY(ndg_new(g, &o, 3, 1, R, C, 0));
+    for (int64_t s = 0; s < B; s++)
+        for (int64_t r0 = 0; r0 < T; r0 += R) {
+            int64_t n = T - r0 < R ? T - r0 : R;
+            nd_tensor hv = rows_of(h, s * T + r0, n), lv = rows_of(&ln, 0, n),
+                      fv = rows_of(&f, 0, n), gv = rows_of(&gg, 0, n), ov = rows_of(&o, 0, n);
+            NDG_TRY(ndg_ln(g, &hv, sub(b, sizeof b, tb, "norm3"), 1e-5f, &lv));
+            NDG_TRY(ndg_linear(g, &lv, sub(b, sizeof b, tb, "ff.net.0.proj"), &fv));
+            NDG_TRY(ndg_unary(g, ND_OP_GEGLU, &fv, &gv));
+            NDG_TRY(ndg_linear(g, &gv, sub(b, sizeof b, tb, "ff.net.2"), &ov));
+            NDG_TRY(ndg_binary(g, ND_OP_ADD, &hv, &ov, &hv));
+        }
     nd_arena_reset(g->a, mark);
     return ND_OK;
 }
@@ -325,30 +375,29 @@ nd_status ndg_transformer(ndg *g, const nd_tensor *x, const nd_tensor *ctx, cons
     NDG_TRY(alloc_like(g, y, 4, x->shape));
     size_t mark = nd_arena_mark(g->a);
     int64_t B = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
-    nd_tensor n = {0}, t = {0}, h = {0};
+    nd_tensor pw, h;
+    NDG_TRY(ndg_w(g, &pw, "%s.proj_in.weight", name));
+    /* the token stream first: the norm and layout temporaries under it go
+     * as soon as proj_in has read them */
+    NDG_TRY(ndg_new(g, &h, 3, B, H * W, pw.shape[0], 0));
+    size_t m1 = nd_arena_mark(g->a);
+    nd_tensor n = {0}, t = {0};
     NDG_TRY(ndg_gn(g, x, sub(b, sizeof b, name, "norm"), groups, 1e-6f, false, &n));
     NDG_TRY(ndg_to_tokens(g, &n, &t));
     NDG_TRY(ndg_linear(g, &t, sub(b, sizeof b, name, "proj_in"), &h));
+    nd_arena_reset(g->a, m1);
     for (int i = 0; ndg_has(g, "%s.transformer_blocks.%d.norm1.weight", name, i); i++) {
         char tb[256];
         ndg_fmt(tb, sizeof tb, "%s.transformer_blocks.%d", name, i);
         NDG_TRY(attention_block(g, &h, NULL, tb, "norm1", "attn1", heads));
         NDG_TRY(attention_block(g, &h, ctx, tb, "norm2", "attn2", heads));
-        size_t m2 = nd_arena_mark(g->a);
-        nd_tensor ln = {0}, f = {0}, gg = {0}, o = {0};
-        NDG_TRY(ndg_ln(g, &h, sub(b, sizeof b, tb, "norm3"), 1e-5f, &ln));
-        NDG_TRY(ndg_linear(g, &ln, sub(b, sizeof b, tb, "ff.net.0.proj"), &f));
-        NDG_TRY(ndg_unary(g, ND_OP_GEGLU, &f, &gg));
-        NDG_TRY(ndg_linear(g, &gg, sub(b, sizeof b, tb, "ff.net.2"), &o));
-        NDG_TRY(ndg_binary(g, ND_OP_ADD, &h, &o, &h));
-        nd_arena_reset(g->a, m2);
+        NDG_TRY(feed_forward(g, &h, tb));
     }
-    nd_tensor p = t; /* t is dead: proj_out into it */
+    nd_tensor p = {0}, img = {0};
     NDG_TRY(ndg_linear(g, &h, sub(b, sizeof b, name, "proj_out"), &p));
-    nd_tensor img = n; /* n is dead: the image layout goes there */
+    if (pw.shape[0] == C) /* h is dead: the image layout goes there */
+        img = ndg_view(&h, 4, B, C, H, W);
     NDG_TRY(ndg_to_image(g, &p, H, W, &img));
-    (void)B;
-    (void)C;
     NDG_TRY(ndg_binary(g, ND_OP_ADD, x, &img, y)); /* y may be x: in place */
     nd_arena_reset(g->a, mark);
     return ND_OK;

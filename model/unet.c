@@ -244,6 +244,36 @@ int nd_unet_out_channels(const nd_unet *u) { return u->n.cfg.out_channels; }
 int nd_unet_context_dim(const nd_unet *u) { return u->n.cfg.cross_attention_dim; }
 int nd_unet_n_skips(const nd_unet *u) { return u->n.n_skips; }
 
+static nd_status fits(const nd_tensor *y, const nd_tensor *buf, nd_err *err)
+{
+    if (nd_tensor_numel(y) > nd_tensor_numel(buf))
+        return nd_fail(err, ND_EINVAL, "unet: an up-block output is larger than its buffer");
+    return ND_OK;
+}
+
+/* Elements of the largest up-block output (resnet or upsampler) from MID on. */
+static int64_t up_numel(ndg *g, const net *n, const nd_tensor *mid)
+{
+    int64_t B = mid->shape[0], c = mid->shape[1], hh = mid->shape[2], ww = mid->shape[3];
+    int64_t best = B * c * hh * ww;
+    for (int i = 0; i < n->cfg.n_blocks; i++) {
+        for (int l = 0; l <= n->cfg.layers_per_block; l++) {
+            nd_tensor w1;
+            if (ndg_w(g, &w1, "up_blocks.%d.resnets.%d.conv1.weight", i, l))
+                return best; /* the loop reports it */
+            c = w1.shape[0];
+            if (B * c * hh * ww > best)
+                best = B * c * hh * ww;
+        }
+        if (ndg_has(g, "up_blocks.%d.upsamplers.0.conv.weight", i)) {
+            hh *= 2, ww *= 2;
+            if (B * c * hh * ww > best)
+                best = B * c * hh * ww;
+        }
+    }
+    return best;
+}
+
 nd_status nd_unet_run(nd_unet *u, const nd_unet_input *in, nd_arena *a, nd_tensor *out,
                       nd_err *err)
 {
@@ -279,10 +309,13 @@ nd_status nd_unet_run(nd_unet *u, const nd_unet_input *in, nd_arena *a, nd_tenso
     NDG_TRY(down_mid(&g, n, &h0, &temb, in->ctx, skips, &mid, pairs));
     if (in->mid_res)
         NDG_TRY(ndg_binary(&g, ND_OP_ADD, &mid, in->mid_res, &mid));
-    /* up blocks */
+    /* up blocks: each output is only read by the next step (through the
+     * concatenation or the upsampling copy, made before the step writes), so
+     * all of them take turns in one buffer as big as the largest */
     char b[128];
     int k = n->n_skips;
-    nd_tensor h = mid;
+    nd_tensor h = mid, hb;
+    NDG_TRY(ndg_new(&g, &hb, 1, up_numel(&g, n, &mid), 0, 0, 0));
     for (int i = 0; i < c->n_blocks; i++) {
         for (int l = 0; l <= c->layers_per_block; l++) {
             if (k < 1)
@@ -290,9 +323,10 @@ nd_status nd_unet_run(nd_unet *u, const nd_unet_input *in, nd_arena *a, nd_tenso
             nd_tensor *s = &skips[--k];
             if (in->down_res)
                 NDG_TRY(ndg_binary(&g, ND_OP_ADD, s, in->down_res[k], s));
-            nd_tensor w1, y;
+            nd_tensor w1;
             NDG_TRY(ndg_w(&g, &w1, "up_blocks.%d.resnets.%d.conv1.weight", i, l));
-            NDG_TRY(ndg_new(&g, &y, 4, B, w1.shape[0], h.shape[2], h.shape[3]));
+            nd_tensor y = ndg_view(&hb, 4, B, w1.shape[0], h.shape[2], h.shape[3]);
+            NDG_TRY(fits(&y, &hb, err));
             size_t m = nd_arena_mark(a);
             nd_tensor cat = {0};
             NDG_TRY(ndg_binary(&g, ND_OP_CONCAT, &h, s, &cat));
@@ -306,8 +340,8 @@ nd_status nd_unet_run(nd_unet *u, const nd_unet_input *in, nd_arena *a, nd_tenso
             h = y;
         }
         if (ndg_has(&g, "up_blocks.%d.upsamplers.0.conv.weight", i)) {
-            nd_tensor y;
-            NDG_TRY(ndg_new(&g, &y, 4, B, h.shape[1], h.shape[2] * 2, h.shape[3] * 2));
+            nd_tensor y = ndg_view(&hb, 4, B, h.shape[1], h.shape[2] * 2, h.shape[3] * 2);
+            NDG_TRY(fits(&y, &hb, err));
             size_t m = nd_arena_mark(a);
             nd_tensor up = {0};
             NDG_TRY(ndg_unary(&g, ND_OP_UPSAMPLE2X, &h, &up));
@@ -418,6 +452,45 @@ void nd_controlnet_hint_emb_shape(const nd_controlnet *cn, int batch, int h, int
     shape[3] = w;
 }
 
+/* Layer K of the hint encoder: -1 is conv_in, then blocks.K (stride 2 on the
+ * odd ones). */
+static const char *cn_layer(char *b, size_t n, int k)
+{
+    return k < 0 ? ndg_fmt(b, n, "controlnet_cond_embedding.conv_in")
+                 : ndg_fmt(b, n, "controlnet_cond_embedding.blocks.%d", k);
+}
+
+static int cn_stride(int k)
+{
+    return k >= 0 && k % 2 ? 2 : 1;
+}
+
+/* SH: a padded (1) conv NAME's input shape in, its output shape out. */
+static nd_status hint_conv_shape(ndg *g, const char *name, int stride, int64_t sh[4])
+{
+    nd_tensor w;
+    NDG_TRY(ndg_w(g, &w, "%s.weight", name));
+    if (w.ndim != 4)
+        return nd_fail(g->err, ND_EFORMAT, "%s%s: conv wants a 4-d weight", g->prefix, name);
+    sh[1] = w.shape[0];
+    sh[2] = (sh[2] + 2 - w.shape[2]) / stride + 1;
+    sh[3] = (sh[3] + 2 - w.shape[3]) / stride + 1;
+    return ND_OK;
+}
+
+/* y = conv NAME (x) in BUF's memory. */
+static nd_status hint_conv(ndg *g, const nd_tensor *x, const char *name, int stride,
+                           const nd_tensor *buf, nd_tensor *y)
+{
+    int64_t sh[4];
+    memcpy(sh, x->shape, sizeof sh);
+    NDG_TRY(hint_conv_shape(g, name, stride, sh));
+    if (sh[0] * sh[1] * sh[2] * sh[3] > nd_tensor_numel(buf))
+        return nd_fail(g->err, ND_EINVAL, "%s%s: output larger than its buffer", g->prefix, name);
+    *y = ndg_view(buf, 4, sh[0], sh[1], sh[2], sh[3]);
+    return ndg_conv(g, x, name, stride, 1, 1, 1, 1, y);
+}
+
 /* The hint encoder (controlnet_cond_embedding): hint [B,3,H*f,W*f] -> emb
  * [B,C0,H,W], allocated here when emb->ndim == 0. */
 static nd_status hint_encoder(ndg *g, const nd_controlnet *cn, const nd_tensor *hint,
@@ -431,15 +504,25 @@ static nd_status hint_encoder(ndg *g, const nd_controlnet *cn, const nd_tensor *
                                      (int)(hint->shape[3] / f), sh);
         NDG_TRY(ndg_new(g, &out, 4, sh[0], sh[1], sh[2], sh[3]));
     }
+    /* each layer reads only the one before: two buffers as big as the
+     * largest layer take turns (the first layers are at the image's full
+     * size: 16 channels of 1088x1024 are 71 MB a sample) */
     size_t mark = nd_arena_mark(g->a);
-    nd_tensor e = {0};
-    NDG_TRY(ndg_conv(g, hint, "controlnet_cond_embedding.conv_in", 1, 1, 1, 1, 1, &e));
+    int64_t most = 0, sh[4];
+    memcpy(sh, hint->shape, sizeof sh);
+    for (int k = -1; k < 0 || ndg_has(g, "controlnet_cond_embedding.blocks.%d.weight", k); k++) {
+        NDG_TRY(hint_conv_shape(g, cn_layer(b, sizeof b, k), cn_stride(k), sh));
+        if (sh[0] * sh[1] * sh[2] * sh[3] > most)
+            most = sh[0] * sh[1] * sh[2] * sh[3];
+    }
+    nd_tensor buf[2], e;
+    NDG_TRY(ndg_new(g, &buf[0], 1, most, 0, 0, 0));
+    NDG_TRY(ndg_new(g, &buf[1], 1, most, 0, 0, 0));
+    NDG_TRY(hint_conv(g, hint, cn_layer(b, sizeof b, -1), cn_stride(-1), &buf[0], &e));
     NDG_TRY(ndg_unary(g, ND_OP_SILU, &e, &e));
     for (int k = 0; ndg_has(g, "controlnet_cond_embedding.blocks.%d.weight", k); k++) {
-        nd_tensor e2 = {0};
-        int s = k % 2 ? 2 : 1;
-        ndg_fmt(b, sizeof b, "controlnet_cond_embedding.blocks.%d", k);
-        NDG_TRY(ndg_conv(g, &e, b, s, 1, 1, 1, 1, &e2));
+        nd_tensor e2;
+        NDG_TRY(hint_conv(g, &e, cn_layer(b, sizeof b, k), cn_stride(k), &buf[(k + 1) % 2], &e2));
         NDG_TRY(ndg_unary(g, ND_OP_SILU, &e2, &e2));
         e = e2;
     }

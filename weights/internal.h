@@ -43,6 +43,11 @@ int nd_ldm_controlnet_key(const char *in, int L, int hint_last, char *out, size_
 json_t *nd_wjson_load(const char *buf, size_t len, nd_err *err);
 nd_status nd_wread_file(const char *path, size_t max, char **out, size_t *len, nd_err *err);
 
+/* Drops the resident pages of [p, p+n) of a mapped file (a tensor already
+ * converted into a copy), so a loaded f16 file does not stay in the RSS beside
+ * its f32 copy; a no-op for nd_st_open_mem buffers. */
+void nd_st_release(const nd_st_file *f, const void *p, size_t n);
+
 /* load.c internals used by lora.c */
 nd_wtensor *nd_weights_get_mut(nd_weights *w, const char *name);
 nd_wdtype nd_weights_dtype(const nd_weights *w);

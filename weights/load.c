@@ -307,13 +307,27 @@ static void shape_str(char *b, size_t cap, int nd, const int64_t *s)
 
 /* ---- adding tensors ----------------------------------------------------------- */
 
+/* p.skip: the VAE or text encoder left out on request */
+static int skipped(const nd_weights *w, nd_wcomponent c)
+{
+    return (c == ND_WC_VAE || c == ND_WC_TEXT) && (w->p.skip & (1u << c));
+}
+
 static int is_float_dt(nd_wdtype d)
 {
     return d == ND_WDT_F32 || d == ND_WDT_F16 || d == ND_WDT_BF16;
 }
 
-static nd_status add_tensor(nd_weights *w, const char *name, const nd_st_tensor *src, int ndim,
-                            const int64_t *shape, nd_err *err)
+/* A tensor already in the wanted dtype and aligned is a view of the mapping. */
+static int is_view(const nd_weights *w, const nd_st_tensor *src)
+{
+    return src->dtype == w->p.dtype && ((uintptr_t)src->data % nd_wdtype_size(w->p.dtype)) == 0;
+}
+
+/* F: the file SRC lies in; a converted tensor's source pages are dropped
+ * from it at once, so converting never holds the file and the copy together. */
+static nd_status add_tensor(nd_weights *w, const nd_st_file *f, const char *name,
+                            const nd_st_tensor *src, int ndim, const int64_t *shape, nd_err *err)
 {
     if (w->n == w->cap) {
         size_t nc = w->cap ? 2 * w->cap : 1024;
@@ -336,7 +350,7 @@ static nd_status add_tensor(nd_weights *w, const char *name, const nd_st_tensor 
         t->shape[d] = shape[d];
     t->numel = src->numel;
     size_t es = nd_wdtype_size(t->dtype);
-    if (src->dtype == t->dtype && ((uintptr_t)src->data % es) == 0) {
+    if (is_view(w, src)) {
         t->data = src->data; /* zero copy: a view of the mapping */
     } else {
         void *buf = malloc(t->numel ? t->numel * es : 1);
@@ -353,13 +367,15 @@ static nd_status add_tensor(nd_weights *w, const char *name, const nd_st_tensor 
         }
         t->data = buf;
         t->owned = 1;
+        nd_st_release(f, src->data, src->nbytes);
     }
     w->n++;
     return ND_OK;
 }
 
 /* Checks a component's entries against its expected keys and adds them. */
-static nd_status add_component(nd_weights *w, nd_wcomponent c, entries *e, nd_err *err)
+static nd_status add_component(nd_weights *w, const nd_st_file *f, nd_wcomponent c, entries *e,
+                               nd_err *err)
 {
     qsort(e->v, e->n, sizeof *e->v, entry_cmp);
     for (size_t i = 1; i < e->n; i++)
@@ -441,7 +457,7 @@ static nd_status add_component(nd_weights *w, nd_wcomponent c, entries *e, nd_er
             r->n_mismatch++;
             continue;
         }
-        st = add_tensor(w, name, src, x->ndim, x->shape, err);
+        st = add_tensor(w, f, name, src, x->ndim, x->shape, err);
         if (!st) {
             r->n_tensors++;
             r->n_params += src->numel;
@@ -453,6 +469,12 @@ static nd_status add_component(nd_weights *w, nd_wcomponent c, entries *e, nd_er
             problem(w, "unexpected %s.%s (%s)", cname, e->v[i].name, e->v[i].src->name);
             r->n_unexpected++;
         }
+    /* once more at the end: the kernel maps a fault's neighbour pages too
+     * (fault-around), so converting one tensor brings back edges of others
+     * already released; small tensors would otherwise stay mostly resident */
+    for (size_t i = 0; i < e->n; i++)
+        if (used[i] && !is_view(w, e->v[i].src))
+            nd_st_release(f, e->v[i].src->data, e->v[i].src->nbytes);
     free(used);
     nd_wkeys_free(&keys);
     if (!st && w->p.strict && w->n_problems > first_problem) {
@@ -530,7 +552,7 @@ static nd_status load_diffusers_file(nd_weights *w, nd_wcomponent c, const char 
         st = entries_add(&e, nm, t, err);
     }
     if (!st)
-        st = add_component(w, c, &e, err);
+        st = add_component(w, f, c, &e, err);
     entries_free(&e);
     return st ? nd_wrap(err, st, "%s", path) : ND_OK;
 }
@@ -624,6 +646,8 @@ static nd_status load_diffusers(nd_weights *w, const char *path, nd_err *err)
         {"unet", ND_WC_UNET}, {"vae", ND_WC_VAE}, {"text_encoder", ND_WC_TEXT}};
     for (size_t i = 0; i < ND_ARRAY_LEN(comps) && !st; i++) {
         json_t *v = json_object_get(j, comps[i].dir);
+        if (skipped(w, comps[i].c))
+            continue;
         if (!json_is_array(v) || json_is_null(json_array_get(v, 1))) {
             if (w->p.strict)
                 st = nd_fail(err, ND_EFORMAT, "%s: model_index.json lists no %s", path,
@@ -717,13 +741,17 @@ static nd_status load_ldm(nd_weights *w, const char *path, nd_err *err)
     if (!st && !eu.n)
         st = nd_fail(err, ND_EFORMAT, "no model.diffusion_model.* (UNet) tensors");
     if (!st)
-        st = add_component(w, ND_WC_UNET, &eu, err);
-    if (!st && ev.n)
-        st = add_component(w, ND_WC_VAE, &ev, err);
+        st = add_component(w, f, ND_WC_UNET, &eu, err);
+    if (!st && skipped(w, ND_WC_VAE))
+        w->rep.n_skipped += ev.n;
+    else if (!st && ev.n)
+        st = add_component(w, f, ND_WC_VAE, &ev, err);
     else if (!st && w->p.strict)
         st = nd_fail(err, ND_EFORMAT, "no first_stage_model.* (VAE) tensors");
-    if (!st && et.n)
-        st = add_component(w, ND_WC_TEXT, &et, err);
+    if (!st && skipped(w, ND_WC_TEXT))
+        w->rep.n_skipped += et.n;
+    else if (!st && et.n)
+        st = add_component(w, f, ND_WC_TEXT, &et, err);
     else if (!st && w->p.strict)
         st = nd_fail(err, ND_EFORMAT, "no cond_stage_model.transformer.* (CLIP) tensors");
     entries_free(&eu);
@@ -753,7 +781,7 @@ static nd_status load_controlnet_ldm(nd_weights *w, const char *path, nd_err *er
         st = entries_add(&e, nm, t, err);
     }
     if (!st)
-        st = add_component(w, ND_WC_CONTROLNET, &e, err);
+        st = add_component(w, f, ND_WC_CONTROLNET, &e, err);
     entries_free(&e);
     return st ? nd_wrap(err, st, "%s", path) : ND_OK;
 }

@@ -292,6 +292,22 @@ nd_status nd_st_open(const char *path, nd_st_file **out, nd_err *err)
     return ND_OK;
 }
 
+/* A read-only private file mapping is never written, so its pages always come
+ * back from the file: dropping them is safe even where a page is shared with a
+ * neighbouring tensor that is still a zero-copy view (it just faults in again).
+ * A caller's buffer (nd_st_open_mem) may be anonymous memory: left alone. */
+void nd_st_release(const nd_st_file *f, const void *p, size_t n)
+{
+    if (!f->mapped || !n)
+        return;
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)p & ~(pg - 1),
+              b = ((uintptr_t)p + n + pg - 1) & ~(pg - 1), lo = (uintptr_t)f->base,
+              hi = (lo + f->size + pg - 1) & ~(pg - 1);
+    if (a < lo || b > hi)
+        return;
+    madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 size_t nd_st_count(const nd_st_file *f) { return f->n; }
 uint64_t nd_st_file_size(const nd_st_file *f) { return f->size; }
 

@@ -176,6 +176,9 @@ typedef struct {
     const char *controlnet; /* optional ControlNet path, either layout       */
     struct { const char *path; float scale; } loras[ND_W_MAX_LORAS];
     int n_loras;            /* merged in order at load                       */
+    unsigned skip;          /* 1u << ND_WC_VAE | 1u << ND_WC_TEXT: leave those
+                               out (a UNet-only tool); their tensors count as
+                               skipped. Other bits are ignored.              */
 } nd_weights_params;
 void nd_weights_params_init(nd_weights_params *p);
 

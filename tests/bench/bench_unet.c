@@ -4,17 +4,23 @@
  * loaded as f32), side by side with diffusers on PyTorch CPU on the SAME
  * weights and inputs (tests/bench/bench_unet_torch.py as a coprocess: each of
  * our runs is followed by one of its runs, so both see the same load; the two
- * hold their f32 models at once, ~14 GB at 64x64). Reports seconds
+ * hold their f32 models at once, ~11 GB at 64x64; see ND_BENCH_SEQUENTIAL). Reports seconds
  * per eval (best of ND_BENCH_REPS), the activation arena (the model's own
  * sizing pass), peak RSS during the runs (high-water mark reset per shape)
- * and diffusers' max rel. error against our eps.
+ * and diffusers' max rel. error against our eps. Memory: both sides hold the
+ * UNet + ControlNet only, as f32 (our loader leaves the file's VAE and CLIP
+ * out and drops the f16 file's pages as it converts); sd.cpp holds its whole
+ * pipeline and its peak is the whole process's (load, CLIP, VAE decode too).
  *   ND_BENCH_SHAPES="64x64x1 136x128x1 64x64x4"  (latent HxWxbatch; default 64x64x1;
  *                                              BENCH_FULL=1: 64x64 and 136x128, batch 1 and 4;
- *                                              136x128x4 alone needs ~7 GB of our activations
- *                                              on top of both models' ~14 GB)
+ *                                              136x128x4: ~1.9 GB of our activations)
  *   ND_BENCH_BACKEND=cpu                       (or cpu_ref)
  *   ND_BENCH_CONTROL=0                         (skip the ControlNet)
  *   ND_BENCH_REPS=2                            (timed runs per shape, each side)
+ *   ND_BENCH_SEQUENTIAL=1                      (per shape: ours, our model freed, then
+ *                                              diffusers alone; 0: always alternate; unset:
+ *                                              sequential where both would not fit in
+ *                                              MemAvailable; the table's mode column)
  *   ND_PYTHON=/work/venv/bin/python            (PyTorch + diffusers; default python3;
  *                                              the peer is skipped, and says so, without them)
  *   SDCPP=/path/to/sd-cli                      (stable-diffusion.cpp, built outside the
@@ -23,8 +29,11 @@
  *                                              SDCPP_STEPS=2 steps, SDCPP_ARGS="--type f32"; the
  *                                              last step's time from its progress bar (the first
  *                                              one also loads the weights); B images are sampled
- *                                              one after another. Timing only: its noise and
- *                                              prompt are its own.) */
+ *                                              one after another; a shape whose time, estimated
+ *                                              from the same latent at a smaller batch, is over
+ *                                              SDCPP_MAX_S=900 s is skipped and says so. -W/-H are
+ *                                              the latent's x8 (136x128: -H 1088 -W 1024).
+ *                                              Timing only: its noise and prompt are its own.) */
 #include "codec/codec.h"
 #include "kernels/ops.h"
 #include "model/sd.h"
@@ -174,13 +183,15 @@ typedef struct {
     long peak;           /* MB */
     double p_unet, p_cn, p_peak, p_err; /* diffusers; p_unet < 0: no result */
     double s_step, s_peak;               /* sd.cpp; s_step < 0: no result */
+    bool seq;            /* ours and diffusers one after another, not alternating */
+    bool s_fail;         /* sd.cpp failed (or was skipped for a failure) here */
 } shape_res;
 
 /* The inputs and our eps for the peer: DIR/io_TAG.safetensors. */
 static int save_io(const char *dir, const char *tag, const nd_tensor *const *t,
                    const char *const *names, int n)
 {
-    char path[1024];
+    char path[2048];
     snprintf(path, sizeof path, "%s/io_%s.safetensors", dir, tag);
     nd_st_writer *w = nd_st_writer_new();
     nd_err e;
@@ -280,7 +291,31 @@ static void run_sdcpp(const char *dir, int threads, shape_res *r, int n)
     }
     int steps = st && atoi(st) > 0 ? atoi(st) : 2;
     bool timed = access("/usr/bin/time", X_OK) == 0;
+    const char *mx = getenv("SDCPP_MAX_S");
+    double max_s = mx && atof(mx) > 0 ? atof(mx) : 900;
     for (int i = 0; i < n; i++) {
+        /* its images are sampled one by one: a latent size it has done at a
+         * smaller batch tells how long this one would take */
+        double est = -1;
+        bool failed = false; /* the same latent failed at a smaller batch: so would this */
+        for (int j = 0; j < i; j++)
+            if (r[j].H == r[i].H && r[j].W == r[i].W) {
+                if (r[j].s_step > 0)
+                    est = r[j].s_step / r[j].B * r[i].B * (steps + 1);
+                failed |= r[j].s_fail && r[j].B <= r[i].B;
+            }
+        if (failed) {
+            printf("  sd.cpp %s: skipped (failed at %dx%d with a smaller batch)\n", r[i].tag, r[i].H,
+                   r[i].W);
+            r[i].s_fail = true;
+            continue;
+        }
+        if (est > max_s) {
+            printf("  sd.cpp %s: skipped (~%.0f s estimated from %dx%d at a smaller batch, over "
+                   "SDCPP_MAX_S=%.0f)\n", r[i].tag, est, r[i].H, r[i].W, max_s);
+            fflush(stdout);
+            continue;
+        }
         /* a control image of the hint's size (sd.cpp reads images, not tensors) */
         int w = r[i].W * 8, h = r[i].H * 8;
         char png[1024], cmd[4096], line[1024];
@@ -331,8 +366,13 @@ static void run_sdcpp(const char *dir, int threads, shape_res *r, int n)
         snprintf(png, sizeof png, "%s/control.png", dir);
         unlink(png);
         if (rc != 0 || images != r[i].B) {
-            printf("  sd.cpp %s: failed (exit %d, %d of %d images sampled)\n", r[i].tag, rc, images,
-                   r[i].B);
+            /* the shell gives a killed child as 128 + signal: 137 is SIGKILL, what the OOM
+             * killer sends (sd.cpp without --diffusion-fa holds the whole score matrix:
+             * 23 GB at 136x128) */
+            int ex = rc > 0 && WIFEXITED(rc) ? WEXITSTATUS(rc) : rc;
+            printf("  sd.cpp %s: failed (exit %d%s, %d of %d images sampled)\n", r[i].tag, ex,
+                   ex == 137 ? ": killed, likely out of memory" : "", images, r[i].B);
+            r[i].s_fail = true;
             continue;
         }
         r[i].s_step = total;
@@ -347,11 +387,13 @@ static void table(const shape_res *r, int n, bool control, const char *be, int t
 {
     printf("\nSD1.5 %s, one step, random weights (same files both sides), %s %d threads, best of %d\n",
            control ? "UNet + ControlNet" : "UNet", be, threads, reps);
-    printf("%-10s | %-30s | %-30s | %-7s | %-17s | %-20s | %s\n", "latent xB",
+    printf("%-10s | %-4s | %-30s | %-30s | %-7s | %-17s | %-20s | %s\n", "latent xB", "mode",
            "netdiffd unet+cn=s  peak MB", "diffusers unet+cn=s peak MB", "speedup",
            "max rel err (eps)", "sd.cpp s/step  peak MB", "speedup");
     for (int i = 0; i < n; i++) {
         char ours[64], theirs[64] = "-", sp[16] = "-", er[32] = "-", sdc[48] = "-", sp2[16] = "-";
+        if (r[i].s_fail)
+            snprintf(sdc, sizeof sdc, "failed (see above)");
         if (r[i].s_step >= 0) {
             snprintf(sdc, sizeof sdc, "%.2f  %.0f", r[i].s_step, r[i].s_peak);
             snprintf(sp2, sizeof sp2, "%.2fx", r[i].s_step / (r[i].unet + r[i].cn));
@@ -364,9 +406,71 @@ static void table(const shape_res *r, int n, bool control, const char *be, int t
             snprintf(sp, sizeof sp, "%.2fx", (r[i].p_unet + r[i].p_cn) / (r[i].unet + r[i].cn));
             snprintf(er, sizeof er, "%.3g", r[i].p_err);
         }
-        printf("%-10s | %-30s | %-30s | %-7s | %-17s | %-20s | %s\n", r[i].tag, ours, theirs, sp,
-               er, sdc, sp2);
+        printf("%-10s | %-4s | %-30s | %-30s | %-7s | %-17s | %-20s | %s\n", r[i].tag,
+               r[i].seq ? "seq" : "alt", ours, theirs, sp, er, sdc, sp2);
     }
+    printf("mode: alt = each of our runs followed by one of diffusers' (both models held); seq = "
+           "ours, then diffusers alone (memory)\n");
+}
+
+/* MemAvailable of /proc/meminfo in MB, or -1. */
+static long mem_available_mb(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb >= 0 ? kb / 1024 : -1;
+}
+
+/* VmRSS of process PID in MB (0 when unreadable). */
+static long pid_rss_mb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = 0;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb / 1024;
+}
+
+/* Whether this shape runs the two sides one after another (ours, then
+ * diffusers alone) instead of alternating with both models held.
+ * ND_BENCH_SEQUENTIAL=1 / 0 forces it; else it is chosen when both sides'
+ * estimated peaks would not fit in what the machine has: ours is the f32
+ * weights plus the measured arena and workspace; diffusers' the same weights,
+ * twice our activations (a guess: no liveness-planned arena there) and 1 GB of
+ * Python and PyTorch. What both already hold counts as available. */
+static bool sequential(const peer *py, bool peer_gone, size_t w_bytes, size_t act_bytes)
+{
+    const char *sq = getenv("ND_BENCH_SEQUENTIAL");
+    if (sq && *sq)
+        return strcmp(sq, "0") != 0;
+    if (peer_gone)
+        return false;
+    long avail = mem_available_mb();
+    if (avail < 0)
+        return false;
+    long held = status_mb("VmRSS") + (py->pid > 0 ? pid_rss_mb(py->pid) : 0);
+    double need = (2.0 * w_bytes + 3.0 * act_bytes) / (1 << 20) + 1024 + 1024 /* margin */;
+    printf("memory: both sides need ~%.0f MB, %ld MB available (+ %ld MB held now)\n", need, avail,
+           held);
+    return need > (double)(avail + held);
+}
+
+/* The f32 bytes of the UNet and the ControlNet. */
+static size_t weight_bytes(const nd_weights *w)
+{
+    const nd_weights_report *r = nd_weights_get_report(w);
+    return (size_t)(r->comp[ND_WC_UNET].n_params + r->comp[ND_WC_CONTROLNET].n_params) * 4;
 }
 
 int main(void)
@@ -376,7 +480,7 @@ int main(void)
         return 1;
     snprintf(up, sizeof up, "%s/unet.safetensors", dir);
     snprintf(cp, sizeof cp, "%s/cn.safetensors", dir);
-    int rc = 0, n_shapes = 0, threads = 0;
+    int rc = 0, n_shapes = 0, threads = 0, cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
     shape_res res_[MAX_SHAPES];
     const char *shapes = getenv("ND_BENCH_SHAPES");
     const char *full = getenv("BENCH_FULL");
@@ -393,21 +497,18 @@ int main(void)
     nd_controlnet *cn = NULL;
     nd_err e = {{0}};
     peer py = {0};
+    bool peer_gone = false; /* PyTorch or diffusers missing: not tried again */
     double t0 = now();
     if (make_file(MAN "sd15_ldm.json", "", up) ||
         (control && make_file(MAN "controlnet_canny_ldm.json", "control_model.", cp)))
         DIE("could not write the random weights");
     printf("random SD1.5 (UNet, VAE, CLIP)%s (f16 files from the manifests) written in %.1f s\n",
            control ? " + ControlNet" : "", now() - t0);
-    /* the same thread count as our backend (0 = every online core) */
-    peer_start(&py, dir, (int)sysconf(_SC_NPROCESSORS_ONLN));
     nd_weights_params p;
     nd_weights_params_init(&p);
     p.controlnet = control ? cp : NULL;
-    t0 = now();
-    if (nd_weights_load(up, &p, &w, &e))
-        DIE("load: %s", e.msg);
-    printf("loaded as f32 in %.1f s\n", now() - t0);
+    /* the step needs the UNet and ControlNet only (diffusers' side loads no more) */
+    p.skip = 1u << ND_WC_VAE | 1u << ND_WC_TEXT;
     nd_backend_config cfg = {0, 0};
     char list[256];
     snprintf(list, sizeof list, "%s",
@@ -422,6 +523,12 @@ int main(void)
         memset(r, 0, sizeof *r);
         snprintf(r->tag, sizeof r->tag, "%dx%dx%d", H, W, B);
         r->H = H, r->W = W, r->B = B, r->p_unet = -1, r->s_step = -1;
+        if (!w) {
+            t0 = now();
+            if (nd_weights_load(up, &p, &w, &e))
+                DIE("load: %s", e.msg);
+            printf("loaded as f32 in %.1f s\n", now() - t0);
+        }
         size_t ub = 0, uws = 0, cb = 0, cws = 0;
         /* measuring needs a backend for workspace sizes: open a small one first */
         if (!be) {
@@ -438,11 +545,25 @@ int main(void)
             (control && nd_controlnet_measure(cn, B, H, W, 77, &cb, &cws, &e)))
             DIE("measure: %s", e.msg);
         size_t ws = uws > cws ? uws : cws;
+        /* each measure counts the inputs (x, t, ctx, residuals) and its own
+         * run on top; they run one after the other on the same inputs, so
+         * one arena holds the larger plus what only the other has (hint, out) */
+        int f8 = control ? nd_controlnet_hint_factor(cn) : 8;
+        size_t arena = (ub > cb ? ub : cb) + (size_t)B * 4 * H * W * 4 +
+                       (control ? (size_t)B * 3 * H * f8 * W * f8 * 4 : 0) + 2 * ND_ARENA_ALIGN;
         nd_unet_free(u);
         nd_controlnet_free(cn);
         u = NULL, cn = NULL;
         nd_backend_close(be);
         be = NULL;
+        r->seq = sequential(&py, peer_gone, weight_bytes(w), arena + ws);
+        if (r->seq)
+            peer_stop(&py);
+        else if (!py.to && !peer_gone) /* the same thread count as our backend */
+            peer_gone = !peer_start(&py, dir, cores);
+        printf("%s: %s\n", r->tag,
+               r->seq ? "sequential (ours, then diffusers alone)"
+                      : "alternating (each of our runs, then one of diffusers')");
         cfg.workspace_bytes = ws + (1 << 20);
         if (nd_backend_open(bename, &cfg, &be, &e))
             DIE("backend: %s", e.msg);
@@ -450,15 +571,13 @@ int main(void)
         if (nd_unet_new(w, be, &u, &e) || (control && nd_controlnet_new(w, be, &cn, &e)))
             DIE("model: %s", e.msg);
         peak_reset();
-        /* inputs + residuals + both arenas' worth: one arena */
         nd_arena a;
-        if (nd_arena_init(&a, ub + cb, &e))
+        if (nd_arena_init(&a, arena, &e))
             DIE("arena: %s", e.msg);
         nd_tensor x, t, ctx, hint, out, res[16];
         const nd_tensor *rp[16];
-        int f = control ? nd_controlnet_hint_factor(cn) : 8;
         int64_t sx[4] = {B, 4, H, W}, st[1] = {B}, sc[3] = {B, 77, nd_unet_context_dim(u)},
-                sh[4] = {B, 3, H * f, W * f};
+                sh[4] = {B, 3, H * f8, W * f8};
         if (nd_arena_tensor(&a, ND_F32, 4, sx, &x, &e) || nd_arena_tensor(&a, ND_F32, 1, st, &t, &e) ||
             nd_arena_tensor(&a, ND_F32, 3, sc, &ctx, &e) || nd_arena_tensor(&a, ND_F32, 4, sx, &out, &e))
             DIE("arena: %s", e.msg);
@@ -485,6 +604,7 @@ int main(void)
         r->unet = r->cn = INFINITY;
         const nd_tensor *io[] = {&x, &t, &ctx, &out, &hint};
         const char *names[] = {"x", "t", "ctx", "eps", "hint"};
+        char line[256];
         for (int k = 0; k < reps; k++) {
             if (control) {
                 nd_controlnet_input ci = {.x = &x, .t = &t, .ctx = &ctx, .hint = &hint, .scale = 1.0f};
@@ -501,10 +621,11 @@ int main(void)
             /* the peer's turn, right after ours, on the same inputs */
             if (k == 0 && save_io(dir, r->tag, io, names, control ? 5 : 4))
                 DIE("could not write the peer's inputs");
-            char line[256];
-            if (peer_ask(&py, "run", r->tag, line, sizeof line))
-                printf("  %s run %d: netdiffd unet %.2f s; diffusers unet, controlnet s: %s", r->tag,
-                       k + 1, tu, strchr(line, ' ') ? strchr(line, ' ') + 1 : line);
+            printf("  %s run %d: netdiffd unet %.2f s", r->tag, k + 1, tu);
+            if (!r->seq && peer_ask(&py, "run", r->tag, line, sizeof line))
+                printf("; diffusers unet, controlnet s: %s", strchr(line, ' ') ? strchr(line, ' ') + 1 : line);
+            else
+                printf("\n");
             fflush(stdout);
         }
         if (!control)
@@ -521,20 +642,39 @@ int main(void)
                be->n_threads, r->unet);
         if (control)
             printf(", controlnet %.2f s", r->cn);
-        /* file-backed: the f16 file's pages, still mapped after the f32 conversion */
-        printf("; arena %.0f MB (unet %.0f + controlnet %.0f), workspace %.0f MB, peak RSS %ld MB "
-               "(now: anon %ld MB, file %ld MB); mean|eps| %.3g%s\n",
-               (ub + cb) / 1e6, ub / 1e6, cb / 1e6, cfg.workspace_bytes / 1e6, r->peak,
+        /* file-backed: what is left of the f16 file's pages after the f32 conversion */
+        printf("; arena %.0f MB (measured: unet %.0f, controlnet %.0f), workspace %.0f MB, peak RSS "
+               "%ld MB (now: anon %ld MB, file %ld MB); mean|eps| %.3g%s\n",
+               arena / 1e6, ub / 1e6, cb / 1e6, cfg.workspace_bytes / 1e6, r->peak,
                status_mb("RssAnon"), status_mb("RssFile"), sum / (double)nd_tensor_numel(&out),
                bad ? " NON-FINITE" : "");
         fflush(stdout);
-        if (a.peak > ub + cb)
-            DIE("arena peak %zu above the measured %zu", a.peak, ub + cb);
-        char line[256];
+        if (a.peak > arena)
+            DIE("arena peak %zu above the measured %zu", a.peak, arena);
+        nd_arena_free(&a);
+        if (r->seq && !peer_gone) { /* ours gone, then diffusers alone */
+            nd_controlnet_free(cn);
+            nd_unet_free(u);
+            nd_backend_close(be);
+            nd_weights_free(w);
+            cn = NULL, u = NULL, be = NULL, w = NULL;
+            peer_gone = !peer_start(&py, dir, cores);
+            for (int k = 0; k < reps && py.to; k++)
+                if (peer_ask(&py, "run", r->tag, line, sizeof line))
+                    printf("  %s diffusers run %d: unet, controlnet s: %s", r->tag, k + 1,
+                           strchr(line, ' ') ? strchr(line, ' ') + 1 : line);
+        }
         if (peer_ask(&py, "end", r->tag, line, sizeof line) &&
             sscanf(line, "%*s %lf %lf %lf %lf", &r->p_unet, &r->p_cn, &r->p_peak, &r->p_err) != 4)
             r->p_unet = -1;
-        nd_arena_free(&a);
+        if (r->p_unet >= 0) /* the table comes at the end: each shape's row as it is done */
+            printf("  %s diffusers: unet %.2f s, controlnet %.2f s, peak RSS %.0f MB, max rel err "
+                   "%.3g (netdiffd %.2f s, peak %ld MB: %.2fx)\n", r->tag, r->p_unet, r->p_cn,
+                   r->p_peak, r->p_err, r->unet + r->cn, r->peak,
+                   (r->p_unet + r->p_cn) / (r->unet + r->cn));
+        fflush(stdout);
+        if (r->seq)
+            peer_stop(&py);
     }
     peer_stop(&py);
     nd_controlnet_free(cn);
@@ -554,7 +694,7 @@ out:
     nd_backend_close(be);
     nd_weights_free(w);
     for (int i = 0; i < n_shapes; i++) {
-        char io[1024];
+        char io[2048];
         snprintf(io, sizeof io, "%s/io_%s.safetensors", dir, res_[i].tag);
         unlink(io);
     }

@@ -254,6 +254,40 @@ static int manifest_file(const char *manifest, const char *out)
     return rc;
 }
 
+/* a "Key: N kB" line of /proc/self/status, in kB (-1 where unreadable) */
+static long status_kb(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    size_t n = strlen(key);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n) && line[n] == ':' && sscanf(line + n + 1, "%ld", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* An f16 file loaded as f32 is all converted copies: the file's pages are
+ * dropped as it goes, so the RSS does not hold the file beside its copy (2 GB
+ * at SD1.5 size). Measured on the tiny fixture (2.3 MB of real data; a sparse
+ * file's holes would map the zero page and prove nothing), loaded once first
+ * so the loader's own code pages are already in. */
+static void test_converted_file_released(void)
+{
+    nd_err e = {{0}};
+    nd_weights_free(load(FX "tiny_ldm.safetensors", ND_WDT_F32, &e));
+    long file0 = status_kb("RssFile");
+    nd_weights *w = load(FX "tiny_ldm.safetensors", ND_WDT_F32, &e);
+    long file1 = status_kb("RssFile");
+    CHECK(w && nd_weights_count(w) == 364 && nd_weights_at(w, 0)->owned);
+    if (file0 >= 0 && file1 >= 0)
+        CHECKF(file1 - file0 < 512, "%ld kB of the 2.3 MB file still resident after the f32 load",
+               file1 - file0);
+    nd_weights_free(w);
+}
+
 static void test_full_size_manifests(void)
 {
     nd_err e = {{0}};
@@ -283,6 +317,22 @@ static void test_full_size_manifests(void)
         CHECK_EQ_INT(lr.n_unet, 192);
         CHECK_EQ_INT(lr.n_text, 72);
         CHECK_EQ_INT(lr.rank_max, 32);
+    }
+    nd_weights_free(w);
+    /* the UNet alone (a UNet-only tool): VAE and text encoder left out */
+    nd_weights_params p;
+    nd_weights_params_init(&p);
+    p.dtype = ND_WDT_F16;
+    p.skip = 1u << ND_WC_VAE | 1u << ND_WC_TEXT;
+    w = NULL;
+    CHECK_OK(nd_weights_load(sd, &p, &w, &e), &e);
+    if (w) {
+        const nd_weights_report *r = nd_weights_get_report(w);
+        CHECK_EQ_INT(nd_weights_count(w), 686);
+        CHECK(!nd_weights_vae(w) && !nd_weights_clip(w) && nd_weights_unet(w));
+        CHECK(!r->comp[ND_WC_VAE].present && !r->comp[ND_WC_TEXT].present);
+        CHECK_EQ_INT(r->n_skipped, 248 + 196);
+        CHECK(nd_weights_get(w, "vae.decoder.conv_in.weight") == NULL);
     }
     nd_weights_free(w);
     for (int k = 0; k < 2; k++) {
@@ -371,4 +421,5 @@ static void test_config_json(void)
 
 ND_TEST_MAIN(ND_TEST(test_ldm_equals_diffusers), ND_TEST(test_f16_path_zero_copy),
              ND_TEST(test_controlnet_layouts), ND_TEST(test_lora_merges),
-             ND_TEST(test_full_size_manifests), ND_TEST(test_refusals), ND_TEST(test_config_json))
+             ND_TEST(test_full_size_manifests), ND_TEST(test_converted_file_released),
+             ND_TEST(test_refusals), ND_TEST(test_config_json))
