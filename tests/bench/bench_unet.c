@@ -363,6 +363,10 @@ static void run_sdcpp(const char *dir, int threads, shape_res *r, int n)
         int rc = p ? pclose(p) : -1;
         snprintf(png, sizeof png, "%s/sdcpp.png", dir);
         unlink(png);
+        for (int b = 0; b < r[i].B; b++) { /* a batch's images: sdcpp_0.png ... */
+            snprintf(png, sizeof png, "%s/sdcpp_%d.png", dir, b);
+            unlink(png);
+        }
         snprintf(png, sizeof png, "%s/control.png", dir);
         unlink(png);
         if (rc != 0 || images != r[i].B) {
