@@ -126,19 +126,51 @@ void nd_image_from_rows(const nd_layout *l, const nd_rows *t, uint8_t *rgb)
     }
 }
 
-static bool all_vacant(const int8_t *b, int n)
+bool nd_any_drawn(const int8_t *b, int n)
 {
     int i = 0;
     for (; i + 8 <= n; i += 8) {
         uint64_t v;
         memcpy(&v, b + i, 8);
         if (v != 0xffffffffffffffffull)
-            return false;
+            return true;
     }
     for (; i < n; i++)
         if (b[i] != ND_VACANT)
-            return false;
-    return true;
+            return true;
+    return false;
+}
+
+static const nd_field_id addr_field[4] = {ND_F_IPV4_SRC, ND_F_IPV4_DST, ND_F_IPV6_SRC,
+                                          ND_F_IPV6_DST};
+
+void nd_layout_addr_shown(const nd_layout *l, bool shown[4])
+{
+    for (int k = 0; k < 4; k++) {
+        shown[k] = false;
+        for (int x = 0; x < l->n_bit_cols; x++)
+            shown[k] |= l->bit_cols[x] == nd_fields[addr_field[k]].col;
+    }
+}
+
+void nd_row_fill_addrs(int8_t *row, const bool shown[4])
+{
+    bool v4 = nd_any_drawn(row + ND_COL_IPV4, 8), v6 = nd_any_drawn(row + ND_COL_IPV6, 8);
+    for (int k = 0; k < 4; k++) {
+        const nd_field *fd = &nd_fields[addr_field[k]];
+        if (!shown[k] && (k < 2 ? v4 : v6))
+            memset(row + fd->col, 0, fd->width);
+    }
+}
+
+int64_t nd_layout_gap_of_bits(const nd_layout *l, const int8_t *t)
+{
+    if (!nd_any_drawn(t, l->timing_cols))
+        return -1;
+    uint32_t q = 0;
+    for (int k = 0; k < l->timing_cols; k++)
+        q = (q << 1) | (uint32_t)(t[k] == 1);
+    return nd_layout_gap_us(l, q);
 }
 
 nd_status nd_rows_from_bits(const nd_layout *l, const int8_t *bits, nd_rows *out, nd_err *err)
@@ -147,16 +179,12 @@ nd_status nd_rows_from_bits(const nd_layout *l, const int8_t *bits, nd_rows *out
     if (st)
         return st;
     /* which address fields the layout shows (NetDiffusion's shows none) */
-    static const nd_field_id addr_field[4] = {ND_F_IPV4_SRC, ND_F_IPV4_DST, ND_F_IPV6_SRC,
-                                              ND_F_IPV6_DST};
-    bool addr_shown[4] = {false, false, false, false};
-    for (int k = 0; k < 4; k++)
-        for (int x = 0; x < l->n_bit_cols; x++)
-            addr_shown[k] |= l->bit_cols[x] == nd_fields[addr_field[k]].col;
+    bool addr_shown[4];
+    nd_layout_addr_shown(l, addr_shown);
     /* the flow ends after the last row that has any non-vacant bit */
     int last = -1;
     for (int y = l->packets - 1; y >= 0 && last < 0; y--)
-        if (!all_vacant(bits + (size_t)y * (size_t)l->width, l->n_bit_cols))
+        if (nd_any_drawn(bits + (size_t)y * (size_t)l->width, l->n_bit_cols))
             last = y;
     nd_col_runs *runs = malloc(sizeof *runs);
     if (!runs) {
@@ -174,27 +202,9 @@ nd_status nd_rows_from_bits(const nd_layout *l, const int8_t *bits, nd_rows *out
         }
         for (int k = 0; k < runs->n; k++)
             memcpy(row + runs->c0[k], b + runs->x0[k], runs->len[k]);
-        /* address columns the layout omits: zeros where the block exists */
-        bool v4 = false, v6 = false;
-        for (int c = ND_COL_IPV4; c < ND_COL_IPV4 + 8; c++)
-            v4 |= row[c] != ND_VACANT;
-        for (int c = ND_COL_IPV6; c < ND_COL_IPV6 + 8; c++)
-            v6 |= row[c] != ND_VACANT;
-        for (int k = 0; k < 4; k++) {
-            const nd_field *fd = &nd_fields[addr_field[k]];
-            if (!addr_shown[k] && (k < 2 ? v4 : v6))
-                memset(row + fd->col, 0, fd->width);
-        }
-        if (l->timing_cols) {
-            uint32_t q = 0;
-            bool any = false;
-            for (int k = 0; k < l->timing_cols; k++) {
-                int8_t v = b[l->n_bit_cols + k];
-                q = (q << 1) | (uint32_t)(v == 1);
-                any |= v != ND_VACANT;
-            }
-            out->gap_us[out->n - 1] = any ? nd_layout_gap_us(l, q) : -1;
-        }
+        nd_row_fill_addrs(row, addr_shown);
+        if (l->timing_cols)
+            out->gap_us[out->n - 1] = nd_layout_gap_of_bits(l, b + l->n_bit_cols);
     }
     free(runs);
     return ND_OK;

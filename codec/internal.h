@@ -176,6 +176,15 @@ typedef struct nd_col_runs {
     uint16_t x0[ND_HDR_BITS], c0[ND_HDR_BITS], len[ND_HDR_BITS];
 } nd_col_runs;
 void nd_col_runs_of(const nd_layout *l, nd_col_runs *r);
+/* The row rules that rows from bits (image.c) and from a generated image
+ * (snap_rows.c) share: is any of n values drawn (not vacant); which address
+ * fields (IPv4 src/dst, IPv6 src/dst) the layout shows; the omitted ones
+ * zeroed in a row whose IP block exists; the gap a row's timing values
+ * encode (-1: all vacant). */
+bool nd_any_drawn(const int8_t *b, int n);
+void nd_layout_addr_shown(const nd_layout *l, bool shown[4]);
+void nd_row_fill_addrs(int8_t *row, const bool shown[4]);
+int64_t nd_layout_gap_of_bits(const nd_layout *l, const int8_t *timing);
 /* The l->width image values of one row (nd_row_width(0) or wider) whose gap
  * to the previous row is gap_us (negative: none): the shown columns, then
  * the gap's bits. */
