@@ -38,6 +38,7 @@
 #include "kernels/ops.h"
 #include "model/sd.h"
 #include "weights/weights.h"
+#include "tests/proc_status.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -149,15 +150,7 @@ static void peak_reset(void)
 /* A "Key: N kB" line of /proc/self/status in MB, or -1. */
 static long status_mb(const char *key)
 {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    size_t n = strlen(key);
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, key, n) && line[n] == ':' && sscanf(line + n + 1, "%ld", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
+    long kb = nd_proc_status_kb(key);
     return kb >= 0 ? kb / 1024 : -1;
 }
 

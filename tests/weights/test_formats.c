@@ -1,6 +1,7 @@
 /* tests/weights/test_formats.c - every fixture format loads to the same values;
  * LoRA merges equal diffusers' fuse_lora; full-size manifests map completely. */
 #include "tests/harness.h"
+#include "tests/proc_status.h"
 #include "weights/weights.h"
 
 #include <jansson.h>
@@ -254,21 +255,6 @@ static int manifest_file(const char *manifest, const char *out)
     return rc;
 }
 
-/* a "Key: N kB" line of /proc/self/status, in kB (-1 where unreadable) */
-static long status_kb(const char *key)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    size_t n = strlen(key);
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, key, n) && line[n] == ':' && sscanf(line + n + 1, "%ld", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb;
-}
-
 /* An f16 file loaded as f32 is all converted copies: the file's pages are
  * dropped as it goes, so the RSS does not hold the file beside its copy (2 GB
  * at SD1.5 size). Measured on the tiny fixture (2.3 MB of real data; a sparse
@@ -278,9 +264,9 @@ static void test_converted_file_released(void)
 {
     nd_err e = {{0}};
     nd_weights_free(load(FX "tiny_ldm.safetensors", ND_WDT_F32, &e));
-    long file0 = status_kb("RssFile");
+    long file0 = nd_proc_status_kb("RssFile");
     nd_weights *w = load(FX "tiny_ldm.safetensors", ND_WDT_F32, &e);
-    long file1 = status_kb("RssFile");
+    long file1 = nd_proc_status_kb("RssFile");
     CHECK(w && nd_weights_count(w) == 364 && nd_weights_at(w, 0)->owned);
     if (file0 >= 0 && file1 >= 0)
         CHECKF(file1 - file0 < 512, "%ld kB of the 2.3 MB file still resident after the f32 load",
