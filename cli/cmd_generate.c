@@ -229,8 +229,9 @@ static int run(int argc, char **argv)
             mp.threads = (int)v;
             break;
         case O_COPIES:
-            if (cli_parse_long(optarg, 1, 64, &v))
-                return cli_usage_error("generate", "--copies takes 1..64");
+            if (cli_parse_long(optarg, 1, ND_MODEL_MAX_COPIES, &v))
+                return cli_usage_error("generate", "--copies takes 1..%d",
+                                       ND_MODEL_MAX_COPIES);
             copies = (int)v;
             break;
         case O_MODEL: model_path = optarg; break;
@@ -301,7 +302,7 @@ static int run(int argc, char **argv)
         nd_class_table_free(&t);
         return cli_usage_error("generate", "%s", err.msg);
     }
-    nd_model_drawer *md[64] = {NULL};
+    nd_model_drawer *md[ND_MODEL_MAX_COPIES] = {NULL};
     nd_parallel_drawer *pd = NULL;
     nd_standin_drawer *sdw = NULL;
     nd_drawer drawer;
@@ -325,7 +326,7 @@ static int run(int argc, char **argv)
             }
             mp.threads = threads / copies > 0 ? threads / copies : 1;
         }
-        nd_drawer ds[64];
+        nd_drawer ds[ND_MODEL_MAX_COPIES];
         for (int i = 0; i < copies && !st; i++)
             st = nd_model_drawer_new(&mp, &t, &md[i], &ds[i], &err);
         if (!st && copies > 1)

@@ -286,7 +286,8 @@ nd_status nd_parallel_drawer_new(const nd_drawer *ds, int k, nd_parallel_drawer 
 void nd_parallel_drawer_free(nd_parallel_drawer *p);
 /* The copies worth making of the model p names with `threads` cores: each
  * core its own copy when the model is small (its weight files under 256 MiB
- * together, on a CPU backend), else 1. */
+ * together, on a CPU backend), at most ND_MODEL_MAX_COPIES; else 1. */
+#define ND_MODEL_MAX_COPIES 64
 int nd_model_auto_copies(const nd_model_params *p, int threads);
 
 /* Sinks that cli/ and server/ share. */

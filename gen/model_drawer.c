@@ -620,5 +620,7 @@ int nd_model_auto_copies(const nd_model_params *p, int threads)
             return 1;
         total += sb.st_size;
     }
-    return total < SMALL_MODEL_BYTES ? threads : 1;
+    if (total >= SMALL_MODEL_BYTES)
+        return 1;
+    return threads < ND_MODEL_MAX_COPIES ? threads : ND_MODEL_MAX_COPIES;
 }
