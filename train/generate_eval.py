@@ -6,15 +6,17 @@
    ControlNet (ControlNetModel.from_single_file) and the kohya LoRA
    (load_lora_weights) - the "loads in diffusers" check;
 2. VAE bit accuracy on held-out flows (nearest-colour snapping, as netdiff decode);
-3. generates N flows per class (prompt from conf/classes.json, canny hint of the
-   class's template images) as PNGs, turns them into pcapng with `netdiff decode`,
-   and evaluates with `netdiff eval` against the held-out real flows (train real
-   flows as the memorization reference; the floor is real-train vs held-out),
-   eval/utility.py (random forest) and a conditioning check (dominant transport
-   and ports of each class);
-4. writes everything to DATA/eval/ (metrics.json, tables) for the model card.
+3. diffusers draws --n-diffusers flows per class from those files (it generates
+   there too; their validity after `netdiff decode` is reported on its own);
+4. the product draws --n flows per class: `netdiff generate` (C, every class in
+   one run, sampler settings from config.json's "sampling"), evaluated with
+   `netdiff eval` against the held-out real flows (train real flows as the
+   memorization reference; the floor is real-train vs held-out), eval/utility.py
+   (random forest) and a conditioning check (dominant transport and ports of
+   each class, first packet, read by tshark);
+5. writes everything to DATA/eval/ (metrics.json, tables) for the model card.
 
-Usage: python train/generate_eval.py [--n 4] [--steps 10]
+Usage: python train/generate_eval.py [--n 20] [--steps K] [--guidance G]
 """
 import argparse
 import json
@@ -118,23 +120,67 @@ def transport_port(im):
     return "other", -1, -1
 
 
+def conditioning_from_pcap(pcap, manifest, classes):
+    """first packet of each generated flow: transport and ports (tshark), and whether the
+    repair changed any port of the flow (the manifest's "repaired" counts): a port that the
+    model drew as 0 is filled from the class's server ports, so "drawn" counts only flows
+    whose ports came out of the model untouched."""
+    out = subprocess.run(["tshark", "-r", pcap, "-T", "fields", "-E", "separator=|", "-e", "frame.comment",
+                          "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "udp.srcport", "-e", "udp.dstport"],
+                         check=True, capture_output=True, text=True).stdout
+    first = {}
+    for line in out.splitlines():
+        com, ts, td_, us, ud = (line.split("|") + [""] * 5)[:5]
+        if not com or com.split(",")[0] in first:
+            continue
+        fid, label = com.split(",", 1)
+        tr = "tcp" if ts else "udp" if us else "other"
+        ports = {int(x) for x in (ts, td_, us, ud) if x}
+        first[fid] = (label, tr, ports)
+    man = json.load(open(manifest))
+    touched = {}
+    for i, f in enumerate(man):
+        r = f.get("repaired", {})
+        touched[str(i)] = any(r.get(k) for k in ("tcp_sprt", "tcp_dprt", "udp_sport", "udp_dport"))
+    cond = {}
+    for c in classes:
+        dom = max(c["transport"], key=lambda k: c["transport"][k])
+        top = {p["port"] for p in c["ports"][:3]}
+        fl = [(fid, v) for fid, v in first.items() if v[0] == c["name"]]
+        n = max(1, len(fl))
+        cond[c["name"]] = {"dominant_transport": dom, "top_ports": sorted(top), "flows": len(fl),
+                           "transport_match": sum(v[1] == dom for _, v in fl) / n,
+                           "port_match": sum(bool(v[2] & top) for _, v in fl) / n,
+                           "port_match_drawn": sum(bool(v[2] & top) and not touched.get(fid, True)
+                                                   for fid, v in fl) / n}
+    return cond
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="/work/data/default-model")
-    ap.add_argument("--n", type=int, default=3, help="flows generated per class")
-    ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--guidance", type=float, default=3.0)
+    ap.add_argument("--n", type=int, default=20, help="flows per class drawn by netdiff generate")
+    ap.add_argument("--n-diffusers", type=int, default=1, help="flows per class drawn by diffusers")
+    ap.add_argument("--steps", type=int, default=0, help="sampler steps (0: netdiff generate's default)")
+    ap.add_argument("--guidance", type=float, default=-1.0, help="CFG scale (<0: netdiff generate's default)")
+    ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--lora-scale", type=float, default=1.0)
     ap.add_argument("--vae-per-class", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--netdiff", default=os.path.join(ROOT, "build", "netdiff"))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    nd = a.netdiff
     E = os.path.join(a.data, "eval")
     if os.path.isdir(E):
         shutil.rmtree(E)
     os.makedirs(E)
-    res = {"n_per_class": a.n, "steps": a.steps, "guidance": a.guidance, "lora_scale": a.lora_scale}
+    cfg = json.load(open(os.path.join(WD, "config.json")))
+    samp = cfg.get("sampling", {})
+    steps = a.steps or samp.get("steps", 20)
+    guidance = a.guidance if a.guidance >= 0 else samp.get("cfg", 7.5)
+    res = {"n_per_class": a.n, "n_diffusers": a.n_diffusers, "steps": steps, "guidance": guidance,
+           "lora_scale": a.lora_scale, "seed": a.seed}
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         pipe = load_pipe(tmp, a.lora_scale)
@@ -142,14 +188,14 @@ def main():
     res["vae"] = vae_bit_accuracy(pipe.vae, a.data, a.vae_per_class)
     print("VAE:", res["vae"], flush=True)
 
+    # 1. diffusers draws a few flows per class from the exported files (it generates there too)
     import cv2
     from PIL import Image
     classes = td.class_table()
-    synth = os.path.join(E, "synth")
-    os.makedirs(synth)
+    dsyn = os.path.join(E, "synth_diffusers")
+    os.makedirs(dsyn)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     g = torch.Generator().manual_seed(td.SEED)
-    cond = {}
     for c in classes:
         tpls = [np.array(Image.open(os.path.join(ROOT, "conf", t)).convert("RGB")) for t in c["templates"]]
         if not tpls:  # classes whose flows are too short for templates: their first train flows
@@ -157,39 +203,34 @@ def main():
                         if f.rsplit("_", 1)[0] == c["name"])[:4]
             tpls = [np.array(Image.open(os.path.join(a.data, "images", "train", f)).convert("RGB")) for f in tn]
         hints = [Image.fromarray(np.repeat(cv2.Canny(t, 100, 200)[..., None], 3, -1)) for t in tpls]
-        ims = []
-        for i in range(a.n):
+        for i in range(a.n_diffusers):
             out = pipe(prompt=c["prompt"], image=hints[i % len(hints)], height=td.PACKETS, width=td.WIDTH,
-                       num_inference_steps=a.steps, guidance_scale=a.guidance, generator=g, output_type="np")
-            ims.append((out.images[0] * 255).round().clip(0, 255).astype(np.uint8))
-        tp = []
-        for i, im in enumerate(ims):
-            Image.fromarray(im).save(os.path.join(synth, "%s_%06d.png" % (c["name"], i)))
-            q = im.astype(np.float32)
-            tp.append(transport_port(q))
-        dom = max(c["transport"], key=lambda k: c["transport"][k])
-        ports = {p["port"] for p in c["ports"][:3]}
-        cond[c["name"]] = {"dominant_transport": dom, "top_ports": sorted(ports),
-                           "transport_match": sum(t[0] == dom for t in tp) / len(tp),
-                           "port_match": sum((t[1] in ports or t[2] in ports) for t in tp) / len(tp),
-                           "generated": [list(t) for t in tp]}
-        print("%s: %s (%.0fs)" % (c["name"], cond[c["name"]], time.time() - t0), flush=True)
-    res["conditioning"] = cond
-    res["generation_seconds"] = time.time() - t0
-
-    nd = a.netdiff
+                       num_inference_steps=steps, guidance_scale=guidance, generator=g, output_type="np")
+            im = (out.images[0] * 255).round().clip(0, 255).astype(np.uint8)
+            Image.fromarray(im).save(os.path.join(dsyn, "%s_%06d.png" % (c["name"], i)))
+    res["diffusers_seconds"] = time.time() - t0
     T = str(td.WIDTH - 1088)
-    run([nd, "decode", "--format", "pcapng", "--timing-cols", T, synth, "-o", os.path.join(E, "synth.pcapng")])
+    run([nd, "decode", "--format", "pcapng", "--timing-cols", T, dsyn, "-o", os.path.join(E, "synth_diffusers.pcapng")])
     for side in ("train", "heldout"):
         run([nd, "decode", "--format", "pcapng", "--timing-cols", T, os.path.join(a.data, "images", side),
              "-o", os.path.join(E, side + ".pcapng")])
+
+    # 2. the product: netdiff generate (C), every class, the class table's statistics for the repair
+    t1 = time.time()
+    spec = ",".join("%s=%d" % (c["name"], a.n) for c in classes)
+    synth = os.path.join(E, "synth.pcapng")
+    run([nd, "generate", "--class", spec, "--format", "pcapng", "--steps", str(steps), "--cfg", str(guidance),
+         "--seed", str(a.seed), "--threads", str(a.threads), "-o", synth])
+    res["generate_seconds"] = time.time() - t1
+    res["conditioning"] = conditioning_from_pcap(synth, synth + ".json", classes)
     ev = lambda real, syn, js, extra=(): run([nd, "eval", os.path.join(E, real), os.path.join(E, syn),
                                               "--json", os.path.join(E, js), "--packets", "64", *extra],
                                              stdout=open(os.path.join(E, js[:-5] + ".txt"), "w"))
     ev("heldout.pcapng", "synth.pcapng", "eval_synth.json", ("--train", os.path.join(E, "train.pcapng")))
     ev("heldout.pcapng", "train.pcapng", "eval_floor.json")
+    ev("heldout.pcapng", "synth_diffusers.pcapng", "eval_diffusers.json", ("--no-classes",))
     run([sys.executable, os.path.join(ROOT, "eval", "utility.py"), "--real-train", os.path.join(E, "train.pcapng"),
-         "--real-test", os.path.join(E, "heldout.pcapng"), "--synth", os.path.join(E, "synth.pcapng"),
+         "--real-test", os.path.join(E, "heldout.pcapng"), "--synth", synth,
          "--json", os.path.join(E, "utility.json")], stdout=open(os.path.join(E, "utility.txt"), "w"))
     with open(os.path.join(E, "metrics.json"), "w") as f:
         json.dump(res, f, indent=1)
