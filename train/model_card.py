@@ -171,9 +171,11 @@ def main():
       "about an hour on 2 CPU cores) has a better VAE (held-out occupied-pixel accuracy 0.718 vs 0.648) and "
       "fidelity a little further from random (overall closer-to-floor 0.08), but collapses towards vacant "
       "images: 350 of 600 drawn flows had no packet, so it was not shipped.")
-    w("- What to change next (needs a GPU's hours, not 2 CPU cores' minutes): an image width that halves "
-      "four times (e.g. 1152 = 1088 + 64 timing columns, latent 144 -> 72 -> 36 -> 18) so the UNet can "
-      "have SD1.5's four levels and see the whole row; longer ControlNet training; or img2img from the "
+    w("- The architecture is not the whole story: 1,000 steps of a four-level UNet on latents padded to "
+      "8 x 144 (images 1152 wide) and of this two-level one on 8 x 138, same data and seed, drew the same "
+      "wrong column profile from pure noise (IPv4 columns 0-160 filled 0.04 / 0.03 vs 0.15 real; 58-60 rows "
+      "vs 16 real), so training length is at least as much to blame. What to try next, on a GPU's hours: "
+      "long UNet and ControlNet training (the four-level layout among the candidates), or img2img from the "
       "template's latent (the structure survives t = 800).")
     w("- The VAE is not exact on header bits: whole held-out flows come back with %.4f of all pixels and "
       "%.4f of the occupied pixels right after snapping. It trained on 64 x 128 crops, so its mid-block "
