@@ -9,7 +9,7 @@
 3. diffusers draws --n-diffusers flows per class from those files (it generates
    there too; their validity after `netdiff decode` is reported on its own);
 4. the product draws --n flows per class: `netdiff generate` (C, every class in
-   one run, sampler settings from config.json's "sampling"), evaluated with
+   one run, netdiff generate's sampler defaults), evaluated with
    `netdiff eval` against the held-out real flows (train real flows as the
    memorization reference; the floor is real-train vs held-out), eval/utility.py
    (random forest) and a conditioning check (dominant transport and ports of
@@ -106,20 +106,6 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
-def transport_port(im):
-    """first packet's transport and ports from a snapped image (nPrint columns:
-    ipv4 0-479, tcp 480-959, udp 960-1023, icmp 1024-1087)."""
-    c = im.argmax(-1)[0]  # 0 red=1, 1 green=0, 2 blue vacant
-    bit = lambda a, b: int("".join("1" if v == 0 else "0" for v in c[a:b]), 2)
-    tcp = (c[480:640] != 2).mean() > 0.5
-    udp = (c[960:1024] != 2).mean() > 0.5
-    if tcp:
-        return "tcp", bit(480, 496), bit(496, 512)
-    if udp:
-        return "udp", bit(960, 976), bit(976, 992)
-    return "other", -1, -1
-
-
 def conditioning_from_pcap(pcap, manifest, classes):
     """first packet of each generated flow: transport and ports (tshark), and whether the
     repair changed any port of the flow (the manifest's "repaired" counts): a port that the
@@ -161,8 +147,8 @@ def main():
     ap.add_argument("--data", default="/work/data/default-model")
     ap.add_argument("--n", type=int, default=20, help="flows per class drawn by netdiff generate")
     ap.add_argument("--n-diffusers", type=int, default=1, help="flows per class drawn by diffusers")
-    ap.add_argument("--steps", type=int, default=0, help="sampler steps (0: netdiff generate's default)")
-    ap.add_argument("--guidance", type=float, default=-1.0, help="CFG scale (<0: netdiff generate's default)")
+    ap.add_argument("--steps", type=int, default=20, help="sampler steps (netdiff generate's default)")
+    ap.add_argument("--guidance", type=float, default=7.5, help="CFG scale (netdiff generate's default)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--lora-scale", type=float, default=1.0)
     ap.add_argument("--vae-per-class", type=int, default=4)
@@ -175,10 +161,7 @@ def main():
     if os.path.isdir(E):
         shutil.rmtree(E)
     os.makedirs(E)
-    cfg = json.load(open(os.path.join(WD, "config.json")))
-    samp = cfg.get("sampling", {})
-    steps = a.steps or samp.get("steps", 20)
-    guidance = a.guidance if a.guidance >= 0 else samp.get("cfg", 7.5)
+    steps, guidance = a.steps, a.guidance
     res = {"n_per_class": a.n, "n_diffusers": a.n_diffusers, "steps": steps, "guidance": guidance,
            "lora_scale": a.lora_scale, "seed": a.seed}
     t0 = time.time()
