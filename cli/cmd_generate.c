@@ -37,6 +37,8 @@ static const char usage_text[] =
     "  --sampler NAME        ddim (default), euler, euler_a, dpmpp_2m\n"
     "  --cfg G               classifier-free guidance scale (default 7.5)\n"
     "  --control-scale C     ControlNet conditioning scale (default 1.0)\n"
+    "  --strength S          img2img from the class template's flow: 0 < S <= 1, the share\n"
+    "                        of the steps run from it noised (default 1: from pure noise)\n"
     "  --negative TEXT       negative prompt (default empty)\n"
     "  --backend NAME        cpu (default), cpu_ref; cuda in `make cuda`'s build/cuda/netdiff,\n"
     "                        emu (the CUDA kernels emulated) in `make emu`'s build/emu/netdiff\n"
@@ -158,13 +160,14 @@ static int run(int argc, char **argv)
     nd_model_params_init(&mp);
     const char *cn_path = NULL, *model_path = NULL;
     int copies = 0; /* 0: nd_model_auto_copies */
-    enum { O_CLASS = 256, O_SPLIT, O_FORMAT, O_SEED, O_STEPS, O_SAMPLER, O_CFG, O_CS, O_NEG,
+    enum { O_CLASS = 256, O_SPLIT, O_FORMAT, O_SEED, O_STEPS, O_SAMPLER, O_CFG, O_CS, O_STR, O_NEG,
            O_BACKEND, O_BATCH, O_THREADS, O_COPIES, O_MODEL, O_LORA, O_CN, O_NOCN, O_CLASSES, O_RAW, O_HELP };
     static const struct option lo[] = {
         {"class", required_argument, 0, O_CLASS}, {"split-by-class", required_argument, 0, O_SPLIT},
         {"format", required_argument, 0, O_FORMAT}, {"seed", required_argument, 0, O_SEED},
         {"steps", required_argument, 0, O_STEPS}, {"sampler", required_argument, 0, O_SAMPLER},
         {"cfg", required_argument, 0, O_CFG}, {"control-scale", required_argument, 0, O_CS},
+        {"strength", required_argument, 0, O_STR},
         {"negative", required_argument, 0, O_NEG}, {"backend", required_argument, 0, O_BACKEND},
         {"batch", required_argument, 0, O_BATCH}, {"threads", required_argument, 0, O_THREADS},
         {"copies", required_argument, 0, O_COPIES},
@@ -215,6 +218,11 @@ static int run(int argc, char **argv)
             mp.control_scale = strtof(optarg, &end);
             if (*end || !(mp.control_scale >= 0 && mp.control_scale <= 10))
                 return cli_usage_error("generate", "--control-scale takes 0..10");
+            break;
+        case O_STR:
+            mp.strength = strtof(optarg, &end);
+            if (*end || !*optarg || !(mp.strength > 0 && mp.strength <= 1))
+                return cli_usage_error("generate", "--strength takes 0 < S <= 1, got '%s'", optarg);
             break;
         case O_NEG: mp.negative = optarg; break;
         case O_BACKEND: mp.backend = optarg; break;

@@ -14,6 +14,7 @@ void nd_flow_params_init(nd_flow_params *p)
     p->steps = 0;
     p->sampler = -1;
     p->cfg = -1.0f;
+    p->strength = -1.0f;
 }
 
 static double now_s(void)

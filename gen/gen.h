@@ -240,6 +240,12 @@ typedef struct nd_model_params {
     int sampler;                /* sd_sampler_kind (DDIM)                        */
     float cfg;                  /* guidance scale (7.5)                          */
     float control_scale;        /* ControlNet conditioning scale (1.0)           */
+    /* img2img (SDEdit) strength in (0, 1]: 1 draws from pure noise; below 1
+     * the flow starts from its template's latent (the VAE encoder's mean)
+     * noised to the sampler step diffusers' img2img would start at, and runs
+     * only the remaining steps (max(1, int(steps * strength)) of them).
+     * Flows of a class without templates always start from noise. (1.0) */
+    float strength;
     const char *negative;       /* negative prompt ("")                          */
 } nd_model_params;
 void nd_model_params_init(nd_model_params *p);
@@ -319,6 +325,7 @@ typedef struct nd_flow_params {
     int steps;                  /* 0: default                                    */
     int sampler;                /* sd_sampler_kind, -1: default                  */
     float cfg;                  /* < 0: default                                  */
+    float strength;             /* img2img strength (nd_model_params); <= 0: default */
 } nd_flow_params;
 void nd_flow_params_init(nd_flow_params *p);
 

@@ -19,6 +19,7 @@ void nd_model_params_init(nd_model_params *p)
     p->sampler = SD_SAMPLER_DDIM;
     p->cfg = 7.5f;
     p->control_scale = 1.0f;
+    p->strength = 1.0f;
     p->negative = "";
 }
 
@@ -47,6 +48,9 @@ struct nd_model_drawer {
     nd_tensor *hemb_t;         /* [batch] views of hemb */
     size_t hemb_n;             /* floats per hint embedding */
     float *x, *eps, *xin;      /* [batch][lat] */
+    /* img2img: the templates' latents, [n_classes * ND_CLASS_MAX_TEMPLATES]
+     * pointers to [lat] floats, each made on first use (NULL until then) */
+    float **tlat;
     double t_text, t_hint, t_steps, t_vae;
     /* the engine's decoder (nd_model_drawer_steps): its own backend, VAE and
      * arena, so that a finished flow decodes on the engine's post thread
@@ -104,6 +108,9 @@ void nd_model_drawer_free(nd_model_drawer *m)
     free(m->x);
     free(m->eps);
     free(m->xin);
+    for (int i = 0; m->tlat && i < m->t->n * ND_CLASS_MAX_TEMPLATES; i++)
+        free(m->tlat[i]);
+    free(m->tlat);
     free(m);
 }
 
@@ -156,6 +163,26 @@ static nd_status compute_hint(nd_model_drawer *m, const nd_class *c, int tpl, fl
     return st;
 }
 
+/* The RGB bytes of template tpl of class c (the caller frees *rgb). */
+static nd_status read_template(nd_model_drawer *m, const nd_class *c, int tpl, uint8_t **rgb,
+                               nd_err *err)
+{
+    const nd_layout *l = &m->t->layout;
+    char path[4096];
+    nd_class_template_path(m->t, c, tpl, path, sizeof path);
+    int w, hh;
+    nd_status st = nd_png_read(path, rgb, &w, &hh, err);
+    if (st)
+        return st;
+    if (w != l->width || hh != l->packets) {
+        free(*rgb);
+        *rgb = NULL;
+        return nd_fail(err, ND_EFORMAT, "%s: template is %dx%d, the layout %dx%d", path, w, hh,
+                       l->width, l->packets);
+    }
+    return ND_OK;
+}
+
 static nd_status canny_hint(nd_model_drawer *m, const nd_class *c, int tpl, float *h, nd_err *err)
 {
     const nd_layout *l = &m->t->layout;
@@ -164,28 +191,109 @@ static nd_status canny_hint(nd_model_drawer *m, const nd_class *c, int tpl, floa
         memset(h, 0, npx * 3 * sizeof *h);  /* no template: an empty hint */
         return ND_OK;
     }
-    char path[4096];
-    nd_class_template_path(m->t, c, tpl, path, sizeof path);
     uint8_t *rgb;
-    int w, hh;
-    nd_status st = nd_png_read(path, &rgb, &w, &hh, err);
+    nd_status st = read_template(m, c, tpl, &rgb, err);
     if (st)
         return st;
-    if (w != l->width || hh != l->packets) {
-        free(rgb);
-        return nd_fail(err, ND_EFORMAT, "%s: template is %dx%d, the layout %dx%d", path, w, hh,
-                       l->width, l->packets);
-    }
     uint8_t *edges = malloc(npx);
     if (!edges) {
         free(rgb);
         return nd_fail(err, ND_ENOMEM, "out of memory");
     }
-    st = sd_canny(rgb, w, hh, 3, (size_t)w * 3, SD_CANNY_LOW, SD_CANNY_HIGH, edges, err);
+    st = sd_canny(rgb, l->width, l->packets, 3, (size_t)l->width * 3, SD_CANNY_LOW,
+                  SD_CANNY_HIGH, edges, err);
     if (!st)
-        sd_canny_hint(edges, w, hh, h);
+        sd_canny_hint(edges, l->width, l->packets, h);
     free(edges);
     free(rgb);
+    return st;
+}
+
+/* The latent of template tpl of class c: the VAE encoder's mean (its mode,
+ * no sampling, so it is the same on every run) times the scaling factor, as
+ * diffusers' img2img makes init_latents. Cached per template. */
+static nd_status template_latent(nd_model_drawer *m, const nd_class *c, int tpl,
+                                 const float **out, nd_err *err)
+{
+    const nd_layout *l = &m->t->layout;
+    size_t per = (size_t)m->lat_c * (size_t)m->lat_h * (size_t)m->lat_w;
+    size_t npx = (size_t)l->width * (size_t)l->packets;
+    size_t key = (size_t)(c - m->t->v) * ND_CLASS_MAX_TEMPLATES + (size_t)tpl;
+    size_t n_keys = (size_t)m->t->n * ND_CLASS_MAX_TEMPLATES;
+    if (!m->tlat && !(m->tlat = calloc(n_keys, sizeof *m->tlat)))
+        return nd_fail(err, ND_ENOMEM, "out of memory");
+    if (m->tlat[key]) {
+        *out = m->tlat[key];
+        return ND_OK;
+    }
+    float *x0 = malloc(per * sizeof(float));
+    if (!x0)
+        return nd_fail(err, ND_ENOMEM, "out of memory");
+    uint8_t *rgb;
+    nd_status st = read_template(m, c, tpl, &rgb, err);
+    if (st) {
+        free(x0);
+        return st;
+    }
+    double t0 = now_s();
+    size_t mark = nd_arena_mark(&m->arena);
+    int64_t is[4] = {1, 3, l->packets, l->width}, ms[4] = {1, 2 * m->lat_c, m->lat_h, m->lat_w};
+    nd_tensor img, mom;
+    if (!(st = nd_arena_tensor(&m->arena, ND_F32, 4, is, &img, err)) &&
+        !(st = nd_arena_tensor(&m->arena, ND_F32, 4, ms, &mom, err))) {
+        float *d = img.data;  /* interleaved bytes -> planar [-1, 1] */
+        for (size_t i = 0; i < npx; i++)
+            for (int ch = 0; ch < 3; ch++)
+                d[(size_t)ch * npx + i] = rgb[i * 3 + (size_t)ch] / 127.5f - 1.0f;
+        if (!(st = nd_vae_encode(m->vae, &img, &m->arena, &mom, err))) {
+            float sf = nd_vae_scaling_factor(m->vae);
+            const float *mean = mom.data; /* channels [0, latent): the mean */
+            for (size_t j = 0; j < per; j++)
+                x0[j] = mean[j] * sf;
+            m->tlat[key] = x0;
+            *out = x0;
+            x0 = NULL;
+        }
+    }
+    nd_arena_reset(&m->arena, mark);
+    free(x0); /* on failure */
+    free(rgb);
+    m->t_hint += now_s() - t0;
+    return st;
+}
+
+/* The sampler step a flow starts at: diffusers' img2img runs the last
+ * int(steps * strength) steps (at least one here); 0 for strength 1. */
+static int start_step(int steps, float strength)
+{
+    if (!(strength < 1.0f))
+        return 0;
+    int run = (int)((float)steps * strength);
+    if (run < 1)
+        run = 1;
+    return steps - run;
+}
+
+/* A flow's x at its first step: x_T = sigma0 * z from the flow's seed, or
+ * with strength < 1 and a template, the template's latent noised with the
+ * same z to step `first` (sd_sampler_add_noise, as the scheduler's
+ * add_noise). *first is the step it starts at. */
+static nd_status init_latent(nd_model_drawer *m, const nd_draw_req *req, sd_sampler *smp,
+                             float strength, float *x, int *first, nd_err *err)
+{
+    size_t per = (size_t)m->lat_c * (size_t)m->lat_h * (size_t)m->lat_w;
+    sd_noise_fill(req->seed, 0, SD_NOISE_INIT, 0, x, per);
+    *first = req->template_index >= 0 ? start_step(sd_sampler_steps(smp), strength) : 0;
+    if (*first == 0) {
+        float sigma0 = sd_sampler_init_noise_sigma(smp);
+        for (size_t j = 0; j < per; j++)
+            x[j] *= sigma0;
+        return ND_OK;
+    }
+    const float *x0 = NULL;
+    nd_status st = template_latent(m, req->cls, req->template_index, &x0, err);
+    if (!st)
+        sd_sampler_add_noise(smp, *first, x0, x, x);  /* out may alias z */
     return st;
 }
 
@@ -273,28 +381,31 @@ static nd_status draw(void *ctx, const nd_draw_req *req, int n, float *planar, n
         if (m->cn && (st = hint(m, i, req[i].cls, req[i].template_index, err)))
             return st;
     }
-    sd_sampler *smp;
-    if ((st = sd_sampler_new(&smp, (sd_sampler_kind)m->p.sampler, m->p.steps, per * (size_t)n, err)))
-        return st;
-    float sigma0 = sd_sampler_init_noise_sigma(smp);
-    for (int i = 0; i < n; i++) {
-        sd_noise_fill(req[i].seed, 0, SD_NOISE_INIT, 0, m->x + (size_t)i * per, per);
-        for (size_t j = 0; j < per; j++)
-            m->x[(size_t)i * per + j] *= sigma0;
-    }
+    /* a sampler per flow: with img2img, flows start at different steps (a
+     * class without templates starts from noise) */
+    sd_sampler *smp[64] = {0};
+    int first[64];
+    for (int i = 0; i < n && !st; i++)
+        if (!(st = sd_sampler_new(&smp[i], (sd_sampler_kind)m->p.sampler, m->p.steps, per, err)))
+            st = init_latent(m, &req[i], smp[i], m->p.strength, m->x + (size_t)i * per, &first[i],
+                             err);
     nd_denoise_sample s[64];
-    noise_ctx nc = {req, per};
+    int idx[64];
     double t0 = now_s();
     for (int step = 0; step < m->p.steps && !st; step++) {
-        float sc = sd_sampler_input_scale(smp, step);
-        for (size_t j = 0; j < per * (size_t)n; j++)
-            m->xin[j] = m->x[j] * sc;
-        float t = sd_sampler_timestep(smp, step);
+        int k = 0; /* the flows that have started: sample j is flow idx[j] */
         for (int i = 0; i < n; i++) {
+            if (step < first[i])
+                continue;
+            float *xin = m->xin + (size_t)k * per;
+            const float *x = m->x + (size_t)i * per;
+            float sc = sd_sampler_input_scale(smp[i], step);
+            for (size_t j = 0; j < per; j++)
+                xin[j] = x[j] * sc;
             int64_t hs[4] = {1, 3, l->packets, l->width};
-            s[i] = (nd_denoise_sample){
-                .x = m->xin + (size_t)i * per,
-                .t = t,
+            s[k] = (nd_denoise_sample){
+                .x = xin,
+                .t = sd_sampler_timestep(smp[i], step),
                 .ctx_cond = &m->emb_t[req[i].cls - m->t->v],
                 .ctx_uncond = &m->emb_t[neg],
                 .hint = NULL,
@@ -302,18 +413,24 @@ static nd_status draw(void *ctx, const nd_draw_req *req, int n, float *planar, n
                 .control_scale = m->p.control_scale,
             };
             if (m->cn) {
-                m->hint_t[i] = nd_tensor_make(m->hints + (size_t)i * npx * 3, ND_F32, ND_DEV_CPU,
+                m->hint_t[k] = nd_tensor_make(m->hints + (size_t)i * npx * 3, ND_F32, ND_DEV_CPU,
                                               4, hs);
-                m->hemb_t[i] = emb_view(m, m->hemb + (size_t)i * m->hemb_n);
-                s[i].hint = &m->hint_t[i];
-                s[i].hint_emb = &m->hemb_t[i];
+                m->hemb_t[k] = emb_view(m, m->hemb + (size_t)i * m->hemb_n);
+                s[k].hint = &m->hint_t[k];
+                s[k].hint_emb = &m->hemb_t[k];
             }
+            idx[k++] = i;
         }
-        if ((st = nd_denoiser_eps(m->den, s, n, m->eps, err)))
+        if (k && (st = nd_denoiser_eps(m->den, s, k, m->eps, err)))
             break;
-        st = sd_sampler_step(smp, step, m->x, m->eps, step_noise, &nc, err);
+        for (int j = 0; j < k && !st; j++) {
+            noise_ctx nc = {&req[idx[j]], per};
+            st = sd_sampler_step(smp[idx[j]], step, m->x + (size_t)idx[j] * per,
+                                 m->eps + (size_t)j * per, step_noise, &nc, err);
+        }
     }
-    sd_sampler_free(smp);
+    for (int i = 0; i < n; i++)
+        sd_sampler_free(smp[i]);
     m->t_steps += now_s() - t0;
     if (st)
         return st;
@@ -330,6 +447,8 @@ nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
     *out = NULL;
     if (p->batch < 1 || p->batch > 64 || p->steps < 1 || p->steps > 999 || !p->model)
         return nd_fail(err, ND_EINVAL, "bad model parameters (batch 1..64, steps 1..999, a model)");
+    if (!(p->strength > 0.0f && p->strength <= 1.0f))
+        return nd_fail(err, ND_EINVAL, "strength %g is not in (0, 1]", (double)p->strength);
     if (p->n_loras < 0 || p->n_loras > ND_MODEL_MAX_LORAS)
         return nd_fail(err, ND_EINVAL, "at most %d LoRAs", ND_MODEL_MAX_LORAS);
     nd_model_drawer *m = calloc(1, sizeof *m);
@@ -393,6 +512,13 @@ nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
     if ((st = nd_text_encoder_measure(m->te, 1, m->n_ctx, &a1, &w1, err)) ||
         (st = nd_vae_measure(m->vae, false, 1, m->lat_h, m->lat_w, &a2, &w2, err)))
         goto fail;
+    {   /* the template latents of img2img (any flow may ask for one) */
+        size_t a4, w4;
+        if ((st = nd_vae_measure(m->vae, true, 1, m->lat_h, m->lat_w, &a4, &w4, err)))
+            goto fail;
+        a1 = a4 > a1 ? a4 : a1;
+        w1 = w4 > w1 ? w4 : w1;
+    }
     if (m->cn) {
         size_t a3, w3;
         if ((st = nd_controlnet_embed_measure(m->cn, 1, m->lat_h, m->lat_w, &a3, &w3, err)))
@@ -518,11 +644,12 @@ static nd_status flow_begin(void *ctx, const nd_draw_req *req, const nd_flow_par
         flow_free(m, f);
         return st;
     }
-    /* as draw(): x_T from the flow's seed, scaled by the sampler's sigma */
-    float sigma0 = sd_sampler_init_noise_sigma(f->smp);
-    sd_noise_fill(req->seed, 0, SD_NOISE_INIT, 0, f->x, per);
-    for (size_t j = 0; j < per; j++)
-        f->x[j] *= sigma0;
+    /* as draw(): x_T from the flow's seed, or its template's latent noised */
+    float strength = p && p->strength > 0 ? p->strength : m->p.strength;
+    if (strength > 1.0f || (st = init_latent(m, req, f->smp, strength, f->x, &f->step, err))) {
+        flow_free(m, f);
+        return st ? st : nd_fail(err, ND_EINVAL, "strength %g is not in (0, 1]", (double)strength);
+    }
     *out = f;
     return ND_OK;
 }

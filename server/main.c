@@ -671,7 +671,7 @@ static const char usage_head[] =
     "usage: netdiffd [--config FILE] [--KEY VALUE]...\n"
     "\n"
     "The netdiff generation daemon: GET /generate?class=NAME&n=N[&seed=S][&steps=K]\n"
-    "[&sampler=ddim|euler|euler_a|dpmpp_2m][&cfg=G][&format=pcap|pcapng] streams a\n"
+    "[&sampler=ddim|euler|euler_a|dpmpp_2m][&cfg=G][&strength=S][&format=pcap|pcapng] streams a\n"
     "labelled capture, flow by flow; POST /v1/generate takes the same as JSON with\n"
     "several classes. Also /v1/classes, /v1/model, /livez, /readyz, /metrics.\n"
     "Same seed and options: the same bytes as `netdiff generate`.\n"

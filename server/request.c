@@ -75,6 +75,14 @@ static int set_cfg(nd_srv_request *r, double g, nd_srv_problem *p)
     return 0;
 }
 
+static int set_strength(nd_srv_request *r, double v, nd_srv_problem *p)
+{
+    if (!(v > 0 && v <= 1))
+        return problem(p, 400, "bad_parameter", "strength takes 0 < S <= 1");
+    r->fp.strength = (float)v;
+    return 0;
+}
+
 /* nd_gen_job_parse's error as a problem: unknown classes are their own code */
 static int job_problem(const nd_err *e, nd_srv_problem *p)
 {
@@ -96,7 +104,8 @@ int nd_srv_parse_query(const nd_srv_kv *kv, int n, const nd_class_table *t, long
 {
     req_init(r, max_n);
     const char *cls = NULL, *nstr = NULL;
-    static const char *known[] = {"class", "n", "seed", "steps", "sampler", "cfg", "format"};
+    static const char *known[] = {"class", "n", "seed", "steps", "sampler", "cfg", "format",
+                                  "strength"};
     for (int i = 0; i < n; i++) {
         const char *k = kv[i].key, *v = kv[i].value ? kv[i].value : "";
         int which = -1;
@@ -105,7 +114,7 @@ int nd_srv_parse_query(const nd_srv_kv *kv, int n, const nd_class_table *t, long
                 which = j;
         if (which < 0)
             return problem(p, 400, "unknown_parameter",
-                           "unknown parameter '%.40s' (known: class, n, seed, steps, sampler, cfg, format)", k);
+                           "unknown parameter '%.40s' (known: class, n, seed, steps, sampler, cfg, format, strength)", k);
         for (int j = 0; j < i; j++)
             if (!strcmp(kv[j].key, k))
                 return problem(p, 400, "bad_parameter", "parameter '%s' given twice", k);
@@ -127,13 +136,16 @@ int nd_srv_parse_query(const nd_srv_kv *kv, int n, const nd_class_table *t, long
             if (set_sampler(r, v, p))
                 return -1;
             break;
-        case 5: {
+        case 5:
+        case 7: {
+            /* cfg and strength: a number, then the setter checks its range */
             char *end;
             errno = 0;
             double g = strtod(v, &end);
             if (!*v || *end || errno)
-                return problem(p, 400, "bad_parameter", "cfg takes a number 0..100, got '%.40s'", v);
-            if (set_cfg(r, g, p))
+                return problem(p, 400, "bad_parameter", "%s takes a number %s, got '%.40s'", k,
+                               which == 5 ? "0..100" : "0 < S <= 1", v);
+            if ((which == 5 ? set_cfg : set_strength)(r, g, p))
                 return -1;
             break;
         }
@@ -256,12 +268,14 @@ int nd_srv_parse_json(const char *body, size_t n, const nd_class_table *t, long 
             }
             if (set_sampler(r, json_string_value(v), p))
                 goto out;
-        } else if (!strcmp(key, "cfg")) {
+        } else if (!strcmp(key, "cfg") || !strcmp(key, "strength")) {
+            bool cfg = key[0] == 'c';
             if (!json_is_number(v)) {
-                problem(p, 400, "bad_parameter", "cfg takes a number 0..100");
+                problem(p, 400, "bad_parameter", "%s takes a number %s", key,
+                        cfg ? "0..100" : "0 < S <= 1");
                 goto out;
             }
-            if (set_cfg(r, json_number_value(v), p))
+            if ((cfg ? set_cfg : set_strength)(r, json_number_value(v), p))
                 goto out;
         } else if (!strcmp(key, "format")) {
             if (!json_is_string(v)) {
@@ -272,7 +286,7 @@ int nd_srv_parse_json(const char *body, size_t n, const nd_class_table *t, long 
                 goto out;
         } else {
             problem(p, 400, "unknown_parameter", "unknown key '%.40s' (known: classes, class, n, "
-                    "seed, steps, sampler, cfg, format)", key);
+                    "seed, steps, sampler, cfg, format, strength)", key);
             goto out;
         }
     }

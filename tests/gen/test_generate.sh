@@ -70,6 +70,9 @@ grep -q "known: " "$ND_TMP/err" && ok "the error lists the known classes" || fai
 expect 2 "n = 0" $ND generate --class "$first" -n 0 -o "$ND_TMP/u.pcap"
 expect 2 "--copies 0" $ND generate --class "$first" --copies 0 -o "$ND_TMP/u.pcap"
 expect 2 "n too large" $ND generate --class "$first" -n 99999999 -o "$ND_TMP/u.pcap"
+for s in 0 1.5 -0.5 x ""; do
+  expect 2 "--strength '$s'" $ND generate --class "$first" --strength "$s" -o "$ND_TMP/u.pcap"
+done
 expect 1 "missing model" $ND generate --class "$first" --model "$ND_TMP/none.safetensors" -o "$ND_TMP/u.pcap"
 head -c 5000 weights/default/netdiff_default.safetensors >"$ND_TMP/cut.safetensors"
 expect 1 "corrupt model" $ND generate --class "$first" --model "$ND_TMP/cut.safetensors" -o "$ND_TMP/u.pcap"

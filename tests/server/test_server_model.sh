@@ -59,6 +59,11 @@ npk() { capinfos -Mc "$1" | awk '/Number of packets/ {print $NF}'; }
 # one request alone (TCP class), through every tool
 $C -o "$ND_TMP/ssh.pcap" "$URL/generate?class=ssh&n=6&seed=7&steps=3"
 same_as_cli "ssh n=6 steps=3 alone" "$ND_TMP/ssh.pcap" --class ssh -n 6 --seed 7 --steps 3
+# img2img from the class templates, as a query parameter and a JSON key
+$C -o "$ND_TMP/ssh_s.pcap" "$URL/generate?class=ssh&n=3&seed=7&steps=4&strength=0.5"
+same_as_cli "ssh strength=0.5 (img2img)" "$ND_TMP/ssh_s.pcap" --class ssh -n 3 --seed 7 --steps 4 --strength 0.5
+$C -o "$ND_TMP/ssh_j.pcap" -H 'Content-Type: application/json' -d '{"class": "ssh", "n": 3, "seed": 7, "steps": 4, "strength": 0.5}' "$URL/v1/generate"
+check "strength as a JSON key: the query's bytes" cmp -s "$ND_TMP/ssh_s.pcap" "$ND_TMP/ssh_j.pcap"
 nd_check_capture "$ND_TMP/ssh.pcap" "$(npk "$ND_TMP/ssh.pcap")"
 
 # two requests at once, different classes, steps, samplers and cfg: their
@@ -86,7 +91,7 @@ nd_check_capture "$ND_TMP/all.pcap" "$(npk "$ND_TMP/all.pcap")"
 # the metrics count the real model's work
 $C -o "$ND_TMP/m2.txt" "$URL/metrics"
 flows=$(awk '/^netdiffd_flows_generated_total\{/{s+=$2} END{print s+0}' "$ND_TMP/m2.txt")
-check "metrics: $flows flows generated (6 + 4 + 4 + $ncls)" test "$flows" -eq $((14 + ncls))
+check "metrics: $flows flows generated (6 + 3 + 3 + 4 + 4 + $ncls)" test "$flows" -eq $((20 + ncls))
 check "metrics: model load time, build info with the cpu backend, GPU memory 0 on the CPU" sh -c \
   "grep -q '^netdiffd_model_load_seconds [0-9.]*[1-9]' '$ND_TMP/m2.txt' && grep -q '^netdiffd_build_info{.*backend=\"cpu\"} 1' '$ND_TMP/m2.txt' && grep -q '^netdiffd_gpu_memory_used_bytes 0$' '$ND_TMP/m2.txt'"
 
