@@ -111,13 +111,19 @@ def serve():
             if not line:
                 continue
             try:
-                if line == "t":
+                if line == "t" or line.startswith("t "):
+                    # "t K": one untimed run, then K timed back to back;
+                    # answers the time per run (bench_ops.c's burst)
+                    k = int(line[2:]) if line != "t" else 1
                     if fn is None:
                         out.write("none\n")
                     else:
+                        if k > 1:
+                            fn()
                         t0 = time.perf_counter()
-                        fn()
-                        out.write(f"{(time.perf_counter() - t0) * 1e3:.4f}\n")
+                        for _ in range(k):
+                            fn()
+                        out.write(f"{(time.perf_counter() - t0) * 1e3 / k:.4f}\n")
                 else:
                     fn = None  # free the previous row's tensors first
                     _, fn = parse(line)
