@@ -79,28 +79,6 @@ def load_pipe(tmp, lora_scale):
     return pipe
 
 
-def vae_bit_accuracy(vae, data, per_class):
-    names, labels, arr = td.load_images(os.path.join(data, "images", "heldout"))
-    sub = td.per_class(labels, per_class)
-    arr = arr[sub]
-    x = td.to_tensor(arr)
-    ref = x.argmax(1)
-    hits = tot = hits_occ = tot_occ = exact = 0
-    with torch.no_grad():
-        for i in range(0, len(x), 8):
-            out = vae.decode(vae.encode(x[i:i + 8]).latent_dist.mean).sample
-            p = out.argmax(1)  # nearest of the three colours
-            r = ref[i:i + 8]
-            hits += (p == r).sum().item()
-            tot += r.numel()
-            occ = r != 2
-            hits_occ += ((p == r) & occ).sum().item()
-            tot_occ += occ.sum().item()
-            exact += sum(int(torch.equal(p[j], r[j])) for j in range(len(r)))
-    return {"flows": len(x), "bit_accuracy": hits / tot, "bit_accuracy_occupied_rows": hits_occ / tot_occ,
-            "exact_flows": exact}
-
-
 def run(cmd, **kw):
     print("+", " ".join(cmd), flush=True)
     return subprocess.run(cmd, check=True, **kw)
@@ -168,7 +146,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         pipe = load_pipe(tmp, a.lora_scale)
     res["loads_in_diffusers"] = True
-    res["vae"] = vae_bit_accuracy(pipe.vae, a.data, a.vae_per_class)
+    res["vae"] = td.vae_bit_accuracy(pipe.vae, a.data, a.vae_per_class)
     print("VAE:", res["vae"], flush=True)
 
     # 1. diffusers draws a few flows per class from the exported files (it generates there too)
