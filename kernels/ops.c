@@ -332,10 +332,11 @@ nd_status nd_op_run(nd_backend *be, const nd_op_call *call, nd_err *err)
     if (st)
         return st;
     if (call->op == ND_OP_COPY && !be->f16_native && be->device == ND_DEV_CPU) {
-        if (call->src[0]->data != call->dst->data || call->src[0]->dtype == call->dst->dtype)
-            cpu_copy(call->src[0], call->dst);
-        else
+        if (call->src[0]->data == call->dst->data && call->src[0]->dtype != call->dst->dtype)
             return BAD("copy: cannot convert dtype in place");
+        if (be->copy_native)
+            return be->compute(be, call, &be->ws, err);
+        cpu_copy(call->src[0], call->dst);
         return ND_OK;
     }
     nd_arena *ws = &be->ws;

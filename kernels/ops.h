@@ -194,6 +194,10 @@ struct nd_backend {
     /* false: compute() only ever sees f32 tensors; nd_op_run converts f16
      * inputs into the workspace and the f32 result back into an f16 dst. */
     bool f16_native;
+    /* true: compute() also takes ND_OP_COPY as it is (an f32 <-> f16
+     * conversion or a same-dtype copy, never a conversion in place); false:
+     * nd_op_run does a host backend's copies itself, on the calling thread. */
+    bool copy_native;
     nd_arena ws; /* the workspace, allocated at open */
     void *impl;  /* backend private state */
     /* Device memory in use, in bytes (NULL: none, a host backend). */

@@ -33,7 +33,8 @@ static nd_status cpu_compute(nd_backend *be, const nd_op_call *c, nd_arena *ws, 
     case ND_OP_LAYER_NORM:
     case ND_OP_SOFTMAX: return cpu_norm(be, c, err);
     case ND_OP_TIMESTEP_EMB: /* [B,320] once per step: not worth a fast path */
-    case ND_OP_COPY: return nd_ref_compute(be, c, ws, err);
+        return nd_ref_compute(be, c, ws, err);
+    case ND_OP_COPY: return cpu_copy(be, c);
     default: return cpu_elem(be, c, err);
     }
 }
@@ -71,6 +72,7 @@ nd_status nd_cpu_open(const nd_backend_config *cfg, nd_backend **out, nd_err *er
         .compute = cpu_compute,
         .destroy = cpu_destroy,
         .f16_native = false,
+        .copy_native = true,
         .impl = s,
     };
 #ifdef ND_HAVE_X86

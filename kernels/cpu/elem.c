@@ -290,6 +290,89 @@ static void transpose_task(void *vc, int64_t t, int thread)
     }
 }
 
+/* ---- copy / dtype conversion ------------------------------------------------------- */
+
+typedef struct {
+    const void *x;
+    void *y;
+    nd_dtype dx, dy;
+    int64_t n;
+    bool avx512;
+} copy_ctx;
+
+#ifdef ND_HAVE_X86
+/* vcvtps2ph / vcvtph2ps on 16 lanes: IEEE round-to-nearest-even like F16C's
+ * 8-lane forms (nd_f32_to_f16_n), so the same bits at twice the width */
+ND_AVX512 static void f32_to_f16_avx512(const float *x, uint16_t *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(y + i),
+                            _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    nd_f32_to_f16_n(x + i, y + i, (size_t)(n - i)); /* the tail (masked 16-bit stores need BW) */
+}
+
+ND_AVX512 static void f16_to_f32_avx512(const uint16_t *x, float *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i))));
+    nd_f16_to_f32_n(x + i, y + i, (size_t)(n - i));
+}
+#else
+#define f32_to_f16_avx512(x, y, n) nd_f32_to_f16_n(x, y, (size_t)(n))
+#define f16_to_f32_avx512(x, y, n) nd_f16_to_f32_n(x, y, (size_t)(n))
+#endif
+
+static void copy_task(void *vc, int64_t t, int thread)
+{
+    (void)thread;
+    const copy_ctx *c = vc;
+    int64_t i0 = t * CHUNK, n = c->n - i0 < CHUNK ? c->n - i0 : CHUNK;
+    if (c->dx == c->dy) {
+        size_t es = nd_dtype_size(c->dx);
+        memcpy((char *)c->y + (size_t)i0 * es, (const char *)c->x + (size_t)i0 * es, (size_t)n * es);
+        return;
+    }
+    bool wide = false; /* AVX-512 */
+#ifdef ND_HAVE_X86
+    wide = c->avx512;
+#endif
+    if (c->dy == ND_F16) {
+        const float *x = (const float *)c->x + i0;
+        uint16_t *y = (uint16_t *)c->y + i0;
+        if (wide)
+            f32_to_f16_avx512(x, y, n);
+        else
+            nd_f32_to_f16_n(x, y, (size_t)n);
+    } else {
+        const uint16_t *x = (const uint16_t *)c->x + i0;
+        float *y = (float *)c->y + i0;
+        if (wide)
+            f16_to_f32_avx512(x, y, n);
+        else
+            nd_f16_to_f32_n(x, y, (size_t)n);
+    }
+}
+
+nd_status cpu_copy(nd_backend *be, const nd_op_call *c)
+{
+    const nd_tensor *x = c->src[0];
+    nd_tensor *y = c->dst;
+    copy_ctx cc = {x->data, y->data, x->dtype, y->dtype, nd_tensor_numel(x),
+                   cpu_of(be)->avx512};
+    if (x->data == y->data) /* a copy onto itself (nd_op_run refuses converting in place) */
+        return ND_OK;
+    size_t bx = nd_tensor_bytes(x), by = nd_tensor_bytes(y);
+    const char *xb = x->data, *yb = y->data;
+    if (xb < yb + by && yb < xb + bx) { /* overlapping: one memmove, as cpu_ref */
+        memmove(y->data, x->data, bx);
+        return ND_OK;
+    }
+    nd_pool_run(cpu_of(be)->pool, (cc.n + CHUNK - 1) / CHUNK, copy_task, &cc);
+    return ND_OK;
+}
+
 nd_status cpu_elem(nd_backend *be, const nd_op_call *c, nd_err *err)
 {
     const nd_tensor *a = c->src[0], *b = c->src[1];

@@ -288,6 +288,31 @@ ND_AVX2 static void softmax_row_avx2(const float *x, float *y, int64_t n)
 }
 #endif
 
+#ifdef ND_HAVE_X86
+/* 16 lanes with a masked last vector: the 77 keys of cross attention are
+ * 4 x 16 + 13, where the AVX2 row left 5 elements to scalar expf. */
+ND_AVX512 static void softmax_row_avx512(const float *x, float *y, int64_t n)
+{
+    __m512 vmx = _mm512_set1_ps(-INFINITY);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        vmx = _mm512_mask_max_ps(vmx, m, vmx, _mm512_maskz_loadu_ps(m, x + i));
+    }
+    __m512 vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmx)), vs = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 e = nd_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm));
+        _mm512_mask_storeu_ps(y + i, m, e);
+        vs = _mm512_mask_add_ps(vs, m, vs, e);
+    }
+    __m512 vinv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vs));
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, y + i), vinv));
+    }
+}
+#endif
+
 static void softmax_task(void *vc, int64_t t, int thread)
 {
     (void)thread;
@@ -297,6 +322,10 @@ static void softmax_task(void *vc, int64_t t, int thread)
         const float *x = c->x + r * c->C;
         float *y = c->y + r * c->C;
 #ifdef ND_HAVE_X86
+        if (c->avx512) {
+            softmax_row_avx512(x, y, c->C);
+            continue;
+        }
         if (c->avx2) {
             softmax_row_avx2(x, y, c->C);
             continue;

@@ -38,6 +38,7 @@ nd_status cpu_attention(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_er
 size_t cpu_attention_ws(const nd_backend *be, const nd_op_call *c);
 nd_status cpu_norm(nd_backend *be, const nd_op_call *c, nd_err *err); /* GN, LN, softmax */
 nd_status cpu_elem(nd_backend *be, const nd_op_call *c, nd_err *err); /* the rest */
+nd_status cpu_copy(nd_backend *be, const nd_op_call *c); /* ND_OP_COPY, in chunks on the pool */
 
 /* the scalar definitions the fallbacks use */
 static inline float nd_silu_f(float x)

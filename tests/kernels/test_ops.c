@@ -567,6 +567,9 @@ static void test_shape_ops(void)
     begin(ND_OP_COPY);
     SRC(0, -1, 1, 3, 7); DST(21);
     run_case("[3,7] -> [21]");
+    begin(ND_OP_COPY); /* more than one of the cpu backend's 16384-element chunks, odd tail */
+    SRC(0, -1, 1, 3, 7001); DST(21003);
+    run_case("[3,7001] -> [21003]");
     begin(ND_OP_TIMESTEP_EMB);
     SRC(0, 0, 999, 3); DST(3, 320);
     cur.p.ts = (nd_timestep_params){320, 10000.0f, true, 0.0f};
