@@ -184,7 +184,7 @@ typedef struct {
     const float *x;
     float *y;
     int64_t d0, d1, d2; /* op-specific sizes */
-    bool avx2;
+    bool avx2, avx512;
 } shape_ctx;
 
 /* concat: one task = one chunk of one of the two copies of one image */
@@ -207,16 +207,50 @@ static void concat_task(void *vc, int64_t t, int thread)
     memcpy(dst, src, (size_t)len * 4);
 }
 
+#define UP_ROWS 32 /* input rows per task: one row (64 floats) was too small a task */
+
+#ifdef ND_HAVE_X86
+/* One input row into its two output rows: each 16 inputs become 32 outputs
+ * by two lane permutes, stored to both rows (masked at the row's end). */
+ND_AVX512 static void upsample_row_avx512(const float *src, float *d0, float *d1, int64_t W)
+{
+    const __m512i lo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    const __m512i hi = _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
+    for (int64_t x = 0; x < W; x += 16) {
+        int64_t n = W - x < 16 ? W - x : 16;
+        __mmask16 m = n == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+        __mmask16 m0 = n >= 8 ? (__mmask16)0xFFFF : (__mmask16)((1u << (2 * n)) - 1);
+        __mmask16 m1 = n <= 8 ? 0 : n == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (2 * n - 16)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, src + x);
+        __m512 a = _mm512_permutexvar_ps(lo, v), b = _mm512_permutexvar_ps(hi, v);
+        _mm512_mask_storeu_ps(d0 + 2 * x, m0, a);
+        _mm512_mask_storeu_ps(d1 + 2 * x, m0, a);
+        _mm512_mask_storeu_ps(d0 + 2 * x + 16, m1, b);
+        _mm512_mask_storeu_ps(d1 + 2 * x + 16, m1, b);
+    }
+}
+#endif
+
 static void upsample_task(void *vc, int64_t t, int thread)
 {
     (void)thread;
-    const shape_ctx *c = vc; /* t = plane*H + row; d0 = H, d1 = W */
-    int64_t H = c->d0, W = c->d1, plane = t / H, iy = t % H;
-    const float *src = c->x + (plane * H + iy) * W;
-    float *dst = c->y + (plane * 2 * H + 2 * iy) * 2 * W;
-    for (int64_t x = 0; x < W; x++)
-        dst[2 * x] = dst[2 * x + 1] = src[x];
-    memcpy(dst + 2 * W, dst, (size_t)(2 * W) * 4);
+    const shape_ctx *c = vc; /* rows [t*UP_ROWS, ...) of d2 = planes*H; d0 = H, d1 = W */
+    int64_t H = c->d0, W = c->d1;
+    int64_t r1 = (t + 1) * UP_ROWS < c->d2 ? (t + 1) * UP_ROWS : c->d2;
+    for (int64_t r = t * UP_ROWS; r < r1; r++) {
+        int64_t plane = r / H, iy = r % H;
+        const float *src = c->x + (plane * H + iy) * W;
+        float *dst = c->y + (plane * 2 * H + 2 * iy) * 2 * W;
+#ifdef ND_HAVE_X86
+        if (c->avx512) {
+            upsample_row_avx512(src, dst, dst + 2 * W, W);
+            continue;
+        }
+#endif
+        for (int64_t x = 0; x < W; x++)
+            dst[2 * x] = dst[2 * x + 1] = src[x];
+        memcpy(dst + 2 * W, dst, (size_t)(2 * W) * 4);
+    }
 }
 
 #define TB 32
@@ -413,12 +447,13 @@ nd_status cpu_elem(nd_backend *be, const nd_op_call *c, nd_err *err)
         return ND_OK;
     }
     case ND_OP_UPSAMPLE2X: {
-        shape_ctx s = {a->data, y->data, a->shape[2], a->shape[3], 0, e.avx2};
-        nd_pool_run(pool, a->shape[0] * a->shape[1] * a->shape[2], upsample_task, &s);
+        int64_t rows = a->shape[0] * a->shape[1] * a->shape[2];
+        shape_ctx s = {a->data, y->data, a->shape[2], a->shape[3], rows, e.avx2, e.avx512};
+        nd_pool_run(pool, (rows + UP_ROWS - 1) / UP_ROWS, upsample_task, &s);
         return ND_OK;
     }
     case ND_OP_TRANSPOSE: {
-        shape_ctx s = {a->data, y->data, a->shape[0], a->shape[1], a->shape[2], e.avx2};
+        shape_ctx s = {a->data, y->data, a->shape[0], a->shape[1], a->shape[2], e.avx2, e.avx512};
 #ifdef ND_HAVE_X86
         if (e.avx2) {
             nd_pool_run(pool, a->shape[0] * ((a->shape[2] + TN - 1) / TN), transpose_task_avx2, &s);

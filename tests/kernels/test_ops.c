@@ -558,6 +558,12 @@ static void test_shape_ops(void)
     begin(ND_OP_UPSAMPLE2X);
     SRC(0, -1, 1, 2, 3, 5, 7); DST(2, 3, 10, 14);
     run_case("[2,3,5,7]");
+    begin(ND_OP_UPSAMPLE2X); /* rows of 16 + 11 and 9 (the 16-lane loop's masks), 2 tasks */
+    SRC(0, -1, 1, 1, 5, 7, 27); DST(1, 5, 14, 54);
+    run_case("[1,5,7,27]");
+    begin(ND_OP_UPSAMPLE2X);
+    SRC(0, -1, 1, 1, 3, 4, 9); DST(1, 3, 8, 18);
+    run_case("[1,3,4,9]");
     begin(ND_OP_TRANSPOSE);
     SRC(0, -1, 1, 2, 40, 77); DST(2, 77, 40);
     run_case("[2,40,77]");
