@@ -23,9 +23,11 @@
  * ND_CONV_WINOGRAD=0 turns it off (1 forces it for any 3x3 stride-1 conv).
  *
  * Convs with a tiny reduction (K = Ci*kh*kw <= 64: conv_in's 4 channels)
- * starve SGEMM; on AVX-512 CPUs they run the attention's micro-GEMM on the
- * pool instead, weights packed once per call, the bias in the accumulators
- * (so the output is written once). */
+ * starve SGEMM, and strided ones paid OpenBLAS's packing of both operands
+ * per tile on top of im2col; on AVX-512 CPUs both run the attention's
+ * micro-GEMM on the pool instead, straight from the column buffer in passes
+ * of at most SK_KC rows, weights packed once per call, the bias in the first
+ * pass's accumulators. */
 #include "kernels/cpu/gemm512.h"
 
 #include <cblas.h>
@@ -534,17 +536,22 @@ static nd_status conv_direct(nd_backend *be, const nd_op_call *c)
     return ND_OK;
 }
 
-/* ---- small K on the AVX-512 micro-GEMM --------------------------------------- */
+/* ---- im2col + the AVX-512 micro-GEMM ------------------------------------------ */
 
+/* Small K (conv_in's 4 channels: SGEMM starves) and strided convs (the
+ * UNet's downsamplers: K = 9 Ci read straight from the column buffer in
+ * passes of SK_KC rows, the weights packed once per call, where OpenBLAS
+ * re-packed both per tile: 136x128 s2 320->320 49 -> 44 ms). */
 static bool conv_is_smallk(const nd_backend *be, const nd_op_call *c)
 {
     const nd_tensor *w = c->src[1];
-    return cpu_of((nd_backend *)be)->avx512 && w->shape[1] * w->shape[2] * w->shape[3] <= 64 &&
-           w->shape[0] >= 8;
+    return cpu_of((nd_backend *)be)->avx512 && w->shape[0] >= 8 &&
+           (w->shape[1] * w->shape[2] * w->shape[3] <= 64 || c->p.conv.stride > 1);
 }
 
 #ifdef ND_HAVE_X86
 #define SK_COLS 192 /* output pixels per task (4 x 48) */
+#define SK_KC 512   /* reduction rows per pass: A's and B's slices stay in L2 */
 typedef struct {
     const float *wp, *cols, *b;
     float *y;
@@ -556,8 +563,12 @@ static void sk_task(void *vc, int64_t t, int thread)
     (void)thread;
     const sk_ctx *c = vc;
     int64_t j0 = t * SK_COLS, n = c->np - j0 < SK_COLS ? c->np - j0 : SK_COLS;
-    gemm_avx512(A_PACKED8, c->Co, n, c->K, c->wp, c->cols + j0, c->np, c->y + j0, c->P, false,
-                c->b);
+    int64_t co8 = (c->Co + 7) / 8 * 8;
+    for (int64_t k0 = 0; k0 < c->K; k0 += SK_KC) { /* the bias on the first pass */
+        int64_t kc = c->K - k0 < SK_KC ? c->K - k0 : SK_KC;
+        gemm_avx512(A_PACKED8, c->Co, n, kc, c->wp + k0 * co8, c->cols + k0 * c->np + j0, c->np,
+                    c->y + j0, c->P, k0 > 0, k0 ? NULL : c->b);
+    }
 }
 #endif
 
@@ -638,7 +649,9 @@ nd_status cpu_conv2d(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_err *
         if (!wp)
             return nd_wrap(err, ND_ENOMEM, "conv2d: im2col band (workspace needs %zu bytes)",
                            cpu_conv2d_ws(be, c));
-        pack_a8(w->data, K, Co, K, wp);
+        for (int64_t k0 = 0; k0 < K; k0 += SK_KC) /* per pass of sk_task */
+            pack_a8((const float *)w->data + k0, K, Co, K - k0 < SK_KC ? K - k0 : SK_KC,
+                    wp + k0 * ((Co + 7) / 8 * 8));
         for (int64_t n = 0; n < B; n++)
             for (int64_t p0 = 0; p0 < P; p0 += band) {
                 int64_t np = P - p0 < band ? P - p0 : band;

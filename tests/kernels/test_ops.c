@@ -311,6 +311,14 @@ static void test_conv2d(void)
     begin(ND_OP_CONV2D); /* VAE encoder downsample: pad right/bottom only */
     SRC(0, -1, 1, 1, 4, 9, 9); SRC(1, -1, 1, 5, 4, 3, 3); SRC(2, -1, 1, 5); DST(1, 5, 4, 4);
     conv("3x3 s2 pad(0,1,0,1) [1,4,9,9]", 2, 0, 1, 0, 1);
+    /* strided convs with >= 8 outputs: the cpu backend's micro-GEMM path,
+     * K = 576 in two passes of 512 rows, 13 rows (one partial block of 8) */
+    begin(ND_OP_CONV2D);
+    SRC(0, -1, 1, 2, 64, 11, 9); SRC(1, -1, 1, 13, 64, 3, 3); SRC(2, -1, 1, 13); DST(2, 13, 6, 5);
+    conv("3x3 s2 p1 [2,64,11,9]->13 (K 576)", 2, 1, 1, 1, 1);
+    begin(ND_OP_CONV2D);
+    SRC(0, -1, 1, 1, 16, 9, 9); SRC(1, -1, 1, 9, 16, 3, 3); nosrc(2); DST(1, 9, 4, 4);
+    conv("3x3 s2 pad(0,1,0,1) [1,16,9,9]->9 no bias", 2, 0, 1, 0, 1);
     begin(ND_OP_CONV2D); /* conv_in-like: 4 input channels, odd size */
     SRC(0, -1, 1, 1, 4, 15, 17); SRC(1, -1, 1, 32, 4, 3, 3); SRC(2, -1, 1, 32); DST(1, 32, 15, 17);
     conv("3x3 s1 p1 [1,4,15,17]->32", 1, 1, 1, 1, 1);
