@@ -96,7 +96,7 @@ ND_AVX2 static void binary_avx2(bool add, const float *a, const float *b, int64_
 ND_AVX512 static void act_avx512(bool gelu, const float *x, float *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __mmask16 m = lanes(n - i);
         __m512 v = _mm512_maskz_loadu_ps(m, x + i);
         _mm512_mask_storeu_ps(y + i, m, gelu ? nd_gelu512(v) : nd_silu512(v));
     }
@@ -105,7 +105,7 @@ ND_AVX512 static void act_avx512(bool gelu, const float *x, float *y, int64_t n)
 ND_AVX512 static void geglu_avx512(const float *x, float *y, int64_t C)
 {
     for (int64_t i = 0; i < C; i += 16) {
-        __mmask16 m = C - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (C - i)) - 1);
+        __mmask16 m = lanes(C - i);
         _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i),
                                                       nd_gelu512(_mm512_maskz_loadu_ps(m, x + C + i))));
     }
@@ -217,10 +217,8 @@ ND_AVX512 static void upsample_row_avx512(const float *src, float *d0, float *d1
     const __m512i lo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
     const __m512i hi = _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
     for (int64_t x = 0; x < W; x += 16) {
-        int64_t n = W - x < 16 ? W - x : 16;
-        __mmask16 m = n == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
-        __mmask16 m0 = n >= 8 ? (__mmask16)0xFFFF : (__mmask16)((1u << (2 * n)) - 1);
-        __mmask16 m1 = n <= 8 ? 0 : n == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (2 * n - 16)) - 1);
+        int64_t n = W - x; /* inputs left; the outputs' masks cover 2n */
+        __mmask16 m = lanes(n), m0 = lanes(2 * n), m1 = lanes(2 * n - 16);
         __m512 v = _mm512_maskz_loadu_ps(m, src + x);
         __m512 a = _mm512_permutexvar_ps(lo, v), b = _mm512_permutexvar_ps(hi, v);
         _mm512_mask_storeu_ps(d0 + 2 * x, m0, a);
@@ -334,58 +332,53 @@ typedef struct {
     bool avx512;
 } copy_ctx;
 
+/* f32 -> f16 and back; with AVX-512, vcvtps2ph / vcvtph2ps on 16 lanes:
+ * IEEE round-to-nearest-even like F16C's 8-lane forms (nd_f32_to_f16_n),
+ * so the same bits at twice the width; the tail (masked 16-bit stores
+ * would need AVX-512BW) and other CPUs through nd_f32_to_f16_n */
 #ifdef ND_HAVE_X86
-/* vcvtps2ph / vcvtph2ps on 16 lanes: IEEE round-to-nearest-even like F16C's
- * 8-lane forms (nd_f32_to_f16_n), so the same bits at twice the width */
-ND_AVX512 static void f32_to_f16_avx512(const float *x, uint16_t *y, int64_t n)
+ND_AVX512 static int64_t f32_to_f16_avx512(const float *x, uint16_t *y, int64_t n)
 {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
         _mm256_storeu_si256((__m256i *)(y + i),
                             _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-    nd_f32_to_f16_n(x + i, y + i, (size_t)(n - i)); /* the tail (masked 16-bit stores need BW) */
+    return i;
 }
 
-ND_AVX512 static void f16_to_f32_avx512(const uint16_t *x, float *y, int64_t n)
+ND_AVX512 static int64_t f16_to_f32_avx512(const uint16_t *x, float *y, int64_t n)
 {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i))));
-    nd_f16_to_f32_n(x + i, y + i, (size_t)(n - i));
+    return i;
 }
-#else
-#define f32_to_f16_avx512(x, y, n) nd_f32_to_f16_n(x, y, (size_t)(n))
-#define f16_to_f32_avx512(x, y, n) nd_f16_to_f32_n(x, y, (size_t)(n))
 #endif
 
 static void copy_task(void *vc, int64_t t, int thread)
 {
     (void)thread;
     const copy_ctx *c = vc;
-    int64_t i0 = t * CHUNK, n = c->n - i0 < CHUNK ? c->n - i0 : CHUNK;
+    int64_t i0 = t * CHUNK, n = c->n - i0 < CHUNK ? c->n - i0 : CHUNK, i = 0;
     if (c->dx == c->dy) {
         size_t es = nd_dtype_size(c->dx);
         memcpy((char *)c->y + (size_t)i0 * es, (const char *)c->x + (size_t)i0 * es, (size_t)n * es);
-        return;
-    }
-    bool wide = false; /* AVX-512 */
-#ifdef ND_HAVE_X86
-    wide = c->avx512;
-#endif
-    if (c->dy == ND_F16) {
+    } else if (c->dy == ND_F16) {
         const float *x = (const float *)c->x + i0;
         uint16_t *y = (uint16_t *)c->y + i0;
-        if (wide)
-            f32_to_f16_avx512(x, y, n);
-        else
-            nd_f32_to_f16_n(x, y, (size_t)n);
+#ifdef ND_HAVE_X86
+        if (c->avx512)
+            i = f32_to_f16_avx512(x, y, n);
+#endif
+        nd_f32_to_f16_n(x + i, y + i, (size_t)(n - i));
     } else {
         const uint16_t *x = (const uint16_t *)c->x + i0;
         float *y = (float *)c->y + i0;
-        if (wide)
-            f16_to_f32_avx512(x, y, n);
-        else
-            nd_f16_to_f32_n(x, y, (size_t)n);
+#ifdef ND_HAVE_X86
+        if (c->avx512)
+            i = f16_to_f32_avx512(x, y, n);
+#endif
+        nd_f16_to_f32_n(x + i, y + i, (size_t)(n - i));
     }
 }
 

@@ -76,11 +76,6 @@ micro5(const int mr, const int nv, const bool full, const int AR, const int AK, 
     }
 }
 
-static inline __mmask16 lanes(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
-}
-
 /* A layouts */
 enum { A_PACKED8, A_ROW256, A_ROW128, A_ROW64 };
 

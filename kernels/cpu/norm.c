@@ -141,7 +141,7 @@ ND_AVX512 static void affine_avx512(const float *x, float *y, int64_t n, float a
 {
     __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
     for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __mmask16 m = lanes(n - i);
         __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), va, vb);
         _mm512_mask_storeu_ps(y + i, m, silu ? nd_silu512(v) : v);
     }
@@ -295,19 +295,19 @@ ND_AVX512 static void softmax_row_avx512(const float *x, float *y, int64_t n)
 {
     __m512 vmx = _mm512_set1_ps(-INFINITY);
     for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __mmask16 m = lanes(n - i);
         vmx = _mm512_mask_max_ps(vmx, m, vmx, _mm512_maskz_loadu_ps(m, x + i));
     }
     __m512 vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmx)), vs = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __mmask16 m = lanes(n - i);
         __m512 e = nd_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm));
         _mm512_mask_storeu_ps(y + i, m, e);
         vs = _mm512_mask_add_ps(vs, m, vs, e);
     }
     __m512 vinv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vs));
     for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __mmask16 m = lanes(n - i);
         _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, y + i), vinv));
     }
 }

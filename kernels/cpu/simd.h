@@ -180,6 +180,12 @@ ND_AVX2 static inline float nd_hmax256(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* AVX-512 mask of lanes [0, n), n clamped to 0..16 */
+static inline __mmask16 lanes(int64_t n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
 /* lanes [0, n) set, n in 0..8 */
 static const int32_t nd_mask_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 ND_AVX2 static inline __m256i nd_tail_mask(int n)
