@@ -12,7 +12,7 @@ CXX      ?= g++
 EMU_CU   := $(sort $(wildcard kernels/cuda/*.cu))
 EMU_RT   := kernels/emu/emu_runtime.cpp
 EMU_CXXFLAGS := -std=c++17 -DND_EMU -D_GNU_SOURCE -I. $(WARN) -pthread -MMD -MP \
-                -fno-exceptions -fno-rtti
+                -fno-exceptions -fno-rtti -fno-strict-aliasing
 EMU_ASAN_OBJS := $(patsubst %,$(ASAN)/emu/%.o,$(EMU_CU) $(EMU_RT))
 EMU_REL_OBJS  := $(patsubst %,$(REL)/emu/%.o,$(EMU_CU) $(EMU_RT))
 EMU_SELFTEST_ASAN := $(ASAN)/emu/tests/emu/emu_selftest.cu.o $(ASAN)/emu/$(EMU_RT).o
@@ -67,11 +67,15 @@ $(REL)/cuda/%.cu.o: %.cu $(wildcard kernels/cuda/*.h kernels/cuda/*.cuh)
 	@$(if $(Q),echo "  NVCC    $<")
 	$(Q)$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-cuda: $(REL)/cuda/libnd_cuda.a $(REL)/cuda/test_ops $(REL)/cuda/netdiff $(REL)/cuda/netdiffd
+cuda: $(REL)/cuda/libnd_cuda.a $(REL)/cuda/test_ops $(REL)/cuda/netdiff $(REL)/cuda/netdiffd \
+      $(REL)/cuda/bench_ops
 $(REL)/cuda/libnd_cuda.a: $(CUDA_OBJS)
 	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
 # the op test linked against the cuda backend (runs on a machine with a GPU)
 $(REL)/cuda/test_ops: tests/kernels/test_ops.c $(REL_LIB) $(CUDA_OBJS)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< $(REL_LIB) $(CUDA_OBJS) $(REL_LIB) $(LDLIBS) $(CUDA_LIBS)
+# the op benchmark with the cuda backend (ND_BENCH_BACKEND=cuda: the GPU table)
+$(REL)/cuda/bench_ops: tests/bench/bench_ops.c $(REL_LIB) $(CUDA_OBJS)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< $(REL_LIB) $(CUDA_OBJS) $(REL_LIB) $(LDLIBS) $(CUDA_LIBS)
 # netdiff and netdiffd with the cuda backend linked in (`--backend cuda`)
 $(REL)/cuda/netdiff: $(call rel_obj,$(CLI_SRCS)) $(REL_LIB) $(CUDA_OBJS)

@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const op_names[] = {
@@ -64,11 +65,19 @@ const char *const *nd_backend_names(void)
 nd_status nd_backend_open(const char *name, const nd_backend_config *cfg, nd_backend **out,
                           nd_err *err)
 {
-    static const nd_backend_config defaults = {0, 0};
+    static const nd_backend_config defaults = {0, 0, NULL};
     *out = NULL;
+    const char *conv = cfg && cfg->conv && *cfg->conv ? cfg->conv : "ours";
+    if (strcmp(conv, "ours") != 0 && strcmp(conv, "cudnn") != 0)
+        return nd_fail(err, ND_EINVAL, "conv path '%s' (want ours or cudnn)", conv);
     for (size_t i = 0; i < ND_ARRAY_LEN(registry); i++)
-        if (name && !strcmp(name, registry[i].name) && registry[i].open)
+        if (name && !strcmp(name, registry[i].name) && registry[i].open) {
+            /* only the cuda backend (and its emulation, which refuses it
+             * itself) has a second conv path */
+            if (!strcmp(conv, "cudnn") && strcmp(name, "cuda") != 0 && strcmp(name, "emu") != 0)
+                return nd_fail(err, ND_EUNSUPPORTED, "%s: no cuDNN conv path (cuda only)", name);
             return registry[i].open(cfg ? cfg : &defaults, out, err);
+        }
     char have[96] = "";
     const char *const *names = nd_backend_names();
     for (size_t i = 0; names[i]; i++)
@@ -86,6 +95,68 @@ void nd_backend_close(nd_backend *be)
 size_t nd_backend_device_bytes(const nd_backend *be)
 {
     return be && be->device_bytes ? be->device_bytes(be) : 0;
+}
+
+void *nd_backend_alloc(nd_backend *be, size_t bytes, nd_err *err)
+{
+    /* host memory as the arenas have it: ND_ARENA_ALIGN-aligned */
+    size_t n = (bytes + ND_ARENA_ALIGN) & ~(size_t)(ND_ARENA_ALIGN - 1);
+    void *p = be->dev_alloc ? be->dev_alloc(be, n) : aligned_alloc(ND_ARENA_ALIGN, n);
+    if (!p)
+        nd_fail(err, ND_ENOMEM, "%s: cannot allocate %zu bytes of device memory", be->name, bytes);
+    return p;
+}
+
+void nd_backend_free(nd_backend *be, void *p)
+{
+    if (!p)
+        return;
+    if (be->dev_free)
+        be->dev_free(be, p);
+    else
+        free(p);
+}
+
+nd_status nd_backend_upload(nd_backend *be, void *dev_dst, const void *host_src, size_t bytes,
+                            nd_err *err)
+{
+    if (be->dev_copy)
+        return be->dev_copy(be, dev_dst, host_src, bytes, true, err);
+    if (bytes)
+        memmove(dev_dst, host_src, bytes);
+    return ND_OK;
+}
+
+nd_status nd_backend_download(nd_backend *be, void *host_dst, const void *dev_src, size_t bytes,
+                              nd_err *err)
+{
+    if (be->dev_copy)
+        return be->dev_copy(be, host_dst, dev_src, bytes, false, err);
+    if (bytes)
+        memmove(host_dst, dev_src, bytes);
+    return ND_OK;
+}
+
+nd_status nd_backend_sync(nd_backend *be, nd_err *err)
+{
+    return be->sync ? be->sync(be, err) : ND_OK;
+}
+
+nd_status nd_backend_arena_init(nd_backend *be, nd_arena *a, size_t bytes, nd_err *err)
+{
+    memset(a, 0, sizeof *a);
+    bytes = (bytes + ND_ARENA_ALIGN - 1) & ~(size_t)(ND_ARENA_ALIGN - 1);
+    a->base = nd_backend_alloc(be, bytes, err);
+    if (!a->base)
+        return ND_ENOMEM;
+    a->cap = bytes;
+    return ND_OK;
+}
+
+void nd_backend_arena_free(nd_backend *be, nd_arena *a)
+{
+    nd_backend_free(be, a->base);
+    memset(a, 0, sizeof *a);
 }
 
 /* ---- checks ---------------------------------------------------------------------- */

@@ -202,11 +202,24 @@ struct nd_backend {
     void *impl;  /* backend private state */
     /* Device memory in use, in bytes (NULL: none, a host backend). */
     size_t (*device_bytes)(const nd_backend *be);
+    /* Memory where this backend's tensors live (NULL for the host backends:
+     * malloc / free / memcpy). dev_copy's `to_device` says the direction. */
+    void *(*dev_alloc)(nd_backend *be, size_t bytes);
+    void (*dev_free)(nd_backend *be, void *p);
+    nd_status (*dev_copy)(nd_backend *be, void *dst, const void *src, size_t bytes,
+                          bool to_device, nd_err *err);
+    /* Waits for the work queued so far (NULL: compute() is synchronous). */
+    nd_status (*sync)(nd_backend *be, nd_err *err);
 };
 
 typedef struct {
     int n_threads;          /* 0: every online core */
     size_t workspace_bytes; /* 0: 64 MiB */
+    /* cuda only: the conv2d path, "ours" (the tensor-core implicit GEMM of
+     * kernels/cuda/conv.cu) or "cudnn" (cuDNN for the all-f16, symmetric
+     * padding calls it can take; ours for the rest). NULL: $ND_CUDA_CONV,
+     * else "ours". Other backends reject "cudnn". */
+    const char *conv;
 } nd_backend_config;
 
 /* name: "cpu_ref", "cpu" (also "cuda"/"emu" once built). cfg may be NULL. */
@@ -218,6 +231,25 @@ void nd_backend_close(nd_backend *be);
  * the device it owns), "emu" its emulated device allocations; 0 for the
  * backends that compute in host memory (cpu_ref, cpu). */
 size_t nd_backend_device_bytes(const nd_backend *be);
+/* Memory in the backend's device (be->device): device memory on "cuda",
+ * host memory (malloc) on the others. The caller owns what alloc returns and
+ * gives it back with nd_backend_free. alloc: NULL + ND_ENOMEM message. */
+void *nd_backend_alloc(nd_backend *be, size_t bytes, nd_err *err);
+void nd_backend_free(nd_backend *be, void *p);
+/* Host -> device and device -> host copies of `bytes` (synchronous: done
+ * when they return, after the backend's queued work). */
+nd_status nd_backend_upload(nd_backend *be, void *dev_dst, const void *host_src, size_t bytes,
+                            nd_err *err);
+nd_status nd_backend_download(nd_backend *be, void *host_dst, const void *dev_src, size_t bytes,
+                              nd_err *err);
+/* Waits until every op queued on the backend has finished and reports the
+ * first error a kernel hit ("cuda" queues ops on a stream; the host backends
+ * are synchronous and return ND_OK at once). */
+nd_status nd_backend_sync(nd_backend *be, nd_err *err);
+/* An arena in the backend's device memory (nd_arena_init's twin); free it
+ * with nd_backend_arena_free. */
+nd_status nd_backend_arena_init(nd_backend *be, nd_arena *a, size_t bytes, nd_err *err);
+void nd_backend_arena_free(nd_backend *be, nd_arena *a);
 /* Names of the backends compiled in, NULL-terminated. */
 const char *const *nd_backend_names(void);
 

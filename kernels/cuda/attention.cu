@@ -75,6 +75,10 @@ __global__ void __launch_bounds__(128) k_attention(TP q, TP k, TP v, TP o, int N
             if (lane < BK)
                 S[r * lds + lane] = p;
             float sum = warp_sum(p);
+            /* every lane read mrow[r] above; lane 0 rewrites it: the shuffles
+             * order the lanes but not their shared-memory accesses
+             * (compute-sanitizer racecheck flagged this WAR hazard) */
+            __syncwarp();
             if (lane == 0) {
                 float a = mn == -INFINITY ? 1.0f : expf(mo - mn);
                 lrow[r] = lrow[r] * a + sum;
@@ -110,7 +114,8 @@ __global__ void __launch_bounds__(128) k_attention(TP q, TP k, TP v, TP o, int N
  * and sum over its 4 lanes with shfl_xor 1, 2), P rounded to f16 and re-used
  * as A fragments straight from the accumulators (the C and A layouts line
  * up), O += P V with V transposed in shared memory; O and the row sums in
- * fp32 registers. */
+ * fp32 registers. Q/K/V rows are read 16 bytes at a time (d is a multiple
+ * of 8; the caller checks the pointers' alignment). */
 enum { TC_BQ = 64, TC_BK = 64 };
 
 static size_t att_tc_smem(int DP)
@@ -150,12 +155,19 @@ __global__ void __launch_bounds__(128) k_attention_tc(TP q, TP k, TP v, TP o, in
     int kend = causal ? min(Nk, q0 + TC_BQ) : Nk;
     for (int k0 = 0; k0 < kend; k0 += TC_BK) {
         __syncthreads(); /* the previous tile is no longer read */
-        for (int i = tid; i < TC_BK * DP; i += blockDim.x) {
-            int c = i / DP, j = i % DP, kj = k0 + c;
-            bool in = kj < Nk && j < d;
-            int64_t at = ((int64_t)b * Nk + kj) * C + (int64_t)h * d + j;
-            Ks[c * ldq + j] = in ? K[at] : (uint16_t)0;
-            Vt[j * ldv + c] = in ? V[at] : (uint16_t)0;
+        /* 8 halves (16 bytes) per load: d, DP and C are multiples of 8 */
+        for (int i = tid; i < TC_BK * (DP / 8); i += blockDim.x) {
+            int c = i / (DP / 8), j = (i % (DP / 8)) * 8, kj = k0 + c;
+            uint4 uk = {0, 0, 0, 0}, uv = {0, 0, 0, 0};
+            if (kj < Nk && j < d) {
+                int64_t at = ((int64_t)b * Nk + kj) * C + (int64_t)h * d + j;
+                uk = *(const uint4 *)(K + at);
+                uv = *(const uint4 *)(V + at);
+            }
+            *(uint4 *)(Ks + c * ldq + j) = uk;
+            const uint32_t vw[4] = {uv.x, uv.y, uv.z, uv.w};
+            for (int e = 0; e < 8; e++)
+                Vt[(j + e) * ldv + c] = (uint16_t)(vw[e / 2] >> (16 * (e % 2)));
         }
         __syncthreads();
         FragC s[TC_BK / 8];
@@ -243,7 +255,9 @@ static cudaError_t launch_tc(cudaStream_t st, TP q, TP k, TP v, TP o, int B, int
 cudaError_t cu_attention(cudaStream_t st, TP q, TP k, TP v, TP o, int B, int Nq, int Nk, int H,
                          int d, float scale, int causal)
 {
-    if (q.f16 && k.f16 && v.f16) { /* tensor cores */
+    /* tensor cores; their tiles load 16 bytes at a time */
+    uintptr_t al = (uintptr_t)q.p | (uintptr_t)k.p | (uintptr_t)v.p;
+    if (q.f16 && k.f16 && v.f16 && al % 16 == 0) {
         switch (d) {
         case 40: return launch_tc<48>(st, q, k, v, o, B, Nq, Nk, H, d, scale, causal);
         case 64: return launch_tc<64>(st, q, k, v, o, B, Nq, Nk, H, d, scale, causal);

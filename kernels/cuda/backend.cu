@@ -16,6 +16,9 @@ extern "C" {
 
 #include <stdlib.h>
 #include <string.h>
+#ifndef ND_EMU
+#include <cudnn.h>
+#endif
 
 #ifdef ND_EMU
 #define BE_NAME "emu"
@@ -31,6 +34,24 @@ struct cu_state {
     cudaStream_t st;
     cublasHandle_t blas;
     void *ws; /* device memory behind be->ws */
+    bool sync_each;
+#ifndef ND_EMU
+    /* the cuDNN conv path: handle, its own workspace (grown to the largest
+     * algorithm's need during the first step, then reused), and the
+     * descriptors + algorithm of the last shapes seen */
+    cudnnHandle_t dnn;
+    void *dnn_ws;
+    size_t dnn_ws_bytes;
+    struct dnn_plan {
+        ConvShape cs;
+        cudnnTensorDescriptor_t x, y;
+        cudnnFilterDescriptor_t w;
+        cudnnConvolutionDescriptor_t conv;
+        cudnnConvolutionFwdAlgo_t algo;
+        size_t ws_bytes;
+    } plans[32];
+    int n_plans;
+#endif
 };
 
 #define CK(call)                                                                             \
@@ -39,6 +60,13 @@ struct cu_state {
         if (e_ != cudaSuccess)                                                               \
             return nd_fail(err, ND_EBACKEND, BE_NAME ": %s: %s", #call,                      \
                            cudaGetErrorString(e_));                                          \
+    } while (0)
+#define CKD(call)                                                                            \
+    do {                                                                                     \
+        cudnnStatus_t d_ = (call);                                                           \
+        if (d_ != CUDNN_STATUS_SUCCESS)                                                      \
+            return nd_fail(err, ND_EBACKEND, BE_NAME ": %s: %s", #call,                      \
+                           cudnnGetErrorString(d_));                                         \
     } while (0)
 #define CKB(call)                                                                            \
     do {                                                                                     \
@@ -54,9 +82,12 @@ static TP tp(const nd_tensor *t)
     return r;
 }
 
-static size_t f32_bytes(const nd_tensor *t)
+/* linear runs in half precision on the tensor cores (cublasGemmEx, f16 x
+ * f16, fp32 accumulation) when any of x, w, y is stored f16; all-f32 calls
+ * keep f32 (cublasSgemm). */
+static bool linear_half(const nd_op_call *c)
 {
-    return (size_t)nd_tensor_numel(t) * sizeof(float) + ND_ARENA_ALIGN;
+    return c->src[0]->dtype == ND_F16 || c->src[1]->dtype == ND_F16 || c->dst->dtype == ND_F16;
 }
 
 static bool cu_supports(const nd_backend *be, nd_op op, nd_dtype dt)
@@ -68,29 +99,28 @@ static bool cu_supports(const nd_backend *be, nd_op op, nd_dtype dt)
 static size_t cu_ws(const nd_backend *be, const nd_op_call *c)
 {
     (void)be;
-    if (c->op != ND_OP_LINEAR)
+    if (c->op != ND_OP_LINEAR || !linear_half(c))
         return 0;
+    /* f16 copies of the f32 operands of a half-precision GEMM */
     size_t n = 0;
     for (int i = 0; i < 2; i++)
-        if (c->src[i]->dtype == ND_F16)
-            n += f32_bytes(c->src[i]);
-    if (c->dst->dtype == ND_F16)
-        n += f32_bytes(c->dst);
+        if (c->src[i]->dtype == ND_F32)
+            n += (size_t)nd_tensor_numel(c->src[i]) * 2 + ND_ARENA_ALIGN;
     return n;
 }
 
-/* An f32 copy of t in the workspace (or t itself when it is f32). */
-static nd_status as_f32(cudaStream_t st, const nd_tensor *t, nd_arena *ws, float **out,
+/* An f16 copy of t in the workspace (or t itself when it is f16). */
+static nd_status as_f16(cudaStream_t st, const nd_tensor *t, nd_arena *ws, void **out,
                         nd_err *err)
 {
-    if (t->dtype == ND_F32) {
-        *out = (float *)t->data;
+    if (t->dtype == ND_F16) {
+        *out = t->data;
         return ND_OK;
     }
-    float *p = (float *)nd_arena_alloc(ws, (size_t)nd_tensor_numel(t) * sizeof(float), err);
+    void *p = nd_arena_alloc(ws, (size_t)nd_tensor_numel(t) * 2, err);
     if (!p)
         return nd_wrap(err, ND_ENOMEM, BE_NAME " linear: workspace");
-    TP dst = {p, 0};
+    TP dst = {p, 1};
     CK(cu_unary(st, EW_COPY, tp(t), dst, nd_tensor_numel(t), 1.0f, 0.0f));
     *out = p;
     return ND_OK;
@@ -103,28 +133,126 @@ static nd_status op_linear(cu_state *s, const nd_op_call *c, nd_arena *ws, nd_er
     int64_t K = w->shape[1], N = w->shape[0], M = nd_tensor_numel(x) / K;
     if (M > INT32_MAX || N > INT32_MAX || K > INT32_MAX)
         return nd_fail(err, ND_EUNSUPPORTED, BE_NAME " linear: dims beyond int32");
-    float *X, *W, *Y;
-    nd_status r = as_f32(s->st, x, ws, &X, err);
-    if (!r)
-        r = as_f32(s->st, w, ws, &W, err);
-    if (r)
-        return r;
-    if (y->dtype == ND_F32) {
-        Y = (float *)y->data;
-    } else if (!(Y = (float *)nd_arena_alloc(ws, (size_t)M * N * sizeof(float), err))) {
-        return nd_wrap(err, ND_ENOMEM, BE_NAME " linear: workspace");
-    }
     /* row-major Y[M][N] = X[M][K] W[N][K]^T is column-major Y^T = W^T' X^T' */
     const float one = 1.0f, zero = 0.0f;
-    CKB(cublasSgemm(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)M, (int)K, &one, W, (int)K,
-                    X, (int)K, &zero, Y, (int)N));
-    TP y32 = {Y, 0};
+    if (!linear_half(c)) {
+        CKB(cublasSgemm(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)M, (int)K, &one,
+                        (const float *)w->data, (int)K, (const float *)x->data, (int)K, &zero,
+                        (float *)y->data, (int)N));
+    } else {
+        void *X, *W;
+        nd_status r = as_f16(s->st, x, ws, &X, err);
+        if (!r)
+            r = as_f16(s->st, w, ws, &W, err);
+        if (r)
+            return r;
+        cudaDataType_t yt = y->dtype == ND_F16 ? CUDA_R_16F : CUDA_R_32F;
+        CKB(cublasGemmEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)M, (int)K, &one, W,
+                         CUDA_R_16F, (int)K, X, CUDA_R_16F, (int)K, &zero, y->data, yt, (int)N,
+                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
     if (b)
-        CK(cu_bias_rows(s->st, y32, tp(b), M, N));
-    if (y->dtype == ND_F16)
-        CK(cu_unary(s->st, EW_COPY, y32, tp(y), M * N, 1.0f, 0.0f));
+        CK(cu_bias_rows(s->st, tp(y), tp(b), M, N));
     return ND_OK;
 }
+
+#ifndef ND_EMU
+/* ---- conv2d through cuDNN (--conv cudnn) ---------------------------------------- */
+
+static bool same_cs(const ConvShape &a, const ConvShape &b)
+{
+    return !memcmp(&a, &b, sizeof a);
+}
+
+/* cuDNN takes x, w, y all f16 with symmetric padding; ours does the rest */
+static bool dnn_takes(const nd_op_call *c)
+{
+    const nd_conv2d_params *p = &c->p.conv;
+    return c->src[0]->dtype == ND_F16 && c->src[1]->dtype == ND_F16 && c->dst->dtype == ND_F16 &&
+           (!c->src[2] || c->src[2]->dtype == ND_F16) && p->pad_top == p->pad_bottom &&
+           p->pad_left == p->pad_right;
+}
+
+static nd_status dnn_plan_for(cu_state *s, const ConvShape &cs, cu_state::dnn_plan **out,
+                              nd_err *err)
+{
+    for (int i = 0; i < s->n_plans; i++)
+        if (same_cs(s->plans[i].cs, cs)) {
+            *out = &s->plans[i];
+            return ND_OK;
+        }
+    if (s->n_plans == (int)(sizeof s->plans / sizeof s->plans[0]))
+        return nd_fail(err, ND_EUNSUPPORTED, "cuda: more than %d conv shapes for cuDNN",
+                       s->n_plans);
+    cu_state::dnn_plan *p = &s->plans[s->n_plans];
+    memset(p, 0, sizeof *p);
+    p->cs = cs;
+    CKD(cudnnCreateTensorDescriptor(&p->x));
+    CKD(cudnnCreateTensorDescriptor(&p->y));
+    CKD(cudnnCreateFilterDescriptor(&p->w));
+    CKD(cudnnCreateConvolutionDescriptor(&p->conv));
+    s->n_plans++; /* owns the descriptors from here (destroyed at close) */
+    CKD(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_HALF, cs.B, cs.Ci, cs.H,
+                                   cs.W));
+    CKD(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_HALF, cs.B, cs.Co, cs.Ho,
+                                   cs.Wo));
+    CKD(cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_HALF, CUDNN_TENSOR_NCHW, cs.Co, cs.Ci, cs.KH,
+                                   cs.KW));
+    CKD(cudnnSetConvolution2dDescriptor(p->conv, cs.pt, cs.pl, cs.stride, cs.stride, 1, 1,
+                                        CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    CKD(cudnnSetConvolutionMathType(p->conv, CUDNN_TENSOR_OP_MATH));
+    /* cuDNN's own ranking (heuristics, no trial runs: a step must not stall) */
+    cudnnConvolutionFwdAlgoPerf_t perf[8];
+    int got = 0;
+    CKD(cudnnGetConvolutionForwardAlgorithm_v7(s->dnn, p->x, p->w, p->conv, p->y, 8, &got, perf));
+    int pick = -1;
+    for (int i = 0; i < got && pick < 0; i++)
+        if (perf[i].status == CUDNN_STATUS_SUCCESS)
+            pick = i;
+    if (pick < 0)
+        return nd_fail(err, ND_EUNSUPPORTED, "cuda: cuDNN has no algorithm for this conv");
+    p->algo = perf[pick].algo;
+    CKD(cudnnGetConvolutionForwardWorkspaceSize(s->dnn, p->x, p->w, p->conv, p->y, p->algo,
+                                                &p->ws_bytes));
+    *out = p;
+    return ND_OK;
+}
+
+static nd_status dnn_conv2d(cu_state *s, const nd_op_call *c, const ConvShape &cs, nd_err *err)
+{
+    cu_state::dnn_plan *p = NULL;
+    nd_status r = dnn_plan_for(s, cs, &p, err);
+    if (r)
+        return r;
+    if (p->ws_bytes > s->dnn_ws_bytes) { /* first calls only */
+        CK(cudaStreamSynchronize(s->st));
+        cudaFree(s->dnn_ws);
+        s->dnn_ws = NULL;
+        s->dnn_ws_bytes = 0;
+        CK(cudaMalloc(&s->dnn_ws, p->ws_bytes));
+        s->dnn_ws_bytes = p->ws_bytes;
+    }
+    const float one = 1.0f, zero = 0.0f;
+    CKD(cudnnConvolutionForward(s->dnn, &one, p->x, c->src[0]->data, p->w, c->src[1]->data,
+                                p->conv, p->algo, s->dnn_ws, p->ws_bytes, &zero, p->y,
+                                c->dst->data));
+    if (c->src[2]) { /* y += b over channels */
+        const int64_t bsh[4] = {1, cs.Co, 1, 1};
+        nd_tensor bv = nd_tensor_make(c->src[2]->data, ND_F16, c->dst->device, 4, bsh);
+        nd_bcast bp;
+        nd_bcast_plan(c->dst, &bv, &bp);
+        Bcast bc;
+        bc.nd = bp.nd;
+        for (int i = 0; i < 4; i++) {
+            bc.n[i] = bp.n[i];
+            bc.bs[i] = bp.bs[i];
+        }
+        CK(cu_binary(s->st, BIN_ADD, tp(c->dst), tp(&bv), tp(c->dst), nd_tensor_numel(c->dst),
+                     bc));
+    }
+    return ND_OK;
+}
+#endif
 
 static nd_status cu_compute(nd_backend *be, const nd_op_call *c, nd_arena *ws, nd_err *err)
 {
@@ -145,6 +273,14 @@ static nd_status cu_compute(nd_backend *be, const nd_op_call *c, nd_arena *ws, n
         ConvShape cs = {(int)a->shape[0], (int)a->shape[1], (int)a->shape[2], (int)a->shape[3],
                         (int)b->shape[0], (int)b->shape[2], (int)b->shape[3], (int)y->shape[2],
                         (int)y->shape[3], p->stride, p->pad_top, p->pad_left};
+#ifndef ND_EMU
+        if (s->dnn && dnn_takes(c)) {
+            nd_status r = dnn_conv2d(s, c, cs, err);
+            if (r)
+                return r;
+            break;
+        }
+#endif
         CK(cu_conv2d(S, tp(a), tp(b), tp(d), tp(y), cs));
         break;
     }
@@ -220,8 +356,14 @@ static nd_status cu_compute(nd_backend *be, const nd_op_call *c, nd_arena *ws, n
         break;
     case ND_OP_COUNT: return nd_fail(err, ND_EINVAL, "bad op");
     }
-    /* errors of the kernels themselves surface here, attributed to this op */
-    CK(cudaStreamSynchronize(S));
+    /* "cuda" queues the op and returns: a kernel's own error surfaces at the
+     * next sync or copy (nd_backend_sync). ND_CUDA_SYNC=1 (read at open)
+     * syncs after every op, to pin such an error on the op that made it;
+     * the emulator runs a launch to its end anyway, so it always does. */
+    if (s->sync_each)
+        CK(cudaStreamSynchronize(S));
+    else
+        CK(cudaPeekAtLastError());
     return ND_OK;
 }
 
@@ -238,12 +380,59 @@ static size_t cu_device_bytes(const nd_backend *be)
     return be->ws.cap;
 }
 
+static nd_status cu_sync(nd_backend *be, nd_err *err)
+{
+    CK(cudaStreamSynchronize(((cu_state *)be->impl)->st));
+    return ND_OK;
+}
+
+#ifndef ND_EMU
+/* "cuda": tensors in device memory (emu's device memory is host memory, so it
+ * keeps the host defaults of kernels/ops.c). Copies are ordered after the
+ * work queued on the backend's stream and done when they return. */
+static void *cu_dev_alloc(nd_backend *be, size_t bytes)
+{
+    (void)be;
+    void *p = NULL;
+    return cudaMalloc(&p, bytes) == cudaSuccess ? p : NULL;
+}
+
+static void cu_dev_free(nd_backend *be, void *p)
+{
+    (void)be;
+    cudaFree(p);
+}
+
+static nd_status cu_dev_copy(nd_backend *be, void *dst, const void *src, size_t bytes,
+                             bool to_device, nd_err *err)
+{
+    cu_state *s = (cu_state *)be->impl;
+    if (!bytes)
+        return ND_OK;
+    CK(cudaMemcpyAsync(dst, src, bytes, to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost,
+                       s->st));
+    CK(cudaStreamSynchronize(s->st));
+    return ND_OK;
+}
+#endif
+
 static void cu_destroy(nd_backend *be)
 {
     cu_state *s = (cu_state *)be->impl;
     if (s) {
         if (s->blas)
             cublasDestroy(s->blas);
+#ifndef ND_EMU
+        for (int i = 0; i < s->n_plans; i++) {
+            cudnnDestroyTensorDescriptor(s->plans[i].x);
+            cudnnDestroyTensorDescriptor(s->plans[i].y);
+            cudnnDestroyFilterDescriptor(s->plans[i].w);
+            cudnnDestroyConvolutionDescriptor(s->plans[i].conv);
+        }
+        if (s->dnn)
+            cudnnDestroy(s->dnn);
+        cudaFree(s->dnn_ws);
+#endif
         if (s->st)
             cudaStreamDestroy(s->st);
         if (s->ws)
@@ -259,6 +448,17 @@ static nd_status cu_init(nd_backend *be, cu_state *s, const nd_backend_config *c
     CK(cudaStreamCreate(&s->st));
     CKB(cublasCreate(&s->blas));
     CKB(cublasSetStream(s->blas, s->st));
+    const char *conv = cfg->conv ? cfg->conv : getenv("ND_CUDA_CONV");
+    if (conv && *conv && strcmp(conv, "ours") != 0) {
+        if (strcmp(conv, "cudnn") != 0)
+            return nd_fail(err, ND_EINVAL, BE_NAME ": conv path '%s' (want ours or cudnn)", conv);
+#ifdef ND_EMU
+        return nd_fail(err, ND_EUNSUPPORTED, "emu: no cuDNN in the emulator (conv path ours only)");
+#else
+        CKD(cudnnCreate(&s->dnn));
+        CKD(cudnnSetStream(s->dnn, s->st));
+#endif
+    }
     size_t bytes = cfg->workspace_bytes ? cfg->workspace_bytes : 64u << 20;
     bytes = (bytes + ND_ARENA_ALIGN - 1) & ~(size_t)(ND_ARENA_ALIGN - 1);
     CK(cudaMalloc(&s->ws, bytes));
@@ -286,6 +486,18 @@ extern "C" nd_status BE_OPEN(const nd_backend_config *cfg, nd_backend **out, nd_
     be->device_bytes = cu_device_bytes;
     be->f16_native = true;
     be->impl = s;
+    be->sync = cu_sync;
+#ifdef ND_EMU
+    s->sync_each = true;
+#else
+    const char *se = getenv("ND_CUDA_SYNC");
+    s->sync_each = se && *se && strcmp(se, "0") != 0;
+#endif
+#ifndef ND_EMU
+    be->dev_alloc = cu_dev_alloc;
+    be->dev_free = cu_dev_free;
+    be->dev_copy = cu_dev_copy;
+#endif
 #ifdef ND_EMU
     if (cfg->n_threads > 0)
         emu_set_workers(cfg->n_threads);

@@ -295,6 +295,11 @@ template <class T> static inline cudaError_t cudaFuncSetAttribute(T *func, cudaF
     return cudaFuncSetAttribute((const void *)func, a, v);
 }
 
+/* CUDA's 16-byte vector type, for 128-bit loads and stores */
+struct alignas(16) uint4 {
+    unsigned int x, y, z, w;
+};
+
 /* cuBLAS: the calls the backend makes */
 typedef struct emu_cublas *cublasHandle_t;
 enum cublasStatus_t {
@@ -311,6 +316,17 @@ cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t st);
 cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
                            int n, int k, const float *alpha, const float *A, int lda,
                            const float *B, int ldb, const float *beta, float *C, int ldc);
+/* cublasGemmEx for the types the backend uses: A, B, C each f16 or f32,
+ * fp32 compute (a plain loop, fp32 accumulation, C rounded once) */
+enum cudaDataType_t { CUDA_R_32F = 0, CUDA_R_16F = 2 };
+typedef cudaDataType_t cudaDataType;
+enum cublasComputeType_t { CUBLAS_COMPUTE_32F = 68 };
+enum cublasGemmAlgo_t { CUBLAS_GEMM_DEFAULT = -1 };
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                            int n, int k, const void *alpha, const void *A, cudaDataType_t at,
+                            int lda, const void *B, cudaDataType_t bt, int ldb, const void *beta,
+                            void *C, cudaDataType_t ct, int ldc, cublasComputeType_t comp,
+                            cublasGemmAlgo_t algo);
 const char *cublasGetStatusString(cublasStatus_t s);
 
 #endif

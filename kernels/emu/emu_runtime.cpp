@@ -743,6 +743,50 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
         }
     return CUBLAS_STATUS_SUCCESS;
 }
+extern "C" {
+float nd_f16_to_f32(uint16_t h);
+uint16_t nd_f32_to_f16(float f);
+}
+
+static float emu_elem(const void *p, cudaDataType_t t, size_t i)
+{
+    return t == CUDA_R_16F ? nd_f16_to_f32(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                            int n, int k, const void *alpha, const void *A, cudaDataType_t at,
+                            int lda, const void *B, cudaDataType_t bt, int ldb, const void *beta,
+                            void *C, cudaDataType_t ct, int ldc, cublasComputeType_t comp,
+                            cublasGemmAlgo_t algo)
+{
+    (void)algo;
+    if (!h)
+        return CUBLAS_STATUS_NOT_INITIALIZED;
+    int ar = ta == CUBLAS_OP_N ? m : k, br = tb == CUBLAS_OP_N ? k : n;
+    if (m < 0 || n < 0 || k < 0 || comp != CUBLAS_COMPUTE_32F || ldc < (m > 1 ? m : 1) ||
+        lda < (ar > 1 ? ar : 1) || ldb < (br > 1 ? br : 1))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            float acc = 0;
+            for (int p = 0; p < k; p++) {
+                float a = ta == CUBLAS_OP_N ? emu_elem(A, at, i + (size_t)p * lda)
+                                            : emu_elem(A, at, p + (size_t)i * lda);
+                float b = tb == CUBLAS_OP_N ? emu_elem(B, bt, p + (size_t)j * ldb)
+                                            : emu_elem(B, bt, j + (size_t)p * ldb);
+                acc += a * b;
+            }
+            size_t ci = i + (size_t)j * ldc;
+            float v = be == 0 ? al * acc : al * acc + be * emu_elem(C, ct, ci);
+            if (ct == CUDA_R_16F)
+                ((uint16_t *)C)[ci] = nd_f32_to_f16(v);
+            else
+                ((float *)C)[ci] = v;
+        }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 const char *cublasGetStatusString(cublasStatus_t s)
 {
     switch (s) {

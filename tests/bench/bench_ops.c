@@ -12,7 +12,14 @@
  * PyTorch is optional: found via $ND_PYTHON, /work/venv/bin/python, or
  * python3, whichever can `import torch`; otherwise the table says
  * "PyTorch: not installed". ND_BENCH_QUICK=1 keeps only the 64x64 rows;
- * ND_BENCH_ONLY=text times only the rows whose label contains it. */
+ * ND_BENCH_ONLY=text times only the rows whose label contains it.
+ *
+ * ND_BENCH_BACKEND=cuda (build/cuda/bench_ops, on a machine with a GPU): the
+ * GPU table instead, at batch 1, 2 and 8, every tensor fp16 in device memory;
+ * TFLOP/s and its share of the GPU's dense fp16 tensor-core peak
+ * (ND_GPU_PEAK_TFLOPS, default 989.4: H100/H200 SXM); PyTorch on the same GPU
+ * in fp16 beside it (scaled_dot_product_attention, cuDNN convolution). A
+ * sample is then the time per run of a burst ended by a stream sync. */
 #include "kernels/ops.h"
 
 #include <math.h>
@@ -23,7 +30,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_ROWS 64
+#define MAX_ROWS 192
 
 typedef struct {
     char label[48], shape[48];
@@ -42,6 +49,7 @@ static int n_rows;
 static nd_arena arena;
 static nd_err err;
 static uint64_t rs = 42;
+static bool gpu; /* the GPU table: f16 tensors in the backend's device memory */
 
 static double now_ms(void)
 {
@@ -67,6 +75,9 @@ static nd_tensor tensor(nd_dtype dt, int ndim, const int64_t *shape, bool fill)
     if (dt == ND_F32)
         for (size_t i = 0; i < n; i++)
             ((float *)t.data)[i] = fill ? rnd() : 0.0f;
+    else if (fill)
+        for (size_t i = 0; i < n; i++)
+            ((uint16_t *)t.data)[i] = nd_f32_to_f16(rnd());
     else
         memset(t.data, 0, n * 2);
     return t;
@@ -84,7 +95,7 @@ static void add(nd_op op, const char *label, const char *shape)
 }
 static void src_(int i, const int64_t *sh, int nd)
 {
-    cur->src[i] = tensor(ND_F32, nd, sh, true);
+    cur->src[i] = tensor(gpu ? ND_F16 : ND_F32, nd, sh, true);
     cur->has[i] = true;
     if (i + 1 > cur->nsrc)
         cur->nsrc = i + 1;
@@ -99,8 +110,8 @@ static void dst_(nd_dtype dt, const int64_t *sh, int nd)
 {
     cur->dst = tensor(dt, nd, sh, false);
 }
-#define D(...) dst_(ND_F32, (const int64_t[]){__VA_ARGS__}, (int)(sizeof((const int64_t[]){__VA_ARGS__}) / 8))
-#define D16(...) dst_(ND_F16, (const int64_t[]){__VA_ARGS__}, (int)(sizeof((const int64_t[]){__VA_ARGS__}) / 8))
+#define D(...) dst_(gpu ? ND_F16 : ND_F32, (const int64_t[]){__VA_ARGS__}, (int)(sizeof((const int64_t[]){__VA_ARGS__}) / 8))
+#define D16(...) dst_(gpu ? ND_F32 : ND_F16, (const int64_t[]){__VA_ARGS__}, (int)(sizeof((const int64_t[]){__VA_ARGS__}) / 8))
 
 /* The PyTorch side runs as a coprocess (bench_ops_torch.py --serve): each
  * row's spec is sent to it once (it builds its tensors and warms up), then
@@ -125,8 +136,9 @@ static bool coproc_open(coproc *cp, const char *py, int n_threads)
         close(in[0]); close(in[1]); close(out[0]); close(out[1]);
         char nt[16];
         snprintf(nt, sizeof nt, "%d", n_threads);
-        execl(py, py, "tests/bench/bench_ops_torch.py", nt, "--serve", (char *)NULL);
-        execlp(py, py, "tests/bench/bench_ops_torch.py", nt, "--serve", (char *)NULL);
+        const char *dev = gpu ? "--cuda" : NULL;
+        execl(py, py, "tests/bench/bench_ops_torch.py", nt, "--serve", dev, (char *)NULL);
+        execlp(py, py, "tests/bench/bench_ops_torch.py", nt, "--serve", dev, (char *)NULL);
         _exit(127);
     }
     close(in[0]);
@@ -207,7 +219,7 @@ static void time_row(nd_backend *be, row *r, int idx, coproc *cp)
         free(line);
     }
     double w0 = now_ms();
-    if (nd_op_run(be, c, &err)) { /* also the warm-up */
+    if (nd_op_run(be, c, &err) || nd_backend_sync(be, &err)) { /* also the warm-up */
         fprintf(stderr, "bench_ops: %s: %s\n", r->label, err.msg);
         exit(1);
     }
@@ -216,25 +228,31 @@ static void time_row(nd_backend *be, row *r, int idx, coproc *cp)
      * that a burst lasts ~BURST_MS; its time per run is one sample. */
     double w = now_ms() - w0;
     int k = w >= BURST_MS ? 1 : (int)(BURST_MS / (w > 0.01 ? w : 0.01)) + 1;
-    if (k > 50)
-        k = 50;
+    if (k > (gpu ? 2000 : 50))
+        k = gpu ? 2000 : 50;
     char tk[32];
     snprintf(tk, sizeof tk, "t %d\n", k);
     double ours[MAX_REPS], theirs[MAX_REPS], total = 0;
     int n = 0, nt = 0;
     /* at least 3 samples, up to MAX_REPS while under ~1.5 s of op time */
-    while (n < MAX_REPS && (n < 3 || total < 1500)) {
-        if (torch)
+    while (n < MAX_REPS && (n < 3 || total < (gpu ? 300 : 1500))) {
+        if (torch && !gpu)
             usleep(SETTLE_US);
         if (k > 1)
             nd_op_run(be, c, &err);
+        nd_backend_sync(be, &err);
         double t0 = now_ms();
         for (int i = 0; i < k; i++)
             nd_op_run(be, c, &err);
+        if (nd_backend_sync(be, &err)) {
+            fprintf(stderr, "bench_ops: %s: %s\n", r->label, err.msg);
+            exit(1);
+        }
         ours[n] = (now_ms() - t0) / k;
         total += ours[n++] * k;
         if (torch) {
-            usleep(SETTLE_US);
+            if (!gpu)
+                usleep(SETTLE_US);
             double t = coproc_ask(cp, tk);
             if (isnan(t)) {
                 torch = false;
@@ -314,77 +332,100 @@ static const char *find_python(void)
     return NULL;
 }
 
-static void build_rows(int H, int W, bool big)
+static void build_rows(int H, int W, bool big, int B)
 {
     int64_t N = (int64_t)H * W;
     char s[48];
 #define SH(...) (snprintf(s, sizeof s, __VA_ARGS__), s)
-    add(ND_OP_LINEAR, "linear q/k/v/out 320", SH("[1,%lld,320]x[320,320]", (long long)N));
-    S(0, 1, N, 320); S(1, 320, 320); none(2); D(1, N, 320);
-    add(ND_OP_LINEAR, "linear ff 320->2560 +b", SH("[1,%lld,320]x[2560,320]", (long long)N));
-    S(0, 1, N, 320); S(1, 2560, 320); S(2, 2560); D(1, N, 2560);
-    add(ND_OP_CONV2D, "conv3x3 320->320", SH("[1,320,%d,%d]", H, W));
-    S(0, 1, 320, H, W); S(1, 320, 320, 3, 3); S(2, 320); D(1, 320, H, W);
+    add(ND_OP_LINEAR, "linear q/k/v/out 320", SH("[%d,%lld,320]x[320,320]", B, (long long)N));
+    S(0, B, N, 320); S(1, 320, 320); none(2); D(B, N, 320);
+    add(ND_OP_LINEAR, "linear ff 320->2560 +b", SH("[%d,%lld,320]x[2560,320]", B, (long long)N));
+    S(0, B, N, 320); S(1, 2560, 320); S(2, 2560); D(B, N, 2560);
+    add(ND_OP_CONV2D, "conv3x3 320->320", SH("[%d,320,%d,%d]", B, H, W));
+    S(0, B, 320, H, W); S(1, 320, 320, 3, 3); S(2, 320); D(B, 320, H, W);
     cur->call.p.conv = (nd_conv2d_params){1, 1, 1, 1, 1};
-    add(ND_OP_CONV2D, "conv3x3 4->320 (conv_in)", SH("[1,4,%d,%d]", H, W));
-    S(0, 1, 4, H, W); S(1, 320, 4, 3, 3); S(2, 320); D(1, 320, H, W);
+    add(ND_OP_CONV2D, "conv3x3 4->320 (conv_in)", SH("[%d,4,%d,%d]", B, H, W));
+    S(0, B, 4, H, W); S(1, 320, 4, 3, 3); S(2, 320); D(B, 320, H, W);
     cur->call.p.conv = (nd_conv2d_params){1, 1, 1, 1, 1};
-    add(ND_OP_CONV2D, "conv3x3 s2 320->320", SH("[1,320,%d,%d]", H, W));
-    S(0, 1, 320, H, W); S(1, 320, 320, 3, 3); S(2, 320); D(1, 320, H / 2, W / 2);
+    add(ND_OP_CONV2D, "conv3x3 s2 320->320", SH("[%d,320,%d,%d]", B, H, W));
+    S(0, B, 320, H, W); S(1, 320, 320, 3, 3); S(2, 320); D(B, 320, H / 2, W / 2);
     cur->call.p.conv = (nd_conv2d_params){2, 1, 1, 1, 1};
-    add(ND_OP_CONV2D, "conv1x1 320->320 (proj_in)", SH("[1,320,%d,%d]", H, W));
-    S(0, 1, 320, H, W); S(1, 320, 320, 1, 1); S(2, 320); D(1, 320, H, W);
+    add(ND_OP_CONV2D, "conv1x1 320->320 (proj_in)", SH("[%d,320,%d,%d]", B, H, W));
+    S(0, B, 320, H, W); S(1, 320, 320, 1, 1); S(2, 320); D(B, 320, H, W);
     cur->call.p.conv = (nd_conv2d_params){1, 0, 0, 0, 0};
-    add(ND_OP_CONV2D, "conv3x3 1280->1280 @/8", SH("[1,1280,%d,%d]", H / 8, W / 8));
-    S(0, 1, 1280, H / 8, W / 8); S(1, 1280, 1280, 3, 3); S(2, 1280); D(1, 1280, H / 8, W / 8);
+    add(ND_OP_CONV2D, "conv3x3 1280->1280 @/8", SH("[%d,1280,%d,%d]", B, H / 8, W / 8));
+    S(0, B, 1280, H / 8, W / 8); S(1, 1280, 1280, 3, 3); S(2, 1280); D(B, 1280, H / 8, W / 8);
     cur->call.p.conv = (nd_conv2d_params){1, 1, 1, 1, 1};
-    add(ND_OP_GROUP_NORM, "group_norm+silu 32g", SH("[1,320,%d,%d]", H, W));
-    S(0, 1, 320, H, W); S(1, 320); S(2, 320); D(1, 320, H, W);
+    add(ND_OP_GROUP_NORM, "group_norm+silu 32g", SH("[%d,320,%d,%d]", B, H, W));
+    S(0, B, 320, H, W); S(1, 320); S(2, 320); D(B, 320, H, W);
     cur->call.p.norm = (nd_norm_params){32, 1e-5f, true};
-    add(ND_OP_LAYER_NORM, "layer_norm", SH("[1,%lld,320]", (long long)N));
-    S(0, 1, N, 320); S(1, 320); S(2, 320); D(1, N, 320);
+    add(ND_OP_LAYER_NORM, "layer_norm", SH("[%d,%lld,320]", B, (long long)N));
+    S(0, B, N, 320); S(1, 320); S(2, 320); D(B, N, 320);
     cur->call.p.norm = (nd_norm_params){0, 1e-5f, false};
-    add(ND_OP_ATTENTION, "attention self 8x40", SH("[1,%lld,320]", (long long)N));
-    S(0, 1, N, 320); S(1, 1, N, 320); S(2, 1, N, 320); D(1, N, 320);
+    add(ND_OP_ATTENTION, "attention self 8x40", SH("[%d,%lld,320]", B, (long long)N));
+    S(0, B, N, 320); S(1, B, N, 320); S(2, B, N, 320); D(B, N, 320);
     cur->call.p.attn = (nd_attention_params){8, 0, false};
-    add(ND_OP_ATTENTION, "attention cross 8x40, 77 keys", SH("[1,%lld,320]", (long long)N));
-    S(0, 1, N, 320); S(1, 1, 77, 320); S(2, 1, 77, 320); D(1, N, 320);
+    add(ND_OP_ATTENTION, "attention cross 8x40, 77 keys", SH("[%d,%lld,320]", B, (long long)N));
+    S(0, B, N, 320); S(1, B, 77, 320); S(2, B, 77, 320); D(B, N, 320);
     cur->call.p.attn = (nd_attention_params){8, 0, false};
-    add(ND_OP_ATTENTION, "attention self 8x80 (level 1)", SH("[1,%lld,640]", (long long)N / 4));
-    S(0, 1, N / 4, 640); S(1, 1, N / 4, 640); S(2, 1, N / 4, 640); D(1, N / 4, 640);
+    add(ND_OP_ATTENTION, "attention self 8x80 (level 1)", SH("[%d,%lld,640]", B, (long long)N / 4));
+    S(0, B, N / 4, 640); S(1, B, N / 4, 640); S(2, B, N / 4, 640); D(B, N / 4, 640);
     cur->call.p.attn = (nd_attention_params){8, 0, false};
     if (!big) { /* the VAE's one head of 512 over the latent's tokens; at 17408
                    tokens it is 620 GFLOP per call, too long for a benchmark row */
-        add(ND_OP_ATTENTION, "attention VAE 1x512", SH("[1,%lld,512]", (long long)N));
-        S(0, 1, N, 512); S(1, 1, N, 512); S(2, 1, N, 512); D(1, N, 512);
+        add(ND_OP_ATTENTION, "attention VAE 1x512", SH("[%d,%lld,512]", B, (long long)N));
+        S(0, B, N, 512); S(1, B, N, 512); S(2, B, N, 512); D(B, N, 512);
         cur->call.p.attn = (nd_attention_params){1, 0, false};
     }
-    add(ND_OP_SOFTMAX, "softmax over 77", SH("[8,%lld,77]", (long long)N));
-    S(0, 8, N, 77); D(8, N, 77);
-    add(ND_OP_GEGLU, "geglu", SH("[1,%lld,2560]", (long long)N));
-    S(0, 1, N, 2560); D(1, N, 1280);
-    add(ND_OP_GELU, "gelu (erf)", SH("[1,%lld,1280]", (long long)N));
-    S(0, 1, N, 1280); D(1, N, 1280);
-    add(ND_OP_SILU, "silu", SH("[1,320,%d,%d]", H, W));
-    S(0, 1, 320, H, W); D(1, 320, H, W);
-    add(ND_OP_ADD, "add same shape", SH("[1,320,%d,%d]", H, W));
-    S(0, 1, 320, H, W); S(1, 1, 320, H, W); D(1, 320, H, W);
-    add(ND_OP_ADD, "add per-channel bcast", SH("[1,320,%d,%d]+[1,320,1,1]", H, W));
-    S(0, 1, 320, H, W); S(1, 1, 320, 1, 1); D(1, 320, H, W);
-    add(ND_OP_MUL, "mul same shape", SH("[1,320,%d,%d]", H, W));
-    S(0, 1, 320, H, W); S(1, 1, 320, H, W); D(1, 320, H, W);
-    add(ND_OP_SCALE, "scale", SH("[1,320,%d,%d]", H, W));
-    S(0, 1, 320, H, W); D(1, 320, H, W);
+    add(ND_OP_SOFTMAX, "softmax over 77", SH("[%d,%lld,77]", 8 * B, (long long)N));
+    S(0, 8 * B, N, 77); D(8 * B, N, 77);
+    add(ND_OP_GEGLU, "geglu", SH("[%d,%lld,2560]", B, (long long)N));
+    S(0, B, N, 2560); D(B, N, 1280);
+    add(ND_OP_GELU, "gelu (erf)", SH("[%d,%lld,1280]", B, (long long)N));
+    S(0, B, N, 1280); D(B, N, 1280);
+    add(ND_OP_SILU, "silu", SH("[%d,320,%d,%d]", B, H, W));
+    S(0, B, 320, H, W); D(B, 320, H, W);
+    add(ND_OP_ADD, "add same shape", SH("[%d,320,%d,%d]", B, H, W));
+    S(0, B, 320, H, W); S(1, B, 320, H, W); D(B, 320, H, W);
+    add(ND_OP_ADD, "add per-channel bcast", SH("[%d,320,%d,%d]+[1,320,1,1]", B, H, W));
+    S(0, B, 320, H, W); S(1, B, 320, 1, 1); D(B, 320, H, W);
+    add(ND_OP_MUL, "mul same shape", SH("[%d,320,%d,%d]", B, H, W));
+    S(0, B, 320, H, W); S(1, B, 320, H, W); D(B, 320, H, W);
+    add(ND_OP_SCALE, "scale", SH("[%d,320,%d,%d]", B, H, W));
+    S(0, B, 320, H, W); D(B, 320, H, W);
     cur->call.p.scale = (nd_scale_params){0.5f, 0.25f};
-    add(ND_OP_CONCAT, "concat channels", SH("[1,320,%d,%d]x2", H, W));
-    S(0, 1, 320, H, W); S(1, 1, 320, H, W); D(1, 640, H, W);
-    add(ND_OP_UPSAMPLE2X, "upsample2x nearest", SH("[1,640,%d,%d]", H / 2, W / 2));
-    S(0, 1, 640, H / 2, W / 2); D(1, 640, H, W);
-    add(ND_OP_TRANSPOSE, "transpose NCHW->NLC", SH("[1,320,%lld]", (long long)N));
-    S(0, 1, 320, N); D(1, N, 320);
-    add(ND_OP_COPY, "copy f32->f16", SH("[1,320,%d,%d]", H, W));
-    S(0, 1, 320, H, W); D16(1, 320, H, W);
+    add(ND_OP_CONCAT, "concat channels", SH("[%d,320,%d,%d]x2", B, H, W));
+    S(0, B, 320, H, W); S(1, B, 320, H, W); D(B, 640, H, W);
+    add(ND_OP_UPSAMPLE2X, "upsample2x nearest", SH("[%d,640,%d,%d]", B, H / 2, W / 2));
+    S(0, B, 640, H / 2, W / 2); D(B, 640, H, W);
+    add(ND_OP_TRANSPOSE, "transpose NCHW->NLC", SH("[%d,320,%lld]", B, (long long)N));
+    S(0, B, 320, N); D(B, N, 320);
+    add(ND_OP_COPY, gpu ? "copy f16->f32" : "copy f32->f16", SH("[%d,320,%d,%d]", B, H, W));
+    S(0, B, 320, H, W); D16(B, 320, H, W);
 #undef SH
+}
+
+/* The rows' tensors, copied into the backend's device memory (the GPU table). */
+static void to_device(nd_backend *be, nd_arena *dev, int r0, int r1)
+{
+    for (int r = r0; r < r1; r++) {
+        nd_tensor *ts[ND_OP_MAX_SRC + 1];
+        int n = 0;
+        for (int i = 0; i < rows[r].nsrc; i++)
+            if (rows[r].has[i])
+                ts[n++] = &rows[r].src[i];
+        ts[n++] = &rows[r].dst;
+        for (int i = 0; i < n; i++) {
+            size_t b = nd_tensor_bytes(ts[i]);
+            void *p = nd_arena_alloc(dev, b, &err);
+            if (!p || nd_backend_upload(be, p, ts[i]->data, b, &err)) {
+                fprintf(stderr, "bench_ops: %s: %s\n", rows[r].label, err.msg);
+                exit(1);
+            }
+            ts[i]->data = p;
+            ts[i]->device = be->device;
+        }
+    }
 }
 
 int main(int argc, char **argv)
@@ -398,62 +439,100 @@ int main(int argc, char **argv)
         setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
         execv("/proc/self/exe", argv);
     }
+    const char *be_name = getenv("ND_BENCH_BACKEND");
+    be_name = be_name && *be_name ? be_name : "cpu";
     nd_backend *be;
-    nd_backend_config cfg = {0, 512u << 20};
-    if (nd_backend_open("cpu", &cfg, &be, &err)) {
+    nd_backend_config cfg = {0, 512u << 20, NULL};
+    if (nd_backend_open(be_name, &cfg, &be, &err)) {
         fprintf(stderr, "bench_ops: %s\n", err.msg);
         return 1;
     }
-    if (nd_arena_init(&arena, (size_t)3 << 30, &err)) {
+    gpu = be->device != ND_DEV_CPU;
+    nd_arena dev = {0};
+    if (nd_arena_init(&arena, (size_t)(gpu ? 12 : 3) << 30, &err) ||
+        (gpu && nd_backend_arena_init(be, &dev, (size_t)16 << 30, &err))) {
         fprintf(stderr, "bench_ops: %s\n", err.msg);
         return 1;
     }
     const char *py = find_python();
     bool quick = getenv("ND_BENCH_QUICK") != NULL;
+    const char *pk = getenv("ND_GPU_PEAK_TFLOPS");
+    double peak = pk && atof(pk) > 0 ? atof(pk) : 989.4;
     coproc cpr = {0}, *cp = NULL;
-    if (py && coproc_open(&cpr, py, be->n_threads))
+    if (py && coproc_open(&cpr, py, gpu ? 1 : be->n_threads))
         cp = &cpr;
     double la0[3] = {NAN, NAN, NAN};
     getloadavg(la0, 3);
-    printf("backend cpu, %d threads; PyTorch: %s; load average at the start: %.2f %.2f %.2f\n",
-           be->n_threads, cp ? py : "not installed", la0[0], la0[1], la0[2]);
+    if (gpu)
+        printf("backend %s, fp16 tensors in device memory; peak for %%peak: %.1f dense fp16 "
+               "TFLOP/s; PyTorch: %s\n",
+               be->name, peak, cp ? py : "not installed");
+    else
+        printf("backend %s, %d threads; PyTorch: %s; load average at the start: %.2f %.2f %.2f\n",
+               be->name, be->n_threads, cp ? py : "not installed", la0[0], la0[1], la0[2]);
     const struct {
         int h, w;
         const char *name;
     } lat[] = {{64, 64, "64x64 latent (512x512)"}, {136, 128, "136x128 latent (1088x1024)"}};
-    int first[3] = {0};
-    for (int l = 0; l < (quick ? 1 : 2); l++) {
-        size_t mark = nd_arena_mark(&arena);
-        int r0 = n_rows;
-        first[l] = r0;
-        build_rows(lat[l].h, lat[l].w, l == 1);
-        const char *only = getenv("ND_BENCH_ONLY"); /* rows whose label has it */
-        for (int r = r0; r < n_rows; r++) {
-            if (only && !strstr(rows[r].label, only)) {
-                rows[r].ms = rows[r].torch_ms = NAN;
-                continue;
+    const int batches[] = {1, 2, 8};
+    int n_b = gpu ? 3 : 1;
+    enum { MAX_SECT = 6 };
+    int first[MAX_SECT + 1] = {0}, n_sect = 0;
+    char sect_name[MAX_SECT][64];
+    for (int l = 0; l < (quick ? 1 : 2); l++)
+        for (int bi = 0; bi < n_b; bi++) {
+            size_t mark = nd_arena_mark(&arena), dmark = nd_arena_mark(&dev);
+            int r0 = n_rows;
+            first[n_sect] = r0;
+            if (gpu)
+                snprintf(sect_name[n_sect], sizeof sect_name[0], "%s, batch %d", lat[l].name,
+                         batches[bi]);
+            else
+                snprintf(sect_name[n_sect], sizeof sect_name[0], "%s", lat[l].name);
+            n_sect++;
+            build_rows(lat[l].h, lat[l].w, l == 1, batches[bi]);
+            if (gpu) {
+                to_device(be, &dev, r0, n_rows);
+                nd_arena_reset(&arena, mark); /* the host copies are done with */
             }
-            time_row(be, &rows[r], r, cp);
-            fprintf(stderr, "  %-32s %9.2f ms  torch %9.2f ms\n", rows[r].label, rows[r].ms,
-                    rows[r].torch_ms);
+            const char *only = getenv("ND_BENCH_ONLY"); /* rows whose label has it */
+            for (int r = r0; r < n_rows; r++) {
+                if (only && !strstr(rows[r].label, only)) {
+                    rows[r].ms = rows[r].torch_ms = NAN;
+                    continue;
+                }
+                time_row(be, &rows[r], r, cp);
+                fprintf(stderr, "  %-32s %9.3f ms  torch %9.3f ms\n", rows[r].label, rows[r].ms,
+                        rows[r].torch_ms);
+            }
+            nd_arena_reset(&arena, mark);
+            nd_arena_reset(&dev, dmark);
         }
-        nd_arena_reset(&arena, mark);
-    }
-    first[quick ? 1 : 2] = n_rows;
+    first[n_sect] = n_rows;
     if (cp)
         coproc_close(cp);
-    for (int l = 0; l < (quick ? 1 : 2); l++) {
-        printf("\n%s\n", lat[l].name);
-        printf("%-31s %-28s %10s %9s %10s %8s %8s\n", "op", "shape", "ms", "GFLOP/s", "torch ms",
-               "speedup", "best/best");
+    for (int l = 0; l < n_sect; l++) {
+        printf("\n%s\n", sect_name[l]);
+        if (gpu)
+            printf("%-31s %-28s %9s %8s %6s %10s %8s\n", "op", "shape", "ms", "TFLOP/s", "%peak",
+                   "torch ms", "speedup");
+        else
+            printf("%-31s %-28s %10s %9s %10s %8s %8s\n", "op", "shape", "ms", "GFLOP/s",
+                   "torch ms", "speedup", "best/best");
         for (int r = first[l]; r < first[l + 1]; r++) {
             const row *w = &rows[r];
-            printf("%-31s %-28s %10.3f %9.1f ", w->label, w->shape, w->ms,
-                   w->flops / (w->ms * 1e6));
+            if (gpu)
+                printf("%-31s %-28s %9.4f %8.2f %5.1f%% ", w->label, w->shape, w->ms,
+                       w->flops / (w->ms * 1e9), 100.0 * w->flops / (w->ms * 1e9) / peak);
+            else
+                printf("%-31s %-28s %10.3f %9.1f ", w->label, w->shape, w->ms,
+                       w->flops / (w->ms * 1e6));
             if (!cp)
                 printf("%10s %8s\n", "n/a", "n/a");
             else if (isnan(w->torch_ms))
                 printf("%10s %8s\n", "failed", "n/a");
+            else if (gpu)
+                printf("%10.4f %7.2fx\n", w->torch_ms, w->torch_ms / w->ms);
             else
                 printf("%10.3f %7.2fx %7.2fx\n", w->torch_ms, w->torch_ms / w->ms,
                        w->torch_best_ms / w->best_ms);
@@ -461,12 +540,21 @@ int main(int argc, char **argv)
     }
     if (!cp)
         printf("\nPyTorch: not installed (set ND_PYTHON to a python that can import torch)\n");
-    double la[3] = {NAN, NAN, NAN};
-    getloadavg(la, 3);
-    printf("\nload average at the end: %.2f %.2f %.2f (%ld cores online)\n", la[0], la[1], la[2],
-           sysconf(_SC_NPROCESSORS_ONLN));
-    printf("\nspeedup = torch ms / our ms (> 1: we are faster); medians of 3-15 samples, a sample = the time per run of a burst of back-to-back runs (~10 ms, after one untimed run), C and PyTorch samples interleaved with 20 ms between them (OpenMP spin-waits die down); best/best = ratio of the fastest runs; "
-           "GFLOP/s counts 2 per multiply-add, 1 per output element for memory-bound ops\n");
+    if (gpu) {
+        printf("\nspeedup = torch ms / our ms (> 1: we are faster); medians of 3-15 samples, a "
+               "sample = the time per run of a burst of back-to-back runs (~10 ms) ended by a "
+               "stream sync, C and PyTorch samples interleaved; PyTorch fp16 on the same GPU: "
+               "attention = F.scaled_dot_product_attention, conv = cuDNN (benchmark mode); "
+               "TFLOP/s counts 2 per multiply-add, 1 per output element for memory-bound ops\n");
+        nd_backend_arena_free(be, &dev);
+    } else {
+        double la[3] = {NAN, NAN, NAN};
+        getloadavg(la, 3);
+        printf("\nload average at the end: %.2f %.2f %.2f (%ld cores online)\n", la[0], la[1],
+               la[2], sysconf(_SC_NPROCESSORS_ONLN));
+        printf("\nspeedup = torch ms / our ms (> 1: we are faster); medians of 3-15 samples, a sample = the time per run of a burst of back-to-back runs (~10 ms, after one untimed run), C and PyTorch samples interleaved with 20 ms between them (OpenMP spin-waits die down); best/best = ratio of the fastest runs; "
+               "GFLOP/s counts 2 per multiply-add, 1 per output element for memory-bound ops\n");
+    }
     nd_backend_close(be);
     nd_arena_free(&arena);
     return 0;

@@ -1,6 +1,9 @@
-"""tests/bench/bench_ops_torch.py NTHREADS [--serve] < spec
+"""tests/bench/bench_ops_torch.py NTHREADS [--serve] [--cuda] < spec
 
-The PyTorch (CPU) side of bench_ops, with the same thread count.
+The PyTorch side of bench_ops: on the CPU with the same thread count, or with
+--cuda on the GPU in fp16 (the GPU table: attention through
+scaled_dot_product_attention, whichever of its kernels PyTorch picks; conv2d
+through cuDNN with cudnn.benchmark on, so cuDNN runs its fastest algorithm).
 
 --serve (what bench_ops.c uses, as a coprocess on stdin/stdout): a spec line
 ("idx op nsrc shape... dst_shape dst_dtype params...") builds that row's
@@ -23,8 +26,17 @@ def shape(s):
     return None if s == "-" else [int(v) for v in s.split(",")]
 
 
+DEV = "cpu"
+DTYPE = torch.float32
+
+
+def sync():
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+
+
 def make_fn(op, srcs, out_shape, params):
-    t = [None if s is None else torch.rand(s) * 2 - 1 for s in srcs]
+    t = [None if s is None else (torch.rand(s, device=DEV) * 2 - 1).to(DTYPE) for s in srcs]
     if op == "linear":
         return lambda: F.linear(t[0], t[1], t[2])
     if op == "conv2d":
@@ -86,7 +98,8 @@ def make_fn(op, srcs, out_shape, params):
         half = dim // 2
 
         def temb():
-            e = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32) / half)
+            e = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32,
+                                                          device=DEV) / half)
             a = t[0][:, None] * e[None]
             return torch.cat([torch.cos(a), torch.sin(a)], -1)
         return temb
@@ -120,15 +133,18 @@ def serve():
                     else:
                         if k > 1:
                             fn()
+                        sync()
                         t0 = time.perf_counter()
                         for _ in range(k):
                             fn()
+                        sync()
                         out.write(f"{(time.perf_counter() - t0) * 1e3 / k:.4f}\n")
                 else:
                     fn = None  # free the previous row's tensors first
                     _, fn = parse(line)
                     if fn is not None:
-                        fn()  # warm-up
+                        fn()  # warm-up (cuDNN's algorithm search on the GPU)
+                        sync()
                     out.write("1\n" if fn is not None else "none\n")
             except Exception as e:  # noqa: BLE001 - report, keep serving
                 print(f"bench_ops_torch: {e}", file=sys.stderr)
@@ -138,7 +154,11 @@ def serve():
 
 
 def main():
+    global DEV, DTYPE
     torch.set_num_threads(int(sys.argv[1]))
+    if "--cuda" in sys.argv[2:]:
+        DEV, DTYPE = "cuda", torch.float16
+        torch.backends.cudnn.benchmark = True
     if "--serve" in sys.argv[2:]:
         serve()
         return
@@ -155,10 +175,12 @@ def main():
             continue
         with torch.inference_mode():
             fn()  # warm-up
+            sync()
             best, total, rep = math.inf, 0.0, 0
             while rep < 20 and (rep < 2 or total < 400):
                 t0 = time.perf_counter()
                 fn()
+                sync()
                 ms = (time.perf_counter() - t0) * 1e3
                 total += ms
                 best = min(best, ms)

@@ -506,7 +506,7 @@ int main(void)
     p.controlnet = control ? cp : NULL;
     /* the step needs the UNet and ControlNet only (diffusers' side loads no more) */
     p.skip = 1u << ND_WC_VAE | 1u << ND_WC_TEXT;
-    nd_backend_config cfg = {0, 0};
+    nd_backend_config cfg = {0, 0, NULL};
     char list[256];
     snprintf(list, sizeof list, "%s",
              shapes && *shapes ? shapes

@@ -71,7 +71,7 @@ static void open_backends(void)
         return;
     rng_state = nd_test_seed();
     CHECK_OK(nd_arena_init(&arena, 512u << 20, &err), &err);
-    nd_backend_config cfg = {0, 256u << 20};
+    nd_backend_config cfg = {0, 256u << 20, NULL};
     const char *only = getenv("ND_TEST_BACKENDS");
     for (const char *const *n = nd_backend_names(); *n && n_be < MAX_BE - 1; n++) {
         if (only && strcmp(*n, "cpu_ref") != 0 && !wanted(only, *n))
@@ -80,6 +80,12 @@ static void open_backends(void)
         be_label[n_be] = *n;
         printf("  backend %s\n", *n);
         n_be++;
+        if (!strcmp(*n, "cuda")) { /* and its cuDNN conv path (--conv cudnn) */
+            nd_backend_config dc = cfg;
+            dc.conv = "cudnn";
+            CHECK_OK(nd_backend_open(*n, &dc, &bes[n_be], &err), &err);
+            be_label[n_be++] = "cuda(cudnn)";
+        }
     }
     /* the portable (no AVX2) paths of the cpu backend, on the same machine */
     if (!only || wanted(only, "cpu")) {
@@ -169,6 +175,35 @@ static double rel_err(const nd_tensor *out, const nd_tensor *ref)
     return mr > 0 ? md / mr : md;
 }
 
+/* ---- tensors in a backend's memory ------------------------------------------------ */
+
+/* The device copies of one run, freed together by unstage(). */
+static void *staged_mem[ND_OP_MAX_SRC + 1];
+static int n_staged;
+
+/* *out = a copy of host tensor t in be's memory (device memory on cuda). */
+static bool stage(nd_backend *be, const nd_tensor *t, nd_tensor *out)
+{
+    size_t n = nd_tensor_bytes(t);
+    void *p = nd_backend_alloc(be, n, &err);
+    if (!p || nd_backend_upload(be, p, t->data, n, &err)) {
+        printf("    staging on %s: %s\n", be->name, err.msg);
+        nd_backend_free(be, p);
+        return false;
+    }
+    staged_mem[n_staged++] = p;
+    *out = *t;
+    out->data = p;
+    out->device = be->device;
+    return true;
+}
+
+static void unstage(nd_backend *be)
+{
+    while (n_staged > 0)
+        nd_backend_free(be, staged_mem[--n_staged]);
+}
+
 /* ---- one case: the call to build, run on every backend in f32, f16, mixed -------- */
 
 static nd_op_call cur;
@@ -246,14 +281,32 @@ static void run_case(const char *label)
             nd_tensor y, x0;
             if (cur_inplace) { /* dst is a fresh copy of src[0], passed as both */
                 x0 = convert(&in[0], in[0].dtype);
-                bc.src[0] = &x0;
                 y = x0;
             } else {
                 y = new_tensor(ydt, cur_dst.ndim, cur_dst.shape);
                 poison(&y);
             }
-            bc.dst = &y;
-            nd_status st = nd_op_run(bes[b], &bc, &err);
+            /* every backend computes in its own memory (device memory on
+             * cuda): inputs and the poisoned dst go there, the result back */
+            nd_tensor din[ND_OP_MAX_SRC], dy;
+            nd_op_call dc = bc;
+            bool staged = stage(bes[b], &y, &dy);
+            for (int i = 0; i < cur_nsrc && staged; i++) {
+                if (!cur.src[i])
+                    continue;
+                if (i == 0 && cur_inplace) {
+                    din[0] = dy;
+                } else if (!stage(bes[b], &in[i], &din[i])) {
+                    staged = false;
+                    break;
+                }
+                dc.src[i] = &din[i];
+            }
+            dc.dst = &dy;
+            nd_status st = staged ? nd_op_run(bes[b], &dc, &err) : ND_ENOMEM;
+            if (!st)
+                st = nd_backend_download(bes[b], y.data, dy.data, nd_tensor_bytes(&y), &err);
+            unstage(bes[b]);
             CHECKF(st == ND_OK, "%s %s mode %d: %s", be_label[b], label, mode, err.msg);
             if (st)
                 continue;
@@ -365,6 +418,12 @@ static void test_conv2d(void)
     begin(ND_OP_CONV2D);
     SRC(0, -1, 1, 1, 12, 6, 9); SRC(1, -1, 1, 1, 12, 3, 3); SRC(2, -1, 1, 1); DST(1, 1, 5, 8);
     conv("3x3 s1 pad(0,1,0,1) [1,12,6,9]->1 direct", 1, 0, 1, 0, 1);
+    /* more than one 128 x 128 x 32 tile of the cuda tensor-core conv in every
+     * direction, each ending part-way: Co 130, K 360 (11.25 k tiles), 286 pixels */
+    begin(ND_OP_CONV2D);
+    SRC(0, -1, 1, 2, 40, 13, 11); SRC(1, -0.3f, 0.3f, 130, 40, 3, 3); SRC(2, -1, 1, 130);
+    DST(2, 130, 13, 11);
+    conv("3x3 s1 p1 [2,40,13,11]->130 (tiles)", 1, 1, 1, 1, 1);
 }
 
 static void gn(const char *label, int groups, float eps, bool silu)
@@ -709,7 +768,17 @@ static void test_errors(void)
     }
     /* a workspace too small for an im2col band: ND_ENOMEM, saying how much
      * (5 output channels: more than the direct path's 4, fewer than Winograd's 8) */
-    nd_backend_config small = {1, 1024};
+    /* a conv path other than ours is refused where it does not exist */
+    for (const char *const *n = nd_backend_names(); *n; n++) {
+        nd_backend_config bad = {0, 1u << 20, "winograd"};
+        CHECK(nd_backend_open(*n, &bad, &be, &err) != ND_OK && be == NULL);
+        if (!strcmp(*n, "emu")) {
+            bad.conv = "cudnn";
+            CHECK(nd_backend_open(*n, &bad, &be, &err) == ND_EUNSUPPORTED && be == NULL &&
+                  strstr(err.msg, "cuDNN"));
+        }
+    }
+    nd_backend_config small = {1, 1024, NULL};
     CHECK_OK(nd_backend_open("cpu", &small, &be, &err), &err);
     nd_tensor cx = new_tensor(ND_F32, 4, (int64_t[]){1, 8, 9, 9});
     nd_tensor cw = new_tensor(ND_F32, 4, (int64_t[]){5, 8, 3, 3});
@@ -788,7 +857,7 @@ static void test_device_bytes(void)
     for (const char *const *n = nd_backend_names(); *n; n++) {
         nd_backend *be;
         nd_err e;
-        nd_backend_config cfg = {1, 3u << 20};
+        nd_backend_config cfg = {1, 3u << 20, NULL};
         CHECK_OK(nd_backend_open(*n, &cfg, &be, &e), &e);
         size_t got = nd_backend_device_bytes(be);
         if (!strcmp(*n, "cpu") || !strcmp(*n, "cpu_ref"))

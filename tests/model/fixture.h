@@ -113,7 +113,7 @@ static const char *const *test_backends(void)
 
 static nd_backend *open_be(const char *name, size_t ws, nd_err *e)
 {
-    nd_backend_config cfg = {0, ws};
+    nd_backend_config cfg = {0, ws, NULL};
     nd_backend *be = NULL;
     nd_status st = nd_backend_open(name, &cfg, &be, e);
     CHECKF(st == ND_OK, "open %s: %s", name, e->msg);

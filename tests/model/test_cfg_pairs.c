@@ -74,7 +74,7 @@ static void test_pairs_and_hint_embedding_bit_identical(void)
         *dst[i] = nd_tensor_make((void *)st->data, ND_F32, ND_DEV_CPU, st->ndim, st->shape);
     }
     for (size_t b = 0; b < ND_ARRAY_LEN(backends); b++) {
-        nd_backend_config cfg = {0, 0};
+        nd_backend_config cfg = {0, 0, NULL};
         nd_backend *be = NULL;
         nd_unet *u = NULL;
         nd_controlnet *cn = NULL;
