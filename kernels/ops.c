@@ -99,8 +99,8 @@ size_t nd_backend_device_bytes(const nd_backend *be)
 
 void *nd_backend_alloc(nd_backend *be, size_t bytes, nd_err *err)
 {
-    /* host memory as the arenas have it: ND_ARENA_ALIGN-aligned */
-    size_t n = (bytes + ND_ARENA_ALIGN) & ~(size_t)(ND_ARENA_ALIGN - 1);
+    /* whole ND_ARENA_ALIGN blocks, aligned as the arenas are (at least one) */
+    size_t n = bytes ? (bytes + ND_ARENA_ALIGN - 1) & ~(size_t)(ND_ARENA_ALIGN - 1) : ND_ARENA_ALIGN;
     void *p = be->dev_alloc ? be->dev_alloc(be, n) : aligned_alloc(ND_ARENA_ALIGN, n);
     if (!p)
         nd_fail(err, ND_ENOMEM, "%s: cannot allocate %zu bytes of device memory", be->name, bytes);
@@ -117,24 +117,27 @@ void nd_backend_free(nd_backend *be, void *p)
         free(p);
 }
 
+/* a host backend's "device" is host memory */
+static nd_status copy_mem(nd_backend *be, void *dst, const void *src, size_t bytes,
+                          bool to_device, nd_err *err)
+{
+    if (be->dev_copy)
+        return be->dev_copy(be, dst, src, bytes, to_device, err);
+    if (bytes)
+        memmove(dst, src, bytes);
+    return ND_OK;
+}
+
 nd_status nd_backend_upload(nd_backend *be, void *dev_dst, const void *host_src, size_t bytes,
                             nd_err *err)
 {
-    if (be->dev_copy)
-        return be->dev_copy(be, dev_dst, host_src, bytes, true, err);
-    if (bytes)
-        memmove(dev_dst, host_src, bytes);
-    return ND_OK;
+    return copy_mem(be, dev_dst, host_src, bytes, true, err);
 }
 
 nd_status nd_backend_download(nd_backend *be, void *host_dst, const void *dev_src, size_t bytes,
                               nd_err *err)
 {
-    if (be->dev_copy)
-        return be->dev_copy(be, host_dst, dev_src, bytes, false, err);
-    if (bytes)
-        memmove(host_dst, dev_src, bytes);
-    return ND_OK;
+    return copy_mem(be, host_dst, dev_src, bytes, false, err);
 }
 
 nd_status nd_backend_sync(nd_backend *be, nd_err *err)
@@ -146,7 +149,7 @@ nd_status nd_backend_arena_init(nd_backend *be, nd_arena *a, size_t bytes, nd_er
 {
     memset(a, 0, sizeof *a);
     bytes = (bytes + ND_ARENA_ALIGN - 1) & ~(size_t)(ND_ARENA_ALIGN - 1);
-    a->base = nd_backend_alloc(be, bytes, err);
+    a->base = nd_backend_alloc(be, bytes, err); /* whole blocks: nothing rounded twice */
     if (!a->base)
         return ND_ENOMEM;
     a->cap = bytes;

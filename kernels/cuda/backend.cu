@@ -76,6 +76,20 @@ struct cu_state {
                            cublasGetStatusString(s_));                                       \
     } while (0)
 
+/* kernels/backend_impl.h's broadcast plan of a op b, as the kernels take it */
+static Bcast bcast_of(const nd_tensor *a, const nd_tensor *b)
+{
+    nd_bcast p;
+    nd_bcast_plan(a, b, &p);
+    Bcast bc;
+    bc.nd = p.nd;
+    for (int i = 0; i < 4; i++) {
+        bc.n[i] = p.n[i];
+        bc.bs[i] = p.bs[i];
+    }
+    return bc;
+}
+
 static TP tp(const nd_tensor *t)
 {
     TP r = {t ? t->data : NULL, t && t->dtype == ND_F16};
@@ -173,25 +187,28 @@ static bool dnn_takes(const nd_op_call *c)
            p->pad_left == p->pad_right;
 }
 
-static nd_status dnn_plan_for(cu_state *s, const ConvShape &cs, cu_state::dnn_plan **out,
-                              nd_err *err)
+static void dnn_plan_destroy(cu_state::dnn_plan *p)
 {
-    for (int i = 0; i < s->n_plans; i++)
-        if (same_cs(s->plans[i].cs, cs)) {
-            *out = &s->plans[i];
-            return ND_OK;
-        }
-    if (s->n_plans == (int)(sizeof s->plans / sizeof s->plans[0]))
-        return nd_fail(err, ND_EUNSUPPORTED, "cuda: more than %d conv shapes for cuDNN",
-                       s->n_plans);
-    cu_state::dnn_plan *p = &s->plans[s->n_plans];
+    if (p->x)
+        cudnnDestroyTensorDescriptor(p->x);
+    if (p->y)
+        cudnnDestroyTensorDescriptor(p->y);
+    if (p->w)
+        cudnnDestroyFilterDescriptor(p->w);
+    if (p->conv)
+        cudnnDestroyConvolutionDescriptor(p->conv);
     memset(p, 0, sizeof *p);
+}
+
+/* Descriptors and cuDNN's algorithm for one shape (p zeroed on entry). */
+static nd_status dnn_plan_build(cu_state *s, cu_state::dnn_plan *p, const ConvShape &cs,
+                                nd_err *err)
+{
     p->cs = cs;
     CKD(cudnnCreateTensorDescriptor(&p->x));
     CKD(cudnnCreateTensorDescriptor(&p->y));
     CKD(cudnnCreateFilterDescriptor(&p->w));
     CKD(cudnnCreateConvolutionDescriptor(&p->conv));
-    s->n_plans++; /* owns the descriptors from here (destroyed at close) */
     CKD(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_HALF, cs.B, cs.Ci, cs.H,
                                    cs.W));
     CKD(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_HALF, cs.B, cs.Co, cs.Ho,
@@ -214,6 +231,30 @@ static nd_status dnn_plan_for(cu_state *s, const ConvShape &cs, cu_state::dnn_pl
     p->algo = perf[pick].algo;
     CKD(cudnnGetConvolutionForwardWorkspaceSize(s->dnn, p->x, p->w, p->conv, p->y, p->algo,
                                                 &p->ws_bytes));
+    return ND_OK;
+}
+
+/* The cached plan of this shape, built on first sight; a plan that failed to
+ * build is not kept. */
+static nd_status dnn_plan_for(cu_state *s, const ConvShape &cs, cu_state::dnn_plan **out,
+                              nd_err *err)
+{
+    for (int i = 0; i < s->n_plans; i++)
+        if (same_cs(s->plans[i].cs, cs)) {
+            *out = &s->plans[i];
+            return ND_OK;
+        }
+    if (s->n_plans == (int)(sizeof s->plans / sizeof s->plans[0]))
+        return nd_fail(err, ND_EUNSUPPORTED, "cuda: more than %d conv shapes for cuDNN",
+                       s->n_plans);
+    cu_state::dnn_plan *p = &s->plans[s->n_plans];
+    memset(p, 0, sizeof *p);
+    nd_status r = dnn_plan_build(s, p, cs, err);
+    if (r) {
+        dnn_plan_destroy(p);
+        return r;
+    }
+    s->n_plans++;
     *out = p;
     return ND_OK;
 }
@@ -239,16 +280,8 @@ static nd_status dnn_conv2d(cu_state *s, const nd_op_call *c, const ConvShape &c
     if (c->src[2]) { /* y += b over channels */
         const int64_t bsh[4] = {1, cs.Co, 1, 1};
         nd_tensor bv = nd_tensor_make(c->src[2]->data, ND_F16, c->dst->device, 4, bsh);
-        nd_bcast bp;
-        nd_bcast_plan(c->dst, &bv, &bp);
-        Bcast bc;
-        bc.nd = bp.nd;
-        for (int i = 0; i < 4; i++) {
-            bc.n[i] = bp.n[i];
-            bc.bs[i] = bp.bs[i];
-        }
         CK(cu_binary(s->st, BIN_ADD, tp(c->dst), tp(&bv), tp(c->dst), nd_tensor_numel(c->dst),
-                     bc));
+                     bcast_of(c->dst, &bv)));
     }
     return ND_OK;
 }
@@ -326,15 +359,8 @@ static nd_status cu_compute(nd_backend *be, const nd_op_call *c, nd_arena *ws, n
         break;
     case ND_OP_ADD:
     case ND_OP_MUL: {
-        nd_bcast p;
-        nd_bcast_plan(a, b, &p);
-        Bcast bc;
-        bc.nd = p.nd;
-        for (int i = 0; i < 4; i++) {
-            bc.n[i] = p.n[i];
-            bc.bs[i] = p.bs[i];
-        }
-        CK(cu_binary(S, c->op == ND_OP_ADD ? BIN_ADD : BIN_MUL, tp(a), tp(b), tp(y), n, bc));
+        CK(cu_binary(S, c->op == ND_OP_ADD ? BIN_ADD : BIN_MUL, tp(a), tp(b), tp(y), n,
+                     bcast_of(a, b)));
         break;
     }
     case ND_OP_CONCAT: {
@@ -423,12 +449,8 @@ static void cu_destroy(nd_backend *be)
         if (s->blas)
             cublasDestroy(s->blas);
 #ifndef ND_EMU
-        for (int i = 0; i < s->n_plans; i++) {
-            cudnnDestroyTensorDescriptor(s->plans[i].x);
-            cudnnDestroyTensorDescriptor(s->plans[i].y);
-            cudnnDestroyFilterDescriptor(s->plans[i].w);
-            cudnnDestroyConvolutionDescriptor(s->plans[i].conv);
-        }
+        for (int i = 0; i < s->n_plans; i++)
+            dnn_plan_destroy(&s->plans[i]);
         if (s->dnn)
             cudnnDestroy(s->dnn);
         cudaFree(s->dnn_ws);
@@ -489,18 +511,14 @@ extern "C" nd_status BE_OPEN(const nd_backend_config *cfg, nd_backend **out, nd_
     be->sync = cu_sync;
 #ifdef ND_EMU
     s->sync_each = true;
+    if (cfg->n_threads > 0)
+        emu_set_workers(cfg->n_threads);
 #else
     const char *se = getenv("ND_CUDA_SYNC");
     s->sync_each = se && *se && strcmp(se, "0") != 0;
-#endif
-#ifndef ND_EMU
     be->dev_alloc = cu_dev_alloc;
     be->dev_free = cu_dev_free;
     be->dev_copy = cu_dev_copy;
-#endif
-#ifdef ND_EMU
-    if (cfg->n_threads > 0)
-        emu_set_workers(cfg->n_threads);
 #endif
     nd_status st = cu_init(be, s, cfg, err);
     if (st) {
