@@ -98,7 +98,8 @@ $(REL)/bench/%: tests/bench/%.c $(REL_LIB)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< $(REL_LIB) $(LDLIBS)
 
 # ---- tests ------------------------------------------------------------------
-TEST_DEPS += $(TEST_BINS) $(ASAN)/netdiff $(if $(SRV_SRCS),$(ASAN)/netdiffd) $(REL)/netdiff
+TEST_DEPS += $(TEST_BINS) $(ASAN)/netdiff $(if $(SRV_SRCS),$(ASAN)/netdiffd) $(REL)/netdiff \
+             $(BENCH_BINS)
 test: $(TEST_DEPS) $(FUZZ_BINS)
 	@ASAN_OPTIONS=detect_leaks=1 sh tests/run.sh $(TEST_BINS) $(TEST_SH) $(if $(FUZZ_BINS),tests/fuzz/run_fuzzers.sh)
 

@@ -34,9 +34,11 @@ struct nd_model_drawer {
     nd_controlnet *cn;
     nd_vae *vae;
     nd_denoiser *den;
-    nd_arena arena;            /* text encoder and VAE activations            */
+    nd_arena arena;            /* text encoder and VAE activations (be's memory) */
     int lat_c, lat_h, lat_w, factor, n_ctx, dim;
-    /* prompt embeddings: [n_classes + 1][n_ctx][dim]; the last is the negative */
+    /* prompt embeddings: [n_classes + 1][n_ctx][dim]; the last is the
+     * negative. In be's memory (so that a step on a GPU copies none), as
+     * are the hint embeddings; latents, eps and hints are host arrays. */
     float *emb;
     uint8_t *emb_ready;
     nd_tensor *emb_t;
@@ -44,7 +46,7 @@ struct nd_model_drawer {
     float *hints;              /* [batch][3][H][W] */
     int *hint_of;              /* which (class, template) a slot's hint is, -1 */
     nd_tensor *hint_t;         /* [batch] views of hints */
-    float *hemb;               /* [batch][hemb_n]: the hints through the hint encoder */
+    float *hemb;               /* [batch][hemb_n]: the hints through the hint encoder (be) */
     nd_tensor *hemb_t;         /* [batch] views of hemb */
     size_t hemb_n;             /* floats per hint embedding */
     float *x, *eps, *xin;      /* [batch][lat] */
@@ -87,23 +89,26 @@ void nd_model_drawer_free(nd_model_drawer *m)
         return;
     nd_denoiser_free(m->den);
     nd_vae_free(m->dec_vae);
-    nd_arena_free(&m->dec_arena);
+    if (m->dec_be)
+        nd_backend_arena_free(m->dec_be, &m->dec_arena);
     nd_backend_close(m->dec_be);
     nd_vae_free(m->vae);
     nd_controlnet_free(m->cn);
     nd_unet_free(m->unet);
     nd_text_encoder_free(m->te);
     sd_tokenizer_free(m->tok);
-    nd_arena_free(&m->arena);
+    if (m->be) {
+        nd_backend_arena_free(m->be, &m->arena);
+        nd_backend_free(m->be, m->emb);
+        nd_backend_free(m->be, m->hemb);
+    }
     nd_backend_close(m->be);
     nd_weights_free(m->w);
-    free(m->emb);
     free(m->emb_ready);
     free(m->emb_t);
     free(m->hints);
     free(m->hint_of);
     free(m->hint_t);
-    free(m->hemb);
     free(m->hemb_t);
     free(m->x);
     free(m->eps);
@@ -127,11 +132,12 @@ static nd_status embedding(nd_model_drawer *m, int k, const char *prompt, nd_err
     size_t mark = nd_arena_mark(&m->arena);
     int64_t sh[3] = {1, m->n_ctx, m->dim};
     nd_tensor out;
+    float *dst = m->emb + (size_t)k * (size_t)m->n_ctx * (size_t)m->dim;
+    nd_tensor e = nd_tensor_make(dst, ND_F32, m->be->device, 3, sh);
     if (!(st = nd_arena_tensor(&m->arena, ND_F32, 3, sh, &out, err)) &&
-        !(st = nd_text_encoder_run(m->te, ids, 1, m->n_ctx, &m->arena, &out, err))) {
-        float *dst = m->emb + (size_t)k * (size_t)m->n_ctx * (size_t)m->dim;
-        memcpy(dst, out.data, (size_t)m->n_ctx * (size_t)m->dim * sizeof(float));
-        m->emb_t[k] = nd_tensor_make(dst, ND_F32, ND_DEV_CPU, 3, sh);
+        !(st = nd_text_encoder_run(m->te, ids, 1, m->n_ctx, &m->arena, &out, err)) &&
+        !(st = nd_copy(m->be, &out, &e, err))) {
+        m->emb_t[k] = e;
         m->emb_ready[k] = 1;
     }
     nd_arena_reset(&m->arena, mark);
@@ -141,9 +147,9 @@ static nd_status embedding(nd_model_drawer *m, int k, const char *prompt, nd_err
 
 static nd_status canny_hint(nd_model_drawer *m, const nd_class *c, int tpl, float *h, nd_err *err);
 
-/* The canny hint of a class template into h ([3][H][W]; zero without one)
- * and its embedding by the ControlNet's hint encoder into e ([hemb_n]):
- * once per hint, not once per sampler step. */
+/* The canny hint of a class template into h (host, [3][H][W]; zero without
+ * one) and its embedding by the ControlNet's hint encoder into e ([hemb_n],
+ * the backend's memory): once per hint, not once per sampler step. */
 static nd_status compute_hint(nd_model_drawer *m, const nd_class *c, int tpl, float *h, float *e,
                               nd_err *err)
 {
@@ -153,10 +159,11 @@ static nd_status compute_hint(nd_model_drawer *m, const nd_class *c, int tpl, fl
     if (!st) {
         int64_t hs[4] = {1, 3, l->packets, l->width}, es[4];
         nd_controlnet_hint_emb_shape(m->cn, 1, m->lat_h, m->lat_w, es);
-        nd_tensor ht = nd_tensor_make(h, ND_F32, ND_DEV_CPU, 4, hs);
-        nd_tensor et = nd_tensor_make(e, ND_F32, ND_DEV_CPU, 4, es);
+        nd_tensor ht, et = nd_tensor_make(e, ND_F32, m->be->device, 4, es);
         size_t mark = nd_arena_mark(&m->arena);
-        st = nd_controlnet_embed_hint(m->cn, &ht, &m->arena, &et, err);
+        if (!(st = nd_arena_tensor(&m->arena, ND_F32, 4, hs, &ht, err)) &&
+            !(st = nd_backend_upload(m->be, ht.data, h, nd_tensor_bytes(&ht), err)))
+            st = nd_controlnet_embed_hint(m->cn, &ht, &m->arena, &et, err);
         nd_arena_reset(&m->arena, mark);
     }
     m->t_hint += now_s() - t0;
@@ -235,28 +242,35 @@ static nd_status template_latent(nd_model_drawer *m, const nd_class *c, int tpl,
         free(x0);
         return st;
     }
+    float *planar = malloc(npx * 3 * sizeof(float)); /* once per template */
+    if (!planar) {
+        free(x0);
+        free(rgb);
+        return nd_fail(err, ND_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < npx; i++)  /* interleaved bytes -> planar [-1, 1] */
+        for (int ch = 0; ch < 3; ch++)
+            planar[(size_t)ch * npx + i] = rgb[i * 3 + (size_t)ch] / 127.5f - 1.0f;
     double t0 = now_s();
     size_t mark = nd_arena_mark(&m->arena);
     int64_t is[4] = {1, 3, l->packets, l->width}, ms[4] = {1, 2 * m->lat_c, m->lat_h, m->lat_w};
     nd_tensor img, mom;
     if (!(st = nd_arena_tensor(&m->arena, ND_F32, 4, is, &img, err)) &&
-        !(st = nd_arena_tensor(&m->arena, ND_F32, 4, ms, &mom, err))) {
-        float *d = img.data;  /* interleaved bytes -> planar [-1, 1] */
-        for (size_t i = 0; i < npx; i++)
-            for (int ch = 0; ch < 3; ch++)
-                d[(size_t)ch * npx + i] = rgb[i * 3 + (size_t)ch] / 127.5f - 1.0f;
-        if (!(st = nd_vae_encode(m->vae, &img, &m->arena, &mom, err))) {
-            float sf = nd_vae_scaling_factor(m->vae);
-            const float *mean = mom.data; /* channels [0, latent): the mean */
-            for (size_t j = 0; j < per; j++)
-                x0[j] = mean[j] * sf;
-            m->tlat[key] = x0;
-            *out = x0;
-            x0 = NULL;
-        }
+        !(st = nd_arena_tensor(&m->arena, ND_F32, 4, ms, &mom, err)) &&
+        !(st = nd_backend_upload(m->be, img.data, planar, nd_tensor_bytes(&img), err)) &&
+        !(st = nd_vae_encode(m->vae, &img, &m->arena, &mom, err)) &&
+        /* channels [0, latent) of the one sample: the mean */
+        !(st = nd_backend_download(m->be, x0, mom.data, per * sizeof(float), err))) {
+        float sf = nd_vae_scaling_factor(m->vae);
+        for (size_t j = 0; j < per; j++)
+            x0[j] *= sf;
+        m->tlat[key] = x0;
+        *out = x0;
+        x0 = NULL;
     }
     nd_arena_reset(&m->arena, mark);
     free(x0); /* on failure */
+    free(planar);
     free(rgb);
     m->t_hint += now_s() - t0;
     return st;
@@ -315,7 +329,7 @@ static nd_tensor emb_view(const nd_model_drawer *m, float *e)
 {
     int64_t es[4];
     nd_controlnet_hint_emb_shape(m->cn, 1, m->lat_h, m->lat_w, es);
-    return nd_tensor_make(e, ND_F32, ND_DEV_CPU, 4, es);
+    return nd_tensor_make(e, ND_F32, m->be->device, 4, es);
 }
 
 typedef struct {
@@ -333,9 +347,9 @@ static void step_noise(void *ctx, int step, float *z, size_t n)
 }
 
 /* VAE decode of one final latent x into planar [3][packets][width] in [0, 1]
- * with vae (activations from arena). */
-static nd_status decode(nd_model_drawer *m, nd_vae *vae, nd_arena *arena, const float *x,
-                        float *planar, nd_err *err)
+ * with vae on be (activations from arena, be's memory). */
+static nd_status decode(nd_model_drawer *m, nd_backend *be, nd_vae *vae, nd_arena *arena,
+                        const float *x, float *planar, nd_err *err)
 {
     const nd_layout *l = &m->t->layout;
     size_t per = (size_t)m->lat_c * (size_t)m->lat_h * (size_t)m->lat_w;
@@ -346,17 +360,17 @@ static nd_status decode(nd_model_drawer *m, nd_vae *vae, nd_arena *arena, const 
     size_t mark = nd_arena_mark(arena);
     int64_t zs[4] = {1, m->lat_c, m->lat_h, m->lat_w}, is[4] = {1, 3, l->packets, l->width};
     nd_tensor z, img;
+    /* z = x / scaling on the device (x * inv + 0: the same bits as on the
+     * host); the image comes back into planar, clamped there */
     if (!(st = nd_arena_tensor(arena, ND_F32, 4, zs, &z, err)) &&
-        !(st = nd_arena_tensor(arena, ND_F32, 4, is, &img, err))) {
-        float *zd = z.data;
-        for (size_t j = 0; j < per; j++)
-            zd[j] = x[j] * inv;
-        if (!(st = nd_vae_decode(vae, &z, arena, &img, err))) {
-            const float *src = img.data;
-            for (size_t j = 0; j < npx * 3; j++) {
-                float v = src[j] * 0.5f + 0.5f;
-                planar[j] = v < 0 ? 0 : v > 1 ? 1 : v;
-            }
+        !(st = nd_arena_tensor(arena, ND_F32, 4, is, &img, err)) &&
+        !(st = nd_backend_upload(be, z.data, x, per * sizeof(float), err)) &&
+        !(st = nd_scale(be, &z, inv, 0.0f, &z, err)) &&
+        !(st = nd_vae_decode(vae, &z, arena, &img, err)) &&
+        !(st = nd_backend_download(be, planar, img.data, npx * 3 * sizeof(float), err))) {
+        for (size_t j = 0; j < npx * 3; j++) {
+            float v = planar[j] * 0.5f + 0.5f;
+            planar[j] = v < 0 ? 0 : v > 1 ? 1 : v;
         }
     }
     nd_arena_reset(arena, mark);
@@ -436,8 +450,8 @@ static nd_status draw(void *ctx, const nd_draw_req *req, int n, float *planar, n
         return st;
     /* VAE decode, one flow at a time (the arena is sized for one) */
     for (int i = 0; i < n && !st; i++)
-        st = decode(m, m->vae, &m->arena, m->x + (size_t)i * per, planar + (size_t)i * npx * 3,
-                    err);
+        st = decode(m, m->be, m->vae, &m->arena, m->x + (size_t)i * per,
+                    planar + (size_t)i * npx * 3, err);
     return st;
 }
 
@@ -465,8 +479,6 @@ nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
         wp.loras[i].scale = p->loras[i].scale;
     }
     wp.n_loras = p->n_loras;
-    if ((st = nd_weights_load(p->model, &wp, &m->w, err)))
-        goto fail;
     if ((st = sd_tokenizer_new(&m->tok, err)))
         goto fail;
     const nd_layout *l = &t->layout;
@@ -474,6 +486,11 @@ nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
      * with a throwaway backend first */
     nd_backend_config bc = {.n_threads = p->threads, .workspace_bytes = 0};
     if ((st = nd_backend_open(p->backend, &bc, &m->be, err)))
+        goto fail;
+    /* f16 weights on a device (half the upload and memory, and the tensor
+     * cores take f16), f32 on the host backends */
+    wp.dtype = m->be->device == ND_DEV_CPU ? ND_WDT_F32 : ND_WDT_F16;
+    if ((st = nd_weights_load(p->model, &wp, &m->w, err)))
         goto fail;
     if ((st = nd_text_encoder_new(m->w, m->be, NULL, &m->te, err)) ||
         (st = nd_unet_new(m->w, m->be, &m->unet, err)) ||
@@ -557,17 +574,19 @@ nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
      * never run together (the engine's decoder has its own, of the same size) */
     m->vae_arena = a2;
     m->vae_ws = w2;
-    if ((st = nd_arena_init(&m->arena, (a1 > a2 ? a1 : a2) + (64u << 10), err)))
+    if ((st = nd_backend_arena_init(m->be, &m->arena, (a1 > a2 ? a1 : a2) + (64u << 10), err)))
         goto fail;
     size_t per = (size_t)m->lat_c * (size_t)m->lat_h * (size_t)m->lat_w;
     size_t npx = (size_t)l->width * (size_t)l->packets;
-    m->emb = calloc((size_t)(t->n + 1) * (size_t)m->n_ctx * (size_t)m->dim, sizeof(float));
+    m->emb = nd_backend_alloc(m->be, (size_t)(t->n + 1) * (size_t)m->n_ctx * (size_t)m->dim *
+                                         sizeof(float), err);
     m->emb_ready = calloc((size_t)t->n + 1, 1);
     m->emb_t = calloc((size_t)t->n + 1, sizeof *m->emb_t);
     m->hints = m->cn ? calloc((size_t)p->batch * npx * 3, sizeof(float)) : NULL;
     m->hint_of = malloc((size_t)p->batch * sizeof *m->hint_of);
     m->hint_t = calloc((size_t)p->batch, sizeof *m->hint_t);
-    m->hemb = m->cn ? calloc((size_t)p->batch * m->hemb_n, sizeof(float)) : NULL;
+    m->hemb = m->cn ? nd_backend_alloc(m->be, (size_t)p->batch * m->hemb_n * sizeof(float), err)
+                    : NULL;
     m->hemb_t = calloc((size_t)p->batch, sizeof *m->hemb_t);
     m->x = malloc((size_t)p->batch * per * sizeof(float));
     m->eps = malloc((size_t)p->batch * per * sizeof(float));
@@ -599,19 +618,19 @@ typedef struct {
     float cfg;
     float *x;                  /* [per] this flow's latent          */
     float *hint;               /* [3][H][W] or NULL (no ControlNet) */
-    float *hemb;               /* [hemb_n]: its embedding                */
+    float *hemb;               /* [hemb_n]: its embedding (the backend's memory) */
 } model_flow;
 
 static void flow_free(void *ctx, void *flow)
 {
-    (void)ctx;
+    nd_model_drawer *m = ctx;
     model_flow *f = flow;
     if (!f)
         return;
     sd_sampler_free(f->smp);
     free(f->x);
     free(f->hint);
-    free(f->hemb);
+    nd_backend_free(m->be, f->hemb);
     free(f);
 }
 
@@ -635,7 +654,8 @@ static nd_status flow_begin(void *ctx, const nd_draw_req *req, const nd_flow_par
     int kind = p && p->sampler >= 0 ? p->sampler : m->p.sampler;
     f->x = malloc(per * sizeof(float));
     if (!f->x || (m->cn && (!(f->hint = malloc(npx * 3 * sizeof(float))) ||
-                            !(f->hemb = malloc(m->hemb_n * sizeof(float)))))) {
+                            !(f->hemb = nd_backend_alloc(m->be, m->hemb_n * sizeof(float),
+                                                         err))))) {
         flow_free(m, f);
         return nd_fail(err, ND_ENOMEM, "out of memory");
     }
@@ -701,7 +721,7 @@ static nd_status flows_step(void *ctx, void *const *flows, int n, uint8_t *done,
 static nd_status flow_finish(void *ctx, void *flow, float *planar, nd_err *err)
 {
     nd_model_drawer *m = ctx;
-    return decode(m, m->dec_vae, &m->dec_arena, ((model_flow *)flow)->x, planar, err);
+    return decode(m, m->dec_be, m->dec_vae, &m->dec_arena, ((model_flow *)flow)->x, planar, err);
 }
 
 nd_status nd_model_drawer_steps(nd_model_drawer *m, nd_step_drawer *sd, nd_err *err)
@@ -715,7 +735,8 @@ nd_status nd_model_drawer_steps(nd_model_drawer *m, nd_step_drawer *sd, nd_err *
         nd_status st;
         if ((st = nd_backend_open(m->p.backend, &bc, &m->dec_be, err)) ||
             (st = nd_vae_new(m->w, m->dec_be, &m->dec_vae, err)) ||
-            (st = nd_arena_init(&m->dec_arena, m->vae_arena + (64u << 10), err)))
+            (st = nd_backend_arena_init(m->dec_be, &m->dec_arena, m->vae_arena + (64u << 10),
+                                        err)))
             return st;  /* what was made is freed with the drawer */
     }
     *sd = (nd_step_drawer){m, m->p.batch, m->t->layout, flow_begin, flows_step, flow_finish,

@@ -68,7 +68,7 @@ $(REL)/cuda/%.cu.o: %.cu $(wildcard kernels/cuda/*.h kernels/cuda/*.cuh)
 	$(Q)$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 cuda: $(REL)/cuda/libnd_cuda.a $(REL)/cuda/test_ops $(REL)/cuda/netdiff $(REL)/cuda/netdiffd \
-      $(REL)/cuda/bench_ops
+      $(REL)/cuda/bench_ops $(REL)/cuda/bench_pipeline
 $(REL)/cuda/libnd_cuda.a: $(CUDA_OBJS)
 	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
 # the op test linked against the cuda backend (runs on a machine with a GPU)
@@ -76,6 +76,9 @@ $(REL)/cuda/test_ops: tests/kernels/test_ops.c $(REL_LIB) $(CUDA_OBJS)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< $(REL_LIB) $(CUDA_OBJS) $(REL_LIB) $(LDLIBS) $(CUDA_LIBS)
 # the op benchmark with the cuda backend (ND_BENCH_BACKEND=cuda: the GPU table)
 $(REL)/cuda/bench_ops: tests/bench/bench_ops.c $(REL_LIB) $(CUDA_OBJS)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< $(REL_LIB) $(CUDA_OBJS) $(REL_LIB) $(LDLIBS) $(CUDA_LIBS)
+# the full pipeline's images/s on the GPU against diffusers fp16 (the #8 table)
+$(REL)/cuda/bench_pipeline: tests/bench/bench_pipeline.c $(REL_LIB) $(CUDA_OBJS)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< $(REL_LIB) $(CUDA_OBJS) $(REL_LIB) $(LDLIBS) $(CUDA_LIBS)
 # netdiff and netdiffd with the cuda backend linked in (`--backend cuda`)
 $(REL)/cuda/netdiff: $(call rel_obj,$(CLI_SRCS)) $(REL_LIB) $(CUDA_OBJS)

@@ -4,6 +4,7 @@
 #include "kernels/backend_impl.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,9 +87,14 @@ nd_status nd_backend_open(const char *name, const nd_backend_config *cfg, nd_bac
                    name ? name : "(null)", have);
 }
 
+static void resident_free(nd_backend *be);
+
 void nd_backend_close(nd_backend *be)
 {
-    if (be && be->destroy)
+    if (!be)
+        return;
+    resident_free(be);
+    if (be->destroy)
         be->destroy(be);
 }
 
@@ -145,9 +151,156 @@ nd_status nd_backend_sync(nd_backend *be, nd_err *err)
     return be->sync ? be->sync(be, err) : ND_OK;
 }
 
+nd_status nd_backend_zero(nd_backend *be, void *dev_dst, size_t bytes, nd_err *err)
+{
+    if (be->dev_zero)
+        return be->dev_zero(be, dev_dst, bytes, err);
+    if (bytes)
+        memset(dev_dst, 0, bytes);
+    return ND_OK;
+}
+
+/* ---- resident copies (weights on a device) ---------------------------------------- */
+
+/* Copies live in chunks of device memory taken RES_CHUNK at a time (one
+ * cudaMalloc per ~1000 SD1.5 tensors would waste the allocator's
+ * granularity); an open-addressing table maps a host address to its copy. */
+#define RES_CHUNK ((size_t)64 << 20)
+#define RES_ALIGN ((size_t)256)
+
+typedef struct {
+    const void *host;
+    size_t bytes;
+    void *dev;
+} res_slot;
+
+struct nd_resident {
+    pthread_mutex_t lock;
+    res_slot *slot;
+    size_t cap, n; /* cap: a power of two */
+    void **chunks;
+    size_t n_chunks;
+    uint8_t *cur;  /* free space of the newest chunk */
+    size_t left;
+    size_t bytes;  /* held in copies */
+};
+
+static size_t res_hash(const void *p, size_t cap)
+{
+    uint64_t h = (uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 17) & (cap - 1);
+}
+
+static res_slot *res_find(struct nd_resident *r, const void *host)
+{
+    for (size_t i = res_hash(host, r->cap);; i = (i + 1) & (r->cap - 1))
+        if (r->slot[i].host == host || !r->slot[i].host)
+            return &r->slot[i];
+}
+
+static bool res_grow(struct nd_resident *r)
+{
+    size_t cap = r->cap ? r->cap * 2 : 1024;
+    res_slot *old = r->slot, *ns = calloc(cap, sizeof *ns);
+    if (!ns)
+        return false;
+    size_t ocap = r->cap;
+    r->slot = ns;
+    r->cap = cap;
+    for (size_t i = 0; i < ocap; i++)
+        if (old[i].host)
+            *res_find(r, old[i].host) = old[i];
+    free(old);
+    return true;
+}
+
+static void *res_carve(nd_backend *be, struct nd_resident *r, size_t bytes, nd_err *err)
+{
+    size_t need = (bytes + RES_ALIGN - 1) & ~(RES_ALIGN - 1);
+    if (need > r->left) {
+        size_t n = need > RES_CHUNK ? need : RES_CHUNK;
+        void **cs = realloc(r->chunks, (r->n_chunks + 1) * sizeof *cs);
+        if (!cs) {
+            nd_fail(err, ND_ENOMEM, "out of memory");
+            return NULL;
+        }
+        r->chunks = cs;
+        void *c = nd_backend_alloc(be, n, err);
+        if (!c)
+            return NULL;
+        r->chunks[r->n_chunks++] = c;
+        r->cur = c;
+        r->left = n;
+    }
+    void *p = r->cur;
+    r->cur += need;
+    r->left -= need;
+    return p;
+}
+
+const void *nd_backend_resident(nd_backend *be, const void *host, size_t bytes, nd_err *err)
+{
+    if (be->device == ND_DEV_CPU || !host)
+        return host;
+    static pthread_mutex_t make_lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&make_lock);
+    if (!be->resident && (be->resident = calloc(1, sizeof *be->resident)))
+        pthread_mutex_init(&be->resident->lock, NULL);
+    pthread_mutex_unlock(&make_lock);
+    struct nd_resident *r = be->resident;
+    if (!r) {
+        nd_fail(err, ND_ENOMEM, "out of memory");
+        return NULL;
+    }
+    const void *out = NULL;
+    pthread_mutex_lock(&r->lock);
+    if (r->n * 2 >= r->cap && !res_grow(r)) {
+        nd_fail(err, ND_ENOMEM, "out of memory");
+        goto done;
+    }
+    res_slot *sl = res_find(r, host);
+    if (sl->host && sl->bytes >= bytes) {
+        out = sl->dev;
+        goto done;
+    }
+    /* new, or asked for more bytes than the copy has: a new copy (the old
+     * one stays in its chunk until close) */
+    void *dev = res_carve(be, r, bytes, err);
+    if (!dev || copy_mem(be, dev, host, bytes, true, err))
+        goto done;
+    if (!sl->host)
+        r->n++;
+    *sl = (res_slot){host, bytes, dev};
+    r->bytes += bytes;
+    out = dev;
+done:
+    pthread_mutex_unlock(&r->lock);
+    return out;
+}
+
+size_t nd_backend_resident_bytes(const nd_backend *be)
+{
+    return be && be->resident ? be->resident->bytes : 0;
+}
+
+static void resident_free(nd_backend *be)
+{
+    struct nd_resident *r = be->resident;
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n_chunks; i++)
+        nd_backend_free(be, r->chunks[i]);
+    pthread_mutex_destroy(&r->lock);
+    free(r->chunks);
+    free(r->slot);
+    free(r);
+    be->resident = NULL;
+}
+
 nd_status nd_backend_arena_init(nd_backend *be, nd_arena *a, size_t bytes, nd_err *err)
 {
     memset(a, 0, sizeof *a);
+    a->device = be->device;
     bytes = (bytes + ND_ARENA_ALIGN - 1) & ~(size_t)(ND_ARENA_ALIGN - 1);
     a->base = nd_backend_alloc(be, bytes, err); /* whole blocks: nothing rounded twice */
     if (!a->base)

@@ -18,7 +18,8 @@
  *   arena initialised with nd_arena_init_measure counts bytes without
  *   allocating, for that sizing pass). nd_arena_alloc/_tensor never call
  *   malloc; nd_arena_mark/_reset free everything allocated after a mark.
- *   So nothing inside the sampler loop allocates.
+ *   So nothing inside the sampler loop allocates. An arena lives on one
+ *   device (nd_backend_arena_init: the backend's) and its tensors say so.
  *
  * Ops
  *   nd_op_run(be, &call, err) runs one op; the typed helpers below (nd_linear,
@@ -94,6 +95,7 @@ typedef struct nd_arena {
     size_t used;
     size_t peak;    /* high-water mark of `used` */
     bool measuring; /* count only; hands out NULL data */
+    nd_device device; /* where base is: the device of the tensors it makes */
 } nd_arena;
 
 #define ND_ARENA_ALIGN 64
@@ -208,6 +210,8 @@ struct nd_backend {
     void (*dev_free)(nd_backend *be, void *p);
     nd_status (*dev_copy)(nd_backend *be, void *dst, const void *src, size_t bytes,
                           bool to_device, nd_err *err);
+    nd_status (*dev_zero)(nd_backend *be, void *dst, size_t bytes, nd_err *err);
+    struct nd_resident *resident; /* nd_backend_resident's copies (kernels/ops.c) */
     /* Waits for the work queued so far (NULL: compute() is synchronous). */
     nd_status (*sync)(nd_backend *be, nd_err *err);
 };
@@ -246,6 +250,17 @@ nd_status nd_backend_download(nd_backend *be, void *host_dst, const void *dev_sr
  * first error a kernel hit ("cuda" queues ops on a stream; the host backends
  * are synchronous and return ND_OK at once). */
 nd_status nd_backend_sync(nd_backend *be, nd_err *err);
+/* Zeroes `bytes` of the backend's memory (queued like an op). */
+nd_status nd_backend_zero(nd_backend *be, void *dev_dst, size_t bytes, nd_err *err);
+/* Host memory that must be read by the backend's ops again and again (the
+ * weights): the backend's resident copy of [host, host+bytes), uploaded on
+ * the first call for that address and kept until nd_backend_close; later
+ * calls return the same copy (one lock, so several threads may ask). On a
+ * host backend it is `host` itself. The host bytes must not change while
+ * the backend is open (weights are merged before components are made). */
+const void *nd_backend_resident(nd_backend *be, const void *host, size_t bytes, nd_err *err);
+/* How many bytes nd_backend_resident holds on the device (0 on the host). */
+size_t nd_backend_resident_bytes(const nd_backend *be);
 /* An arena in the backend's device memory (nd_arena_init's twin); free it
  * with nd_backend_arena_free. */
 nd_status nd_backend_arena_init(nd_backend *be, nd_arena *a, size_t bytes, nd_err *err);

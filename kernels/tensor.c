@@ -247,7 +247,7 @@ nd_status nd_arena_tensor(nd_arena *a, nd_dtype dtype, int ndim, const int64_t *
     for (int i = 0; i < ndim; i++)
         if (shape[i] < 1)
             return nd_fail(err, ND_EINVAL, "tensor: dim %d is %lld", i, (long long)shape[i]);
-    nd_tensor t = nd_tensor_make(NULL, dtype, ND_DEV_CPU, ndim, shape);
+    nd_tensor t = nd_tensor_make(NULL, dtype, a->device, ndim, shape);
     size_t bytes = nd_tensor_bytes(&t);
     void *p = nd_arena_alloc(a, bytes, err);
     if (!p && !a->measuring)

@@ -44,7 +44,16 @@ nd_status ndg_w(ndg *g, nd_tensor *out, const char *fmt, ...)
     va_start(ap, fmt);
     wname(g, name, sizeof name, fmt, ap);
     va_end(ap);
-    return ndg_wtensor(g->w, name, out, g->err);
+    NDG_TRY(ndg_wtensor(g->w, name, out, g->err));
+    out->device = g->be->device;
+    if (g->dry || g->be->device == ND_DEV_CPU)
+        return ND_OK; /* a measuring pass reads no weight */
+    /* on a device: the backend's resident copy, uploaded on first use */
+    const void *d = nd_backend_resident(g->be, out->data, nd_tensor_bytes(out), g->err);
+    if (!d)
+        return nd_wrap(g->err, ND_ENOMEM, "weight %s on %s", name, g->be->name);
+    out->data = (void *)d;
+    return ND_OK;
 }
 
 bool ndg_has(const ndg *g, const char *fmt, ...)

@@ -38,10 +38,13 @@ typedef struct {
 void ndg_init(ndg *g, nd_backend *be, const nd_weights *w, const char *prefix, nd_arena *a,
               nd_err *err);
 
-/* Weights: NAME is printf-formatted and gets the prefix. */
+/* Weights: NAME is printf-formatted and gets the prefix. On a device
+ * backend the tensor is the backend's resident copy (nd_backend_resident:
+ * uploaded on the first run that reads it, then kept). */
 nd_status ndg_w(ndg *g, nd_tensor *out, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 bool ndg_has(const ndg *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Same check against a weights object and an absolute name (no context). */
+/* Same check against a weights object and an absolute name (no context):
+ * the host tensor, for shape checks. */
 nd_status ndg_wtensor(const nd_weights *w, const char *name, nd_tensor *out, nd_err *err);
 
 /* snprintf that may truncate (names are short); returns buf. */

@@ -1,5 +1,8 @@
 /* model/pipeline.c - the batched denoiser: N samples, CFG as one doubled
- * batch, optional ControlNet with per-sample hint and scale, one arena. */
+ * batch, optional ControlNet with per-sample hint and scale, one arena in
+ * the backend's memory. Latents and eps stay host arrays (the samplers run
+ * on the host); a step uploads the inputs and downloads the UNet's output,
+ * a few hundred KB, and everything between stays on the device. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +15,9 @@ struct nd_denoiser {
     nd_controlnet *cn;
     nd_backend *be;
     nd_denoiser_params p;
-    nd_arena a;
+    nd_arena a;     /* in the backend's memory */
+    float *host_t;  /* [2 * max_batch] timesteps, staged for upload */
+    float *host_out; /* [2 * max_batch][out_channels*h*w]: the UNet's output */
 };
 
 void nd_denoiser_params_init(nd_denoiser_params *p)
@@ -41,10 +46,25 @@ static nd_tensor slice(const nd_tensor *t, int64_t i)
     return s;
 }
 
-static bool ctx_ok(const nd_tensor *c, int n_ctx, int dim)
+/* A sample's tensors may be host memory or the backend's own. */
+static bool where_ok(const nd_backend *be, const nd_tensor *t)
+{
+    return t->device == be->device || (t->device == ND_DEV_CPU && t->dtype == ND_F32);
+}
+
+static bool ctx_ok(const nd_backend *be, const nd_tensor *c, int n_ctx, int dim)
 {
     return c && c->ndim == 3 && c->shape[0] == 1 && c->shape[1] == n_ctx && c->shape[2] == dim &&
-           c->device == ND_DEV_CPU;
+           where_ok(be, c);
+}
+
+/* dst (the backend's memory) = src (where_ok: the backend's, or host f32
+ * with dst's shape, uploaded as it is). */
+static nd_status put(nd_backend *be, const nd_tensor *src, nd_tensor *dst, nd_err *err)
+{
+    if (src->device == dst->device)
+        return nd_copy(be, src, dst, err);
+    return nd_backend_upload(be, dst->data, src->data, nd_tensor_bytes(dst), err);
 }
 
 /* emb[j] (j < M) = the hint embedding of sample j % n: the sample's own, or
@@ -67,17 +87,23 @@ static nd_status hint_embeddings(nd_denoiser *d, nd_arena *a, const nd_denoise_s
     }
     for (int i = 0; i < n; i++) {
         nd_tensor e = slice(emb, i);
-        if (s[i].hint_emb)
-            TRY(nd_copy(d->be, s[i].hint_emb, &e, err));
-        else if (s[i].hint)
+        if (s[i].hint_emb) {
+            TRY(put(d->be, s[i].hint_emb, &e, err));
+        } else if (s[i].hint && s[i].hint->device == a->device) {
             TRY(nd_controlnet_embed_hint(d->cn, s[i].hint, a, &e, err));
-        else
-            memset(e.data, 0, nd_tensor_bytes(&e));
+        } else if (s[i].hint) { /* a host hint: into the arena first */
+            nd_tensor h;
+            TRY(nd_arena_tensor(a, ND_F32, 4, s[i].hint->shape, &h, err));
+            TRY(put(d->be, s[i].hint, &h, err));
+            TRY(nd_controlnet_embed_hint(d->cn, &h, a, &e, err));
+        } else {
+            TRY(nd_backend_zero(d->be, e.data, nd_tensor_bytes(&e), err));
+        }
         nd_arena_reset(a, mark);
     }
     for (int64_t j = n; j < M; j++) {
-        nd_tensor e = slice(emb, j);
-        memcpy(e.data, slice(emb, j % n).data, nd_tensor_bytes(&e));
+        nd_tensor e = slice(emb, j), src = slice(emb, j % n);
+        TRY(nd_copy(d->be, &src, &e, err));
     }
     return ND_OK;
 }
@@ -110,11 +136,13 @@ static nd_status step(nd_denoiser *d, nd_arena *a, const nd_denoise_sample *s, i
         for (int j = 0; j < M; j++) {
             const nd_denoise_sample *sj = &s[j % n];
             bool uncond = p->cfg && j < n;
-            memcpy((float *)x.data + j * per, sj->x, per * sizeof(float));
-            ((float *)t.data)[j] = sj->t;
+            TRY(nd_backend_upload(d->be, (float *)x.data + j * per, sj->x, per * sizeof(float),
+                                  err));
+            d->host_t[j] = sj->t;
             nd_tensor dst = slice(&ctx, j);
-            TRY(nd_copy(d->be, uncond ? sj->ctx_uncond : sj->ctx_cond, &dst, err));
+            TRY(put(d->be, uncond ? sj->ctx_uncond : sj->ctx_cond, &dst, err));
         }
+        TRY(nd_backend_upload(d->be, t.data, d->host_t, (size_t)M * sizeof(float), err));
     }
     /* [uncond x n; cond x n] share x, t and the hint pairwise */
     nd_unet_input in = {.x = &x, .t = &t, .ctx = &ctx, .cfg_pairs = p->cfg};
@@ -155,7 +183,8 @@ static nd_status step(nd_denoiser *d, nd_arena *a, const nd_denoise_sample *s, i
     if (dry)
         return ND_OK;
     size_t per = (size_t)(cout * H * W);
-    const float *o = out.data;
+    const float *o = d->host_out;
+    TRY(nd_backend_download(d->be, d->host_out, out.data, (size_t)M * per * sizeof(float), err));
     for (int i = 0; i < n; i++) {
         float *e = eps + i * per;
         if (!p->cfg) {
@@ -174,8 +203,6 @@ static nd_status check_params(const nd_unet *u, const nd_denoiser_params *p, nd_
 {
     if (!u || p->max_batch < 1 || p->height < 1 || p->width < 1 || p->n_ctx < 1)
         return nd_fail(err, ND_EINVAL, "denoiser: bad parameters");
-    if (nd_unet_backend_(u)->device != ND_DEV_CPU)
-        return nd_fail(err, ND_EUNSUPPORTED, "denoiser: host latents need a CPU backend");
     return ND_OK;
 }
 
@@ -230,9 +257,15 @@ nd_status nd_denoiser_new(nd_unet *u, nd_controlnet *cn, const nd_denoiser_param
     d->cn = cn;
     d->be = be;
     d->p = *p;
-    nd_status st = nd_arena_init(&d->a, bytes, err);
+    size_t M = (size_t)p->max_batch * 2;
+    d->host_t = malloc(M * sizeof(float));
+    d->host_out = malloc(M * (size_t)nd_unet_out_channels(u) * (size_t)p->height *
+                         (size_t)p->width * sizeof(float));
+    nd_status st = d->host_t && d->host_out
+                       ? nd_backend_arena_init(be, &d->a, bytes, err)
+                       : nd_fail(err, ND_ENOMEM, "denoiser: out of memory");
     if (st) {
-        free(d);
+        nd_denoiser_free(d);
         return st;
     }
     *out = d;
@@ -243,7 +276,9 @@ void nd_denoiser_free(nd_denoiser *d)
 {
     if (!d)
         return;
-    nd_arena_free(&d->a);
+    nd_backend_arena_free(d->be, &d->a);
+    free(d->host_t);
+    free(d->host_out);
     free(d);
 }
 
@@ -260,24 +295,26 @@ nd_status nd_denoiser_eps(nd_denoiser *d, const nd_denoise_sample *s, int n, flo
         return nd_fail(err, ND_EINVAL, "denoiser: %d samples (1..%d)", n, p->max_batch);
     int dim = nd_unet_context_dim(d->u);
     for (int i = 0; i < n; i++) {
-        if (!s[i].x || !ctx_ok(s[i].ctx_cond, p->n_ctx, dim) ||
-            (p->cfg && !ctx_ok(s[i].ctx_uncond, p->n_ctx, dim)))
-            return nd_fail(err, ND_EINVAL, "denoiser: sample %d needs x and [1,%d,%d] contexts",
-                           i, p->n_ctx, dim);
+        if (!s[i].x || !ctx_ok(d->be, s[i].ctx_cond, p->n_ctx, dim) ||
+            (p->cfg && !ctx_ok(d->be, s[i].ctx_uncond, p->n_ctx, dim)))
+            return nd_fail(err, ND_EINVAL,
+                           "denoiser: sample %d needs x and [1,%d,%d] contexts (%s's memory, or "
+                           "host f32)", i, p->n_ctx, dim, d->be->name);
         if (s[i].hint && !d->cn)
             return nd_fail(err, ND_EINVAL, "denoiser: sample %d has a hint but no ControlNet", i);
         if (s[i].hint) {
             int f = nd_controlnet_hint_factor(d->cn);
             const nd_tensor *h = s[i].hint;
             if (h->ndim != 4 || h->shape[0] != 1 || h->shape[1] != 3 ||
-                h->shape[2] != (int64_t)p->height * f || h->shape[3] != (int64_t)p->width * f)
+                h->shape[2] != (int64_t)p->height * f || h->shape[3] != (int64_t)p->width * f ||
+                !where_ok(d->be, h))
                 return nd_fail(err, ND_EINVAL, "denoiser: sample %d hint must be [1,3,%d,%d]", i,
                                p->height * f, p->width * f);
             int64_t se[4];
             nd_controlnet_hint_emb_shape(d->cn, 1, p->height, p->width, se);
             const nd_tensor *e = s[i].hint_emb;
             if (e && (e->ndim != 4 || e->shape[0] != 1 || e->shape[1] != se[1] ||
-                      e->shape[2] != se[2] || e->shape[3] != se[3]))
+                      e->shape[2] != se[2] || e->shape[3] != se[3] || !where_ok(d->be, e)))
                 return nd_fail(err, ND_EINVAL, "denoiser: sample %d hint_emb must be [1,%lld,%d,%d]",
                                i, (long long)se[1], p->height, p->width);
         }

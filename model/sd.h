@@ -165,9 +165,12 @@ void sd_canny_hint(const uint8_t *edges, int w, int h, float *hint);
  * every shape from the weights' configuration and holds no activations.
  * A run gets its activations from the caller's arena: temporaries are taken
  * after a mark and released before it returns; outputs are tensors the
- * caller has allocated (f32, on the backend's device) with the documented
- * shape. Given a measuring arena (nd_arena_init_measure) a run computes
- * nothing and only counts, so one pass sizes the arena that later runs it;
+ * caller has allocated (f32, on the backend's device: an arena from
+ * nd_backend_arena_init) with the documented shape; inputs live there too.
+ * On a device backend the weights are the backend's resident copies
+ * (nd_backend_resident), uploaded by the first run that reads them. Given
+ * a measuring arena (nd_arena_init_measure) a run computes nothing and
+ * only counts, so one pass sizes the arena that later runs it;
  * the *_measure functions do that for one call and also say how much backend
  * workspace (nd_backend_config.workspace_bytes) the ops need. */
 typedef struct nd_tensor nd_tensor;
@@ -281,8 +284,11 @@ nd_status nd_vae_measure(nd_vae *v, bool encode, int batch, int h, int w, size_t
  * the UNet (and ControlNet) run once on the doubled batch [uncond x N, cond x N]
  * and eps = eps_u + g (eps_c - eps_u) per sample. All activations come from
  * one arena allocated at nd_denoiser_new (sized by the measuring pass for
- * max_batch); nothing allocates per step. Latents and eps are host f32 arrays
- * (CPU backends; device backends need a host copy op, not there yet). */
+ * max_batch, in the backend's memory); nothing allocates per step. Latents
+ * and eps are host f32 arrays on every backend (the samplers run on the
+ * host): a call uploads x and t and downloads the UNet's output. A sample's
+ * contexts, hint and hint embedding may be the backend's tensors (best: no
+ * copy each step) or host f32 tensors (uploaded each call). */
 typedef struct nd_denoiser nd_denoiser;
 typedef struct {
     int max_batch;      /* N samples per call (1) */

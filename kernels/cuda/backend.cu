@@ -2,8 +2,9 @@
  * (the same file through the host compiler and kernels/emu/): the op table
  * on top of the kernels in kernels/cuda/ and cuBLAS.
  *
- * Tensors are device memory for "cuda" (ND_DEV_CUDA) and host memory for
- * "emu" (ND_DEV_CPU: emulated device memory is host memory). Both compute
+ * Tensors are device memory on both (ND_DEV_CUDA): on "emu" that is host
+ * memory from the emulator's cudaMalloc, and an op whose tensors lie
+ * anywhere else is refused, as a GPU would fault on them. Both compute
  * f16 natively: every kernel reads and writes either storage type, math in
  * fp32. linear goes through cublasSgemm (f16 operands widened into the
  * workspace first). The workspace is device memory, carved by the arena.
@@ -22,7 +23,7 @@ extern "C" {
 
 #ifdef ND_EMU
 #define BE_NAME "emu"
-#define BE_DEVICE ND_DEV_CPU
+#define BE_DEVICE ND_DEV_CUDA
 #define BE_OPEN nd_emu_open
 #else
 #define BE_NAME "cuda"
@@ -54,12 +55,16 @@ struct cu_state {
 #endif
 };
 
+/* A failed call's error is also "the last error" until read: read it here,
+ * so that a refused copy (bad pointer) is not blamed on the next op. */
 #define CK(call)                                                                             \
     do {                                                                                     \
         cudaError_t e_ = (call);                                                             \
-        if (e_ != cudaSuccess)                                                               \
+        if (e_ != cudaSuccess) {                                                             \
+            (void)cudaGetLastError();                                                        \
             return nd_fail(err, ND_EBACKEND, BE_NAME ": %s: %s", #call,                      \
                            cudaGetErrorString(e_));                                          \
+        }                                                                                    \
     } while (0)
 #define CKD(call)                                                                            \
     do {                                                                                     \
@@ -294,6 +299,15 @@ static nd_status cu_compute(nd_backend *be, const nd_op_call *c, nd_arena *ws, n
     const nd_tensor *a = c->src[0], *b = c->src[1], *d = c->src[2];
     nd_tensor *y = c->dst;
     int64_t n = nd_tensor_numel(y);
+#ifdef ND_EMU
+    for (int i = 0; i <= ND_OP_MAX_SRC; i++) {
+        const nd_tensor *t = i < ND_OP_MAX_SRC ? c->src[i] : y;
+        if (t && !emu_is_device(t->data, nd_tensor_bytes(t)))
+            return nd_fail(err, ND_EINVAL,
+                           "emu: %s %s %d is not device memory (a GPU would fault on it)",
+                           nd_op_name(c->op), i < ND_OP_MAX_SRC ? "src" : "dst", i);
+    }
+#endif
     switch (c->op) {
     case ND_OP_LINEAR: {
         nd_status r = op_linear(s, c, ws, err);
@@ -394,16 +408,19 @@ static nd_status cu_compute(nd_backend *be, const nd_op_call *c, nd_arena *ws, n
 }
 
 /* "cuda": what the device has in use (the daemon owns its GPU, so this is
- * the context, cuBLAS and the workspace); "emu": the emulated device memory
- * this backend allocated (the workspace). */
+ * the context, cuBLAS, the workspace, weights and arenas); "emu": the bytes
+ * in the emulator's live cudaMalloc blocks (every emu backend's). */
 static size_t cu_device_bytes(const nd_backend *be)
 {
-#ifndef ND_EMU
+#ifdef ND_EMU
+    (void)be;
+    return emu_device_bytes();
+#else
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && total_b >= free_b)
         return total_b - free_b;
-#endif
     return be->ws.cap;
+#endif
 }
 
 static nd_status cu_sync(nd_backend *be, nd_err *err)
@@ -412,10 +429,9 @@ static nd_status cu_sync(nd_backend *be, nd_err *err)
     return ND_OK;
 }
 
-#ifndef ND_EMU
-/* "cuda": tensors in device memory (emu's device memory is host memory, so it
- * keeps the host defaults of kernels/ops.c). Copies are ordered after the
- * work queued on the backend's stream and done when they return. */
+/* Tensors in device memory (the emulator's cudaMalloc on "emu"). Copies
+ * are ordered after the work queued on the backend's stream and done when
+ * they return. */
 static void *cu_dev_alloc(nd_backend *be, size_t bytes)
 {
     (void)be;
@@ -440,7 +456,13 @@ static nd_status cu_dev_copy(nd_backend *be, void *dst, const void *src, size_t 
     CK(cudaStreamSynchronize(s->st));
     return ND_OK;
 }
-#endif
+
+static nd_status cu_dev_zero(nd_backend *be, void *dst, size_t bytes, nd_err *err)
+{
+    if (bytes)
+        CK(cudaMemsetAsync(dst, 0, bytes, ((cu_state *)be->impl)->st));
+    return ND_OK;
+}
 
 static void cu_destroy(nd_backend *be)
 {
@@ -516,10 +538,11 @@ extern "C" nd_status BE_OPEN(const nd_backend_config *cfg, nd_backend **out, nd_
 #else
     const char *se = getenv("ND_CUDA_SYNC");
     s->sync_each = se && *se && strcmp(se, "0") != 0;
+#endif
     be->dev_alloc = cu_dev_alloc;
     be->dev_free = cu_dev_free;
     be->dev_copy = cu_dev_copy;
-#endif
+    be->dev_zero = cu_dev_zero;
     nd_status st = cu_init(be, s, cfg, err);
     if (st) {
         cu_destroy(be);

@@ -13,7 +13,10 @@
  *   dynamic smem      DYN_SMEM(type, name): a per-block buffer, filled with
  *                     0xff bytes (NaN) before every block
  *   threadIdx & co.   the running fiber's / block's coordinates
- *   memory            "device" memory is host memory; cudaMemcpy is memcpy
+ *   memory            "device" memory is host memory, but every cudaMalloc
+ *                     block is recorded: cudaMemcpy / cudaMemset check the
+ *                     device side, and the emu backend refuses an op whose
+ *                     tensors are not inside a block (emu_is_device)
  *   streams, events   launches are synchronous; events record host time
  *   cuBLAS            cublasSgemm as a plain loop (fp32 accumulation)
  * Not emulated: textures, cooperative groups, clusters, async copies, graphs,
@@ -270,6 +273,10 @@ template <class T> static inline cudaError_t cudaMalloc(T **p, size_t n)
     return cudaMalloc((void **)p, n);
 }
 cudaError_t cudaFree(void *p);
+/* Is [p, p+n) inside one live cudaMalloc block? (The emulator's check that a
+ * kernel gets device memory, not host memory it could read only here.) */
+bool emu_is_device(const void *p, size_t n);
+size_t emu_device_bytes(void); /* bytes in live cudaMalloc blocks */
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind k);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind k,
                             cudaStream_t st = 0);

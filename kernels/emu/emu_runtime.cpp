@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <map>
+
 #if defined(__SANITIZE_ADDRESS__)
 #define EMU_ASAN 1
 #elif defined(__has_feature)
@@ -572,21 +574,68 @@ void emu_launch_raw(dim3 grid, dim3 block, size_t smem, cudaStream_t st, const c
 
 /* ---- host runtime shim ---------------------------------------------------------------------------- */
 
+/* Emulated device memory is host memory, so a kernel handed a host pointer
+ * would work here and fault on a GPU. Every cudaMalloc block is recorded, and
+ * the emu backend refuses an op whose tensors lie outside them
+ * (emu_is_device): the emulator then catches what a GPU would. */
+static pthread_mutex_t g_mem_lock = PTHREAD_MUTEX_INITIALIZER;
+static std::map<uintptr_t, size_t> g_blocks; /* start -> bytes */
+static size_t g_mem_bytes;
+
 cudaError_t cudaMalloc(void **p, size_t n)
 {
-    *p = aligned_alloc(256, (n + 255) & ~(size_t)255);
-    if (!*p && n)
+    size_t bytes = (n + 255) & ~(size_t)255;
+    *p = aligned_alloc(256, bytes ? bytes : 256);
+    if (!*p)
         return g_last_error = cudaErrorMemoryAllocation;
+    pthread_mutex_lock(&g_mem_lock);
+    g_blocks[(uintptr_t)*p] = n;
+    g_mem_bytes += n;
+    pthread_mutex_unlock(&g_mem_lock);
     return cudaSuccess;
 }
 cudaError_t cudaFree(void *p)
 {
+    if (!p)
+        return cudaSuccess;
+    pthread_mutex_lock(&g_mem_lock);
+    auto it = g_blocks.find((uintptr_t)p);
+    bool known = it != g_blocks.end();
+    if (known) {
+        g_mem_bytes -= it->second;
+        g_blocks.erase(it);
+    }
+    pthread_mutex_unlock(&g_mem_lock);
+    if (!known)
+        return g_last_error = cudaErrorInvalidValue; /* as the driver: not ours */
     free(p);
     return cudaSuccess;
 }
+bool emu_is_device(const void *p, size_t n)
+{
+    uintptr_t a = (uintptr_t)p;
+    pthread_mutex_lock(&g_mem_lock);
+    auto it = g_blocks.upper_bound(a);
+    bool in = it != g_blocks.begin() && (--it, a - it->first <= it->second &&
+                                         n <= it->second - (a - it->first));
+    pthread_mutex_unlock(&g_mem_lock);
+    return in;
+}
+size_t emu_device_bytes(void)
+{
+    pthread_mutex_lock(&g_mem_lock);
+    size_t n = g_mem_bytes;
+    pthread_mutex_unlock(&g_mem_lock);
+    return n;
+}
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind k)
 {
-    (void)k;
+    /* the device side of a copy must be device memory, as on a GPU */
+    if (n && (((k == cudaMemcpyHostToDevice || k == cudaMemcpyDeviceToDevice) &&
+               !emu_is_device(dst, n)) ||
+              ((k == cudaMemcpyDeviceToHost || k == cudaMemcpyDeviceToDevice) &&
+               !emu_is_device(src, n))))
+        return g_last_error = cudaErrorInvalidValue;
     if (n)
         memmove(dst, src, n);
     return cudaSuccess;
@@ -597,6 +646,8 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind
 }
 cudaError_t cudaMemset(void *p, int v, size_t n)
 {
+    if (n && !emu_is_device(p, n))
+        return g_last_error = cudaErrorInvalidValue;
     if (n)
         memset(p, v, n);
     return cudaSuccess;

@@ -5,7 +5,9 @@ kohya LoRA fused at 1.0), loaded by diffusers exactly as train/generate_eval.py
 loads it, run by StableDiffusionControlNetPipeline on PyTorch CPU with the
 same sampler (DDIM), steps, guidance, ControlNet scale and class prompt, the
 canny hint of the class's template flows in turn (as gen/ picks them), and
-the same number of flows in calls of --batch.
+the same number of flows in calls of --batch. --device cuda: the pipeline in
+fp16 on the GPU (PyTorch's SDPA attention, diffusers' default there), each
+stage timed to a torch.cuda.synchronize().
 
 Prints one JSON line: flows, seconds (generation only, model load excluded;
 cpu: the process's CPU seconds over the same span, every thread),
@@ -29,10 +31,12 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "train"))
 
 
-def timed(fn, acc, key):
+def timed(fn, acc, key, sync):
     def w(*a, **k):
+        sync()
         t0 = time.perf_counter()
         r = fn(*a, **k)
+        sync()
         acc[key] += time.perf_counter() - t0
         return r
     return w
@@ -48,6 +52,7 @@ def main():
     ap.add_argument("--control-scale", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu (f32) or cuda (fp16)")
     a = ap.parse_args()
 
     import numpy as np
@@ -63,19 +68,23 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         pipe = ge.load_pipe(tmp, 1.0)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    gpu = a.device == "cuda"
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
+    if gpu:
+        pipe.to("cuda", torch.float16)
     c = [x for x in td.class_table() if x["name"] == a.cls][0]
     tpls = [np.array(Image.open(os.path.join(ROOT, "conf", t)).convert("RGB")) for t in c["templates"]]
     hints = [Image.fromarray(np.repeat(cv2.Canny(t, 100, 200)[..., None], 3, -1)) for t in tpls]
 
     acc = dict(text=0.0, steps=0.0, vae=0.0)
-    pipe.text_encoder.forward = timed(pipe.text_encoder.forward, acc, "text")
-    pipe.unet.forward = timed(pipe.unet.forward, acc, "steps")
-    pipe.controlnet.forward = timed(pipe.controlnet.forward, acc, "steps")
-    pipe.scheduler.step = timed(pipe.scheduler.step, acc, "steps")
-    pipe.vae.decode = timed(pipe.vae.decode, acc, "vae")
+    pipe.text_encoder.forward = timed(pipe.text_encoder.forward, acc, "text", sync)
+    pipe.unet.forward = timed(pipe.unet.forward, acc, "steps", sync)
+    pipe.controlnet.forward = timed(pipe.controlnet.forward, acc, "steps", sync)
+    pipe.scheduler.step = timed(pipe.scheduler.step, acc, "steps", sync)
+    pipe.vae.decode = timed(pipe.vae.decode, acc, "vae", sync)
 
     def call(k, n, steps):
-        gens = [torch.Generator().manual_seed(a.seed * 1000003 + k + i) for i in range(n)]
+        gens = [torch.Generator(a.device).manual_seed(a.seed * 1000003 + k + i) for i in range(n)]
         return pipe(prompt=[c["prompt"]] * n, image=[hints[(k + i) % len(hints)] for i in range(n)],
                     height=td.PACKETS, width=td.WIDTH, num_inference_steps=steps,
                     guidance_scale=a.cfg, controlnet_conditioning_scale=a.control_scale,
@@ -85,6 +94,7 @@ def main():
         call(0, 1, 1)  # warm-up, untimed
         for key in acc:
             acc[key] = 0.0
+        sync()
         t0 = time.perf_counter()
         c0 = time.process_time()
         k = 0
@@ -93,10 +103,12 @@ def main():
             out = call(k, n, a.steps)
             assert out.images.shape == (n, td.PACKETS, td.WIDTH, 3)
             k += n
+        sync()
         total = time.perf_counter() - t0
         cpu = time.process_time() - c0
     other = total - sum(acc.values())
-    print(json.dumps(dict(flows=a.n, batch=a.batch, threads=torch.get_num_threads(), seconds=total,
+    print(json.dumps(dict(flows=a.n, batch=a.batch, threads=torch.get_num_threads(), device=a.device,
+                          seconds=total,
                           text=acc["text"], steps=acc["steps"], vae=acc["vae"], other=other, cpu=cpu)))
 
 

@@ -39,6 +39,7 @@
 #include "model/sd.h"
 #include "weights/weights.h"
 #include "tests/proc_status.h"
+#include "tests/bench/random_sd15.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -50,84 +51,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAN "tests/fixtures/weights/manifests/"
-
 static double now(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-/* Writes the manifest's tensors whose names start with PREFIX as f16, random
- * values from one shared pool (|x| < 0.05; norm weights near 1). */
-static int make_file(const char *manifest, const char *prefix, const char *path)
-{
-    json_error_t je;
-    json_t *j = json_load_file(manifest, 0, &je);
-    if (!j) {
-        fprintf(stderr, "%s: %s\n", manifest, je.text);
-        return -1;
-    }
-    size_t pool_n = 64u << 20;
-    uint16_t *pool = malloc(pool_n * sizeof *pool), *ones = malloc(4096 * sizeof *ones);
-    if (!pool || !ones)
-        return -1;
-    uint64_t s = 88172645463325252ull;
-    for (size_t i = 0; i < pool_n; i++) {
-        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-        pool[i] = nd_f32_to_f16((float)((s >> 40) * (1.0 / (1 << 24)) - 0.5) * 0.1f);
-    }
-    for (size_t i = 0; i < 4096; i++)
-        ones[i] = nd_f32_to_f16(1.0f + nd_f16_to_f32(pool[i]));
-    nd_st_writer *w = nd_st_writer_new();
-    const char *k;
-    json_t *v;
-    size_t off = 0;
-    json_object_foreach(json_object_get(j, "tensors"), k, v) {
-        if (strncmp(k, prefix, strlen(prefix)))
-            continue;
-        int64_t sh[8], n = 1;
-        size_t i;
-        json_t *x;
-        json_array_foreach(json_object_get(v, "shape"), i, x) n *= (sh[i] = json_integer_value(x));
-        int nd = (int)json_array_size(json_object_get(v, "shape"));
-        const uint16_t *data;
-        size_t kl = strlen(k);
-        bool norm_w = nd == 1 && kl > 7 && !strcmp(k + kl - 7, ".weight") && n <= 4096;
-        if (norm_w) {
-            data = ones;
-        } else {
-            if (off + (size_t)n > pool_n)
-                off = 0;
-            data = pool + off;
-            off += (size_t)n % 4099;
-        }
-        nd_err e;
-        if (nd_st_writer_add(w, k, ND_WDT_F16, nd, sh, data, &e)) {
-            fprintf(stderr, "add %s: %s\n", k, e.msg);
-            return -1;
-        }
-    }
-    nd_err e;
-    int rc = nd_st_writer_save(w, path, &e) ? -1 : 0;
-    if (rc)
-        fprintf(stderr, "write: %s\n", e.msg);
-    nd_st_writer_free(w);
-    free(pool);
-    free(ones);
-    json_decref(j);
-    return rc;
-}
-
-static void fill(nd_tensor *t, uint64_t seed, float scale)
-{
-    float *d = t->data;
-    int64_t n = nd_tensor_numel(t);
-    for (int64_t i = 0; i < n; i++) {
-        seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
-        d[i] = (float)((seed >> 40) * (1.0 / (1 << 24)) - 0.5) * 2 * scale;
-    }
 }
 
 static long rss_mb(void)
@@ -529,7 +457,7 @@ int main(void)
         size_t ub = 0, uws = 0, cb = 0, cws = 0;
         /* measuring needs a backend for workspace sizes: open a small one first */
         if (!be) {
-            nd_backend_config c0 = {0, 1 << 20};
+            nd_backend_config c0 = {0, 1 << 20, NULL};
             if (nd_backend_open(bename, &c0, &be, &e))
                 DIE("backend: %s", e.msg);
         }

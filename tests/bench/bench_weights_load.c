@@ -5,6 +5,7 @@
  * dropped from the page cache (fsync + POSIX_FADV_DONTNEED), so it reads
  * from disk; RSS is the child's peak (ru_maxrss). */
 #include "weights/weights.h"
+#include "tests/bench/random_sd15.h"
 
 #include <fcntl.h>
 #include <jansson.h>
@@ -24,49 +25,6 @@ static double now(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int make_file(const char *path)
-{
-    json_error_t je;
-    json_t *j = json_load_file(MANIFEST, 0, &je);
-    if (!j) {
-        fprintf(stderr, "%s: %s\n", MANIFEST, je.text);
-        return -1;
-    }
-    /* one random pool shared by all tensors keeps this process small */
-    size_t pool_n = 64u << 20;
-    float *pool = malloc(pool_n * sizeof *pool);
-    uint64_t s = 88172645463325252ull;
-    for (size_t i = 0; i < pool_n; i++) {
-        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-        pool[i] = (float)((s >> 40) * (1.0 / (1 << 24)) - 0.5) * 0.1f;
-    }
-    nd_st_writer *w = nd_st_writer_new();
-    const char *k;
-    json_t *v;
-    size_t off = 0;
-    json_object_foreach(json_object_get(j, "tensors"), k, v) {
-        int64_t sh[8], n = 1;
-        size_t i;
-        json_t *x;
-        json_array_foreach(json_object_get(v, "shape"), i, x) n *= (sh[i] = json_integer_value(x));
-        if ((size_t)n > pool_n)
-            return -1;
-        if (off + (size_t)n > pool_n)
-            off = 0;
-        nd_st_writer_add(w, k, ND_WDT_F32, (int)json_array_size(json_object_get(v, "shape")), sh,
-                         pool + off, NULL);
-        off += (size_t)n % 4099;
-    }
-    nd_err e;
-    int rc = nd_st_writer_save(w, path, &e) ? -1 : 0;
-    if (rc)
-        fprintf(stderr, "write: %s\n", e.msg);
-    nd_st_writer_free(w);
-    free(pool);
-    json_decref(j);
-    return rc;
 }
 
 static void drop_cache(const char *path)
@@ -125,7 +83,7 @@ int main(void)
     fflush(stdout);
     pid_t p = fork();
     if (p == 0)
-        _exit(make_file(path) ? 1 : 0);
+        _exit(make_file_as(MANIFEST, "", ND_WDT_F32, path) ? 1 : 0);
     int status;
     waitpid(p, &status, 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status)) {

@@ -120,6 +120,44 @@ static nd_backend *open_be(const char *name, size_t ws, nd_err *e)
     return be;
 }
 
+/* ---- the backend's memory (device memory on cuda and emu) ---- */
+
+/* Fixture tensors are host memory; a component takes its inputs in the
+ * backend's memory, so each test copies them into an arena of their own
+ * there (the component's arena keeps the size its measuring pass said). */
+static __attribute__((unused)) void stage_init(nd_backend *be, nd_arena *a, size_t bytes, nd_err *e)
+{
+    nd_status st = nd_backend_arena_init(be, a, bytes + 8 * ND_ARENA_ALIGN, e);
+    CHECKF(st == ND_OK, "staging arena on %s: %s", be->name, e->msg);
+}
+
+/* A copy of host tensor h in a (be's memory). */
+static __attribute__((unused)) nd_tensor staged(nd_backend *be, nd_arena *a, const nd_tensor *h, nd_err *e)
+{
+    nd_tensor t = {0};
+    nd_status st = nd_arena_tensor(a, h->dtype, h->ndim, h->shape, &t, e);
+    if (!st)
+        st = nd_backend_upload(be, t.data, h->data, nd_tensor_bytes(h), e);
+    CHECKF(st == ND_OK, "staging on %s: %s", be->name, e->msg);
+    return t;
+}
+
+/* rel_err of a tensor in be's memory against a host one. */
+static __attribute__((unused)) double rel_err_on(nd_backend *be, const nd_tensor *got, const nd_tensor *want)
+{
+    if (got->device == ND_DEV_CPU)
+        return rel_err(got, want);
+    nd_tensor h = *got;
+    h.device = ND_DEV_CPU;
+    h.data = malloc(nd_tensor_bytes(got));
+    nd_err e = {{0}};
+    double r = INFINITY;
+    if (h.data && nd_backend_download(be, h.data, got->data, nd_tensor_bytes(got), &e) == ND_OK)
+        r = rel_err(&h, want);
+    free(h.data);
+    return r;
+}
+
 static void report(const char *what, const char *be, double err, size_t arena)
 {
     printf("    %-22s %-8s max rel err %.3g (arena %zu KiB)\n", what, be, err, arena >> 10);

@@ -29,13 +29,13 @@ static void run_text_encoder(const char *model)
         size_t bytes = 0, ws = 0;
         CHECK_OK(nd_text_encoder_measure(te, B, T, &bytes, &ws, &e), &e);
         nd_arena a;
-        CHECK_OK(nd_arena_init(&a, bytes, &e), &e);
+        CHECK_OK(nd_backend_arena_init(be, &a, bytes, &e), &e);
         nd_tensor out;
         int64_t sh[3] = {B, T, nd_text_encoder_dim(te)};
         CHECK_OK(nd_arena_tensor(&a, ND_F32, 3, sh, &out, &e), &e);
         CHECK_OK(nd_text_encoder_run(te, ids->data, B, T, &a, &out, &e), &e);
         CHECK(a.peak <= bytes);
-        report("text encoder", *b, rel_err(&out, &want), bytes);
+        report("text encoder", *b, rel_err_on(be, &out, &want), bytes);
         /* bad ids are refused */
         int32_t bad[77];
         memcpy(bad, ids->data, sizeof bad);
@@ -43,7 +43,7 @@ static void run_text_encoder(const char *model)
         nd_arena_reset(&a, 0);
         CHECK_OK(nd_arena_tensor(&a, ND_F32, 3, sh, &out, &e), &e);
         CHECK(nd_text_encoder_run(te, bad, 1, 77, &a, &out, &e) == ND_EINVAL);
-        nd_arena_free(&a);
+        nd_backend_arena_free(be, &a);
         nd_text_encoder_free(te);
         nd_backend_close(be);
     }
@@ -66,11 +66,11 @@ static void run_unet(const char *model, bool control)
 {
     nd_err e = {{0}};
     fixture f;
-    nd_tensor x, t, ctx, want, hint;
-    if (!fixture_open(&f, model, &e) || !ref(&f, "unet.sample", &x) ||
-        !ref(&f, "unet.timestep", &t) || !ref(&f, "te.last_hidden_state", &ctx) ||
+    nd_tensor hx, ht, hctx, want, hhint;
+    if (!fixture_open(&f, model, &e) || !ref(&f, "unet.sample", &hx) ||
+        !ref(&f, "unet.timestep", &ht) || !ref(&f, "te.last_hidden_state", &hctx) ||
         !ref(&f, control ? "unet.out_control" : "unet.out", &want) ||
-        (control && !ref(&f, "controlnet.hint", &hint)))
+        (control && !ref(&f, "controlnet.hint", &hhint)))
         goto out;
     for (const char *const *b = test_backends(); *b; b++) {
         nd_backend *be = open_be(*b, 0, &e);
@@ -79,8 +79,15 @@ static void run_unet(const char *model, bool control)
         CHECK_OK(nd_unet_new(f.w, be, &u, &e), &e);
         if (control)
             CHECK_OK(nd_controlnet_new(f.w, be, &cn, &e), &e);
+        nd_arena in_a = {0};
         if (!be || !u || (control && !cn))
             goto next;
+        stage_init(be, &in_a,
+                   nd_tensor_bytes(&hx) + nd_tensor_bytes(&ht) + nd_tensor_bytes(&hctx) +
+                       (control ? nd_tensor_bytes(&hhint) : 0), &e);
+        nd_tensor x = staged(be, &in_a, &hx, &e), t = staged(be, &in_a, &ht, &e),
+                  ctx = staged(be, &in_a, &hctx, &e),
+                  hint = control ? staged(be, &in_a, &hhint, &e) : hx;
         int B = (int)x.shape[0], H = (int)x.shape[2], W = (int)x.shape[3], T = (int)ctx.shape[1];
         size_t ub = 0, cb = 0, ws = 0;
         CHECK_OK(nd_unet_measure(u, B, H, W, T, control, &ub, &ws, &e), &e);
@@ -88,7 +95,7 @@ static void run_unet(const char *model, bool control)
             CHECK_OK(nd_controlnet_measure(cn, B, H, W, T, &cb, &ws, &e), &e);
         size_t total = ub + cb;
         nd_arena a;
-        CHECK_OK(nd_arena_init(&a, total, &e), &e);
+        CHECK_OK(nd_backend_arena_init(be, &a, total, &e), &e);
         nd_tensor out, res[32];
         const nd_tensor *rp[32];
         int64_t so[4] = {B, nd_unet_out_channels(u), H, W};
@@ -116,7 +123,7 @@ static void run_unet(const char *model, bool control)
                     snprintf(name, sizeof name, "controlnet.mid");
                 if (!ref(&f, name, &r))
                     continue;
-                double er = rel_err(&res[i], &r);
+                double er = rel_err_on(be, &res[i], &r);
                 CHECKF(er < tol, "%s: %g", name, er);
                 if (!(er <= worst))
                     worst = er;
@@ -130,9 +137,11 @@ static void run_unet(const char *model, bool control)
         }
         CHECK_OK(nd_unet_run(u, &in, &a, &out, &e), &e);
         CHECK(a.peak <= total);
-        report(control ? "unet + controlnet" : "unet", *b, rel_err(&out, &want), ub);
-        nd_arena_free(&a);
+        report(control ? "unet + controlnet" : "unet", *b, rel_err_on(be, &out, &want), ub);
+        nd_backend_arena_free(be, &a);
     next:
+        if (be)
+            nd_backend_arena_free(be, &in_a);
         nd_controlnet_free(cn);
         nd_unet_free(u);
         nd_backend_close(be);
@@ -160,11 +169,11 @@ static void test_vae(void)
 {
     nd_err e = {{0}};
     fixture f;
-    nd_tensor z, want, img_in, want_mom;
-    if (!fixture_open(&f, FX "tiny_diffusers", &e) || !ref(&f, "vae.latent", &z) ||
+    nd_tensor hz, want, himg, want_mom;
+    if (!fixture_open(&f, FX "tiny_diffusers", &e) || !ref(&f, "vae.latent", &hz) ||
         !ref(&f, "vae.decode", &want))
         goto out;
-    bool enc = ref(&f, "vae.image", &img_in) && ref(&f, "vae.encode_moments", &want_mom);
+    bool enc = ref(&f, "vae.image", &himg) && ref(&f, "vae.encode_moments", &want_mom);
     for (const char *const *b = test_backends(); *b; b++) {
         nd_backend *be = open_be(*b, 0, &e);
         nd_vae *v = NULL;
@@ -174,30 +183,34 @@ static void test_vae(void)
             continue;
         }
         CHECK(fabsf(nd_vae_scaling_factor(v) - 0.18215f) < 1e-7f);
+        nd_arena in_a;
+        stage_init(be, &in_a, nd_tensor_bytes(&hz) + (enc ? nd_tensor_bytes(&himg) : 0), &e);
+        nd_tensor z = staged(be, &in_a, &hz, &e), img_in = enc ? staged(be, &in_a, &himg, &e) : hz;
         int B = (int)z.shape[0], H = (int)z.shape[2], W = (int)z.shape[3], fct = nd_vae_factor(v);
         size_t bytes = 0, ws = 0;
         CHECK_OK(nd_vae_measure(v, false, B, H, W, &bytes, &ws, &e), &e);
         nd_arena a;
-        CHECK_OK(nd_arena_init(&a, bytes, &e), &e);
+        CHECK_OK(nd_backend_arena_init(be, &a, bytes, &e), &e);
         nd_tensor img;
         int64_t si[4] = {B, 3, H * fct, W * fct};
         CHECK_OK(nd_arena_tensor(&a, ND_F32, 4, si, &img, &e), &e);
         CHECK_OK(nd_vae_decode(v, &z, &a, &img, &e), &e);
         CHECK(a.peak <= bytes);
-        report("vae decode", *b, rel_err(&img, &want), bytes);
-        nd_arena_free(&a);
+        report("vae decode", *b, rel_err_on(be, &img, &want), bytes);
+        nd_backend_arena_free(be, &a);
         if (enc) {
             int eB = (int)img_in.shape[0], eh = (int)img_in.shape[2] / fct,
                 ew = (int)img_in.shape[3] / fct;
             CHECK_OK(nd_vae_measure(v, true, eB, eh, ew, &bytes, &ws, &e), &e);
-            CHECK_OK(nd_arena_init(&a, bytes, &e), &e);
+            CHECK_OK(nd_backend_arena_init(be, &a, bytes, &e), &e);
             nd_tensor mom;
             int64_t sm[4] = {eB, 2 * nd_vae_latent_channels(v), eh, ew};
             CHECK_OK(nd_arena_tensor(&a, ND_F32, 4, sm, &mom, &e), &e);
             CHECK_OK(nd_vae_encode(v, &img_in, &a, &mom, &e), &e);
-            report("vae encode", *b, rel_err(&mom, &want_mom), bytes);
-            nd_arena_free(&a);
+            report("vae encode", *b, rel_err_on(be, &mom, &want_mom), bytes);
+            nd_backend_arena_free(be, &a);
         }
+        nd_backend_arena_free(be, &in_a);
         nd_vae_free(v);
         nd_backend_close(be);
     }
@@ -228,7 +241,9 @@ static void test_f16_weights(void)
 /* The batched denoiser: two samples in one doubled CFG batch. Sample 0 has
  * uncond == cond (so any g gives diffusers' unet.out), sample 1 has a
  * different uncond and g = 1 with the hint at scale 0.7 (so eps = the
- * fixture's unet.out_control). Both run at once on every backend. */
+ * fixture's unet.out_control). Both run at once on every backend. Sample
+ * 0's context is in the backend's memory, sample 1's tensors are host
+ * memory: the two ways a caller may pass them. */
 static void test_denoiser(void)
 {
     nd_err e = {{0}};
@@ -254,8 +269,11 @@ static void test_denoiser(void)
         p.n_ctx = (int)ctx.shape[1];
         if (u && cn)
             CHECK_OK(nd_denoiser_new(u, cn, &p, &d, &e), &e);
+        nd_arena in_a = {0};
         if (!d)
             goto next;
+        stage_init(be, &in_a, nd_tensor_bytes(&ctx), &e);
+        nd_tensor dctx = staged(be, &in_a, &ctx, &e);
         /* a different unconditional context: half the context (a permutation of
          * tokens would not do: cross-attention does not see the order) */
         static float other[77 * 64];
@@ -266,7 +284,7 @@ static void test_denoiser(void)
         nd_tensor unc = nd_tensor_make(other, ND_F32, ND_DEV_CPU, 3, ctx.shape);
         float t0 = ((const float *)t.data)[0];
         nd_denoise_sample s[2] = {
-            {.x = x.data, .t = t0, .ctx_cond = &ctx, .ctx_uncond = &ctx, .guidance = 7.5f},
+            {.x = x.data, .t = t0, .ctx_cond = &dctx, .ctx_uncond = &dctx, .guidance = 7.5f},
             {.x = x.data, .t = t0, .ctx_cond = &ctx, .ctx_uncond = &unc, .hint = &hint,
              .guidance = 1.0f, .control_scale = 0.7f},
         };
@@ -284,8 +302,17 @@ static void test_denoiser(void)
         CHECK_OK(nd_denoiser_eps(d, &s[1], 1, eps, &e), &e);
         CHECK(rel_err(&e0, &want_c) > 1e-3);
         CHECK(nd_denoiser_eps(d, s, 3, eps, &e) == ND_EINVAL);
+        /* a host context must be f32 (it is uploaded as it is) */
+        if (be->device != ND_DEV_CPU) {
+            nd_tensor h16 = ctx;
+            h16.dtype = ND_F16;
+            s[1].ctx_uncond = &h16;
+            CHECK(nd_denoiser_eps(d, &s[1], 1, eps, &e) == ND_EINVAL);
+        }
         free(eps);
     next:
+        if (be)
+            nd_backend_arena_free(be, &in_a);
         nd_denoiser_free(d);
         nd_controlnet_free(cn);
         nd_unet_free(u);

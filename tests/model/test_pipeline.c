@@ -13,7 +13,8 @@
  * tiny model has its own 520-token vocabulary, while sd_tokenize is CLIP's
  * (checked against transformers in test_tokenizer). The same loop as
  * gen/model_drawer.c: x = z * init_noise_sigma; per step x_in = scale * x,
- * eps = denoiser(x_in, t), sd_sampler_step. */
+ * eps = denoiser(x_in, t), sd_sampler_step. The prompt embeddings stay in
+ * the backend's memory (device memory on emu), the hint is a host tensor. */
 #include "tests/model/fixture.h"
 
 #define PX "tests/fixtures/model/pipeline.safetensors"
@@ -68,12 +69,13 @@ typedef struct {
     nd_controlnet *cn;
     nd_vae *v;
     nd_denoiser *d;
-    nd_arena a; /* prompt embeddings, then the VAE decode */
+    nd_arena a; /* prompt embeddings, then the VAE decode (be's memory) */
 } parts;
 
 static void parts_free(parts *p)
 {
-    nd_arena_free(&p->a);
+    if (p->be)
+        nd_backend_arena_free(p->be, &p->a);
     nd_denoiser_free(p->d);
     nd_vae_free(p->v);
     nd_controlnet_free(p->cn);
@@ -107,8 +109,8 @@ static bool parts_new(parts *p, const fixture *f, const char *be, int h, int w, 
     size_t img = 3 * (size_t)(h * w) * (size_t)(nd_vae_factor(p->v) * nd_vae_factor(p->v)) *
                  sizeof(float);
     size_t lat = (size_t)(nd_vae_latent_channels(p->v) * h * w) * sizeof(float);
-    CHECK_OK(nd_arena_init(&p->a, emb + (tb > vb + img + lat ? tb : vb + img + lat) +
-                                      4 * ND_ARENA_ALIGN, e), e);
+    CHECK_OK(nd_backend_arena_init(p->be, &p->a, emb + (tb > vb + img + lat ? tb : vb + img + lat) +
+                                                     4 * ND_ARENA_ALIGN, e), e);
     return p->d != NULL && p->a.base != NULL;
 }
 
@@ -150,8 +152,8 @@ static bool run_one(parts *p, const fixture *f, sd_sampler_kind kind, const char
     int64_t sc[3] = {2, T, D}, s1[3] = {1, T, D};
     CHECK_OK(nd_arena_tensor(&p->a, ND_F32, 3, sc, &ctx, e), e);
     CHECK_OK(nd_text_encoder_run(p->te, ids->data, 2, T, &p->a, &ctx, e), e);
-    ctx_u = nd_tensor_make(ctx.data, ND_F32, ND_DEV_CPU, 3, s1);
-    ctx_c = nd_tensor_make((float *)ctx.data + (size_t)T * (size_t)D, ND_F32, ND_DEV_CPU, 3, s1);
+    ctx_u = nd_tensor_make(ctx.data, ND_F32, ctx.device, 3, s1);
+    ctx_c = nd_tensor_make((float *)ctx.data + (size_t)T * (size_t)D, ND_F32, ctx.device, 3, s1);
 
     float *hint = malloc(3 * per / (size_t)C * (size_t)(fc * fc) * sizeof *hint);
     float *x = malloc(per * sizeof *x), *xin = malloc(per * sizeof *x), *eps = malloc(per * sizeof *x);
@@ -196,14 +198,19 @@ static bool run_one(parts *p, const fixture *f, sd_sampler_kind kind, const char
         CHECK_OK(nd_arena_tensor(&p->a, ND_F32, 4, is, &img, e), e);
         float inv = 1.0f / nd_vae_scaling_factor(p->v);
         for (size_t j = 0; j < per; j++)
-            ((float *)zt.data)[j] = x[j] * inv;
+            xin[j] = x[j] * inv;
+        CHECK_OK(nd_backend_upload(p->be, zt.data, xin, per * sizeof *xin, e), e);
         CHECK_OK(nd_vae_decode(p->v, &zt, &p->a, &img, e), e);
-        float *px = img.data;
+        nd_tensor himg = img;
+        himg.device = ND_DEV_CPU;
+        float *px = himg.data = malloc(nd_tensor_bytes(&img));
+        CHECK_OK(nd_backend_download(p->be, px, img.data, nd_tensor_bytes(&img), e), e);
         for (int64_t j = 0; j < nd_tensor_numel(&img); j++) {
             float v = px[j] * 0.5f + 0.5f;
             px[j] = v < 0 ? 0 : v > 1 ? 1 : v;
         }
-        re->image = rel_err(&img, &img_want);
+        re->image = rel_err(&himg, &img_want);
+        free(px);
         CHECK(p->a.peak <= p->a.cap);
     }
     sd_sampler_free(smp);
