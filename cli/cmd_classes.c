@@ -33,6 +33,8 @@ static const char usage_text[] =
     "  --label NAME       label every flow NAME\n"
     "  --idle SECS        idle timeout ending a flow (default 120)\n"
     "  --no-fin-rst       do not end TCP flows at FIN/RST\n"
+    "  --strength S       record the img2img strength (0 < S <= 1) the model is meant\n"
+    "                     to be drawn at when a request names none (default: none: 1)\n"
     "Flows without a label (from these options or pcapml comments) are ignored.\n";
 
 static int list(int argc, char **argv)
@@ -85,17 +87,18 @@ static int build(int argc, char **argv)
     const char *rules[64];
     int n_rules = 0;
     long templates = 4, min_flows = 5, packets = 1024, tcols = 0, tscale = 8;
-    double idle = 120;
+    double idle = 120, strength = 0;
     bool fin_rst = true;
     enum { O_TDIR = 256, O_TPL, O_MINF, O_PK, O_TC, O_TS, O_LABELS, O_CLASS, O_LABEL, O_IDLE,
-           O_NOFIN, O_HELP };
+           O_NOFIN, O_STR, O_HELP };
     static const struct option lo[] = {
         {"templates-dir", required_argument, 0, O_TDIR}, {"templates", required_argument, 0, O_TPL},
         {"min-flows", required_argument, 0, O_MINF}, {"packets", required_argument, 0, O_PK},
         {"timing-cols", required_argument, 0, O_TC}, {"timing-scale", required_argument, 0, O_TS},
         {"labels", required_argument, 0, O_LABELS}, {"class", required_argument, 0, O_CLASS},
         {"label", required_argument, 0, O_LABEL}, {"idle", required_argument, 0, O_IDLE},
-        {"no-fin-rst", no_argument, 0, O_NOFIN}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+        {"no-fin-rst", no_argument, 0, O_NOFIN}, {"strength", required_argument, 0, O_STR},
+        {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
     int c;
@@ -138,6 +141,13 @@ static int build(int argc, char **argv)
             break;
         }
         case O_NOFIN: fin_rst = false; break;
+        case O_STR: {
+            char *end;
+            strength = strtod(optarg, &end);
+            if (*end || !*optarg || !(strength > 0 && strength <= 1))
+                return cli_usage_error("classes", "--strength takes 0 < S <= 1, got '%s'", optarg);
+            break;
+        }
         case 'h': case O_HELP: fputs(usage_text, stdout); return 0;
         default: return cli_usage_error("classes", "unknown option '%s' (see --help)", argv[optind - 1]);
         }
@@ -221,6 +231,7 @@ static int build(int argc, char **argv)
     nd_labeler_free(lab);
     if (st)
         return cli_fail("classes", st, "%s", err.msg);
+    t.strength = (float)strength;
     st = nd_class_table_save(&t, out, &err);
     if (!st) {
         fprintf(stderr, "netdiff classes: %d classes written to %s", t.n, out);

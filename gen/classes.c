@@ -104,6 +104,8 @@ nd_status nd_class_table_save(const nd_class_table *t, const char *path, nd_err 
     json_object_set_new(lay, "timing_cols", json_integer(t->layout.timing_cols));
     json_object_set_new(lay, "timing_scale", json_integer(t->layout.timing_scale));
     json_object_set_new(root, "layout", lay);
+    if (t->strength > 0)
+        json_object_set_new(root, "strength", json_real(t->strength));
     json_t *cl = json_array();
     for (int i = 0; i < t->n; i++)
         json_array_append_new(cl, class_json(&t->v[i]));
@@ -368,7 +370,7 @@ nd_status nd_class_table_parse(const char *json, size_t n, const char *dir, nd_c
     if (!root)
         return nd_fail(err, ND_EFORMAT, "line %d column %d: %s", je.line, je.column, je.text);
     nd_status st = ND_OK;
-    static const char *const rkeys[] = {"format", "layout", "classes", NULL};
+    static const char *const rkeys[] = {"format", "layout", "strength", "classes", NULL};
     static const char *const lkeys[] = {"packets", "columns", "timing_cols", "timing_scale", NULL};
     char fmt[64], cols[32];
     uint64_t packets, tcols, tscale;
@@ -401,6 +403,17 @@ nd_status nd_class_table_parse(const char *json, size_t n, const char *dir, nd_c
     if (nd_layout_init(&t->layout, (int)packets, (int)tcols, (int)tscale, err)) {
         r.st = nd_wrap(err, ND_EFORMAT, "layout");
         goto done;
+    }
+    /* optional: the model's img2img strength when a request names none */
+    if (json_object_get(root, "strength")) {
+        double sv;
+        if (get_share(&r, root, "strength", "top level", &sv))
+            goto done;
+        if (!(sv > 0)) {
+            bad(&r, "top level.strength", "must be above 0 (0 < S <= 1)");
+            goto done;
+        }
+        t->strength = (float)sv;
     }
     json_t *cl = json_object_get(root, "classes");
     if (!json_is_array(cl) || json_array_size(cl) == 0 || json_array_size(cl) > MAX_CLASSES) {

@@ -51,6 +51,10 @@ typedef struct nd_class_table {
     int n;
     nd_class *v;                        /* sorted by name                          */
     nd_layout layout;                   /* the images' layout (templates)          */
+    /* Optional "strength": the img2img strength the model is meant to be
+     * drawn at (its model card says why) when a request names none;
+     * 0: not stated (1.0, text to image from noise). */
+    float strength;
     char dir[4096];                     /* folder of the table: templates resolve here */
 } nd_class_table;
 
@@ -244,7 +248,8 @@ typedef struct nd_model_params {
      * the flow starts from its template's latent (the VAE encoder's mean)
      * noised to the sampler step diffusers' img2img would start at, and runs
      * only the remaining steps (max(1, int(steps * strength)) of them).
-     * Flows of a class without templates always start from noise. (1.0) */
+     * Flows of a class without templates always start from noise.
+     * 0 (the default): the class table's "strength", else 1.0. */
     float strength;
     const char *negative;       /* negative prompt ("")                          */
 } nd_model_params;

@@ -19,7 +19,7 @@ void nd_model_params_init(nd_model_params *p)
     p->sampler = SD_SAMPLER_DDIM;
     p->cfg = 7.5f;
     p->control_scale = 1.0f;
-    p->strength = 1.0f;
+    p->strength = 0.0f; /* the class table's, else 1 */
     p->negative = "";
 }
 
@@ -461,7 +461,7 @@ nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
     *out = NULL;
     if (p->batch < 1 || p->batch > 64 || p->steps < 1 || p->steps > 999 || !p->model)
         return nd_fail(err, ND_EINVAL, "bad model parameters (batch 1..64, steps 1..999, a model)");
-    if (!(p->strength > 0.0f && p->strength <= 1.0f))
+    if (!(p->strength >= 0.0f && p->strength <= 1.0f))
         return nd_fail(err, ND_EINVAL, "strength %g is not in (0, 1]", (double)p->strength);
     if (p->n_loras < 0 || p->n_loras > ND_MODEL_MAX_LORAS)
         return nd_fail(err, ND_EINVAL, "at most %d LoRAs", ND_MODEL_MAX_LORAS);
@@ -470,6 +470,8 @@ nd_status nd_model_drawer_new(const nd_model_params *p, const nd_class_table *t,
         return nd_fail(err, ND_ENOMEM, "out of memory");
     m->p = *p;
     m->t = t;
+    if (!(m->p.strength > 0))
+        m->p.strength = t->strength > 0 ? t->strength : 1.0f;
     nd_status st;
     nd_weights_params wp;
     nd_weights_params_init(&wp);

@@ -124,7 +124,37 @@ static void test_strict_parsing(void)
     CHECK_EQ_INT(t.n, 1);
     if (t.n == 1)
         CHECK_EQ_INT(t.v[0].stats.ttl_hist[0][64], 2);
+    CHECK(t.strength == 0); /* not stated */
     nd_class_table_free(&t);
+    /* the model's img2img strength: optional, 0 < S <= 1, saved back as read */
+    const char *shead = "{\"format\":\"netdiffd-classes/1\",\"strength\":0.5,\"layout\":{"
+                        "\"packets\":16,\"columns\":\"netdiffusion\",\"timing_cols\":0,"
+                        "\"timing_scale\":8},\"classes\":[";
+    snprintf(j, sizeof j, "%s%s]}", shead, good_class);
+    CHECK_OK(nd_class_table_parse(j, strlen(j), ".", &t, &err), &err);
+    CHECK(t.strength == 0.5f);
+    char tmpd[] = "/tmp/nd_cls_XXXXXX", sp[200];
+    if (t.n && mkdtemp(tmpd)) {
+        snprintf(sp, sizeof sp, "%s/c.json", tmpd);
+        nd_class_table u;
+        CHECK_OK(nd_class_table_save(&t, sp, &err), &err);
+        CHECK_OK(nd_class_table_load(sp, &u, &err), &err);
+        CHECK(u.strength == 0.5f);
+        nd_class_table_free(&u);
+        unlink(sp);
+        rmdir(tmpd);
+    }
+    nd_class_table_free(&t);
+    const char *sbad[] = {"0", "1.5", "-1", "\"x\""};
+    for (size_t i = 0; i < ND_ARRAY_LEN(sbad); i++) {
+        char h[512];
+        snprintf(h, sizeof h, "{\"format\":\"netdiffd-classes/1\",\"strength\":%s,%s", sbad[i],
+                 head + strlen("{\"format\":\"netdiffd-classes/1\","));
+        snprintf(j, sizeof j, "%s%s]}", h, good_class);
+        nd_status st = nd_class_table_parse(j, strlen(j), ".", &t, &err);
+        CHECKF(st == ND_EFORMAT && strstr(err.msg, "strength"), "strength %s: %d '%s'", sbad[i],
+               (int)st, err.msg);
+    }
     struct { const char *json; const char *msg; } bad[] = {
         {"{\"format\":\"other\"}", "not netdiffd-classes/1"},
         {"[1,2]", "not an object"},

@@ -195,6 +195,29 @@ static void test_img2img_bit_identical(void)
     strength = 1.0f;
 }
 
+/* A drawer given no strength (0) draws at the class table's "strength", or
+ * at 1 where the table states none: the same images as when told so. */
+static void test_table_strength_is_the_default(void)
+{
+    if (!setup())
+        return;
+    strength = 0.0f;
+    float *dflt = draw_all(3, 1, 11);
+    strength = table.strength > 0 ? table.strength : 1.0f;
+    float *told = draw_all(3, 1, 11);
+    strength = table.strength > 0 ? 1.0f : 0.5f; /* and another strength differs */
+    float *other = draw_all(3, 1, 11);
+    strength = 1.0f;
+    printf("  class table strength: %g\n", (double)table.strength);
+    if (dflt && told && other) {
+        CHECK(!memcmp(dflt, told, image_floats() * sizeof(float)));
+        CHECK(memcmp(dflt, other, image_floats() * sizeof(float)) != 0);
+    }
+    free(dflt);
+    free(told);
+    free(other);
+}
+
 /* Share of pixels of planar image img ([3][n] in [0, 1]) whose strongest
  * channel is the template's (interleaved RGB bytes): the colour the snap
  * picks among NetDiffusion's red 1 / green 0 / blue vacant. */
@@ -273,4 +296,4 @@ static void test_img2img_starts_from_template(void)
 }
 
 ND_TEST_MAIN(ND_TEST(test_batch_and_threads_bit_identical), ND_TEST(test_step_drawer_same_images),
-             ND_TEST(test_img2img_bit_identical), ND_TEST(test_img2img_starts_from_template))
+             ND_TEST(test_img2img_bit_identical), ND_TEST(test_table_strength_is_the_default), ND_TEST(test_img2img_starts_from_template))
