@@ -9,14 +9,18 @@
 # Application dissectors: repair shapes payloads into messages of the
 # port's protocol (heuristics/shape.c). Two cases are allowed and listed:
 #   - a drawn length the protocol cannot have (nd_unfit_length below: RIP
-#     and RIPng entries are 20 bytes, DHCP needs 240, NTP 48, DNS 12);
+#     and RIPng entries are 20 bytes, DHCP needs 240, NTP 48, DNS 12; an
+#     SSH segment of 4 bytes or fewer: tshark 4.0's SSH dissector reads a
+#     4-byte length and the data after it from every segment it takes for
+#     encrypted, and it takes a whole side for encrypted when that side's
+#     first segment is too short to show "SSH-");
 #   - with "random-ports" (row sets of random bits), dissectors of ports
 #     repair does not shape: such samples hit any of tshark's hundreds of
 #     port-registered dissectors, each wanting its own message format.
 # Everything else fails the check.
 
-# Reads "frame.protocols<TAB>udp.length<TAB>..." lines; prints those that a
-# length the protocol cannot hold does not explain.
+# Reads "frame.protocols<TAB>udp.length<TAB>udp.port<TAB>tcp.port<TAB>tcp.len"
+# lines; prints those that a length the protocol cannot hold does not explain.
 nd_unfit_length() {
 awk -F'\t' '{
   L = $2 - 8; unfit = 0
@@ -26,6 +30,7 @@ awk -F'\t' '{
     if ($1 ~ /:ntp(:|$)/ && L < 48) unfit = 1
     if ($1 ~ /:(dns|mdns)(:|$)/ && L < 12) unfit = 1
   }
+  if ($5 != "" && $1 ~ /:ssh(:|$)/ && $5 + 0 <= 4) unfit = 1
   if (!unfit) print
 }'
 }
@@ -38,7 +43,7 @@ check "tshark reads every packet ($seen)" [ "$seen" -eq "$npk" ]
 bad=$($T -Y 'ip.checksum.status==0 || tcp.checksum.status==0 || udp.checksum.status==0 || icmp.checksum.status==0 || icmpv6.checksum.status==0' -T fields -e frame.number 2>/dev/null | wc -l)
 check "tshark: zero bad checksums ($bad)" [ "$bad" -eq 0 ]
 $T -Y '_ws.malformed || _ws.expert.severity >= error' -T fields -e frame.protocols -e udp.length \
-  -e udp.port -e tcp.port 2>/dev/null >"$ND_TMP/mal"
+  -e udp.port -e tcp.port -e tcp.len 2>/dev/null >"$ND_TMP/mal"
 hdr=$(awk -F'\t' '{n = split($1, a, ":"); p = a[n]} p=="eth"||p=="ethertype"||p=="ip"||p=="ipv6"||p=="tcp"||p=="udp"||p=="icmp"||p=="icmpv6"||p=="raw"' "$ND_TMP/mal" | wc -l)
 nd_unfit_length <"$ND_TMP/mal" >"$ND_TMP/mal_app"
 all=$(wc -l <"$ND_TMP/mal"); app=$(wc -l <"$ND_TMP/mal_app")
