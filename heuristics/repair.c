@@ -370,6 +370,24 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
         }
         if (f->port[0] == 0)
             f->port[0] = (uint16_t)(49152 + nd_rand(f->key, 0x65706800ULL) % 16384);
+        /* A drawn system port (below 1024) on the server side that the
+         * class never serves on, where its table has server ports of this
+         * transport: a bit the model got wrong (513 for telegram's 521, 256
+         * for ntp's 123) lands on another protocol's dissector, which finds
+         * the payload malformed. It becomes the class's most common port.
+         * Real flows of the class on its own ports never change. */
+        if (f->port[1] < 1024) {
+            uint16_t top = 0;
+            bool known = false;
+            for (int i = 0; i < cls->n_server_ports && i < 8; i++)
+                if (cls->server_proto[i] == f->proto && cls->server_port[i]) {
+                    if (!top)
+                        top = cls->server_port[i];
+                    known |= cls->server_port[i] == f->port[1];
+                }
+            if (top && !known)
+                f->port[1] = top;
+        }
     }
     out->ipver = f->ipver;
     out->proto = f->proto;

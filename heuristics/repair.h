@@ -78,7 +78,9 @@ typedef struct nd_class_stats {
     uint64_t flows, packets;  /* how much real traffic the stats came from */
     /* The class's server ports, most common first (filled by the caller from
      * its class table; n_server_ports 0 when unknown). A drawn port 0 on the
-     * server side becomes the first of these with the flow's transport. */
+     * server side becomes the first of these with the flow's transport, and
+     * so does a drawn system port (< 1024) that is not among them (a model's
+     * bit error landing on another protocol's dissector). */
     int n_server_ports;
     uint16_t server_port[8];
     uint8_t server_proto[8];  /* 6 or 17 */

@@ -18,6 +18,7 @@
 #include "heuristics/internal.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static char hex_char(uint64_t key, uint64_t i) { return "0123456789abcdef"[nd_rand(key, i) & 15]; }
 
@@ -288,12 +289,36 @@ static void tls_stream(uint8_t *p, uint32_t n, uint64_t off, uint64_t key)
         overlay(p, n, off, s, h, 5);
 }
 
+/* SSH (TCP 22): each side's stream opens with its version line, then
+ * binary packets of one size per side, each an SSH_MSG_IGNORE whose string
+ * is the random bytes (and 4 bytes of padding): a well-formed unencrypted
+ * stream. Without a version line tshark takes the bytes for packets
+ * encrypted with unknown keys and finds most of them malformed. */
+static void ssh_stream(uint8_t *p, uint32_t n, uint64_t off, int dir, uint64_t key)
+{
+    static const char *const banner[2] = {"SSH-2.0-OpenSSH_9.6\r\n", "SSH-2.0-OpenSSH_9.2p1\r\n"};
+    uint32_t bl = (uint32_t)strlen(banner[dir != 0]);
+    overlay(p, n, off, 0, (const uint8_t *)banner[dir != 0], bl);
+    /* packet_length counts padding_length, the message and the padding */
+    uint32_t plen = 512 + (uint32_t)(nd_rand(key, 0x55a) % 1024);
+    uint64_t rec = 4 + (uint64_t)plen;
+    uint8_t h[10];
+    nd_put32(h, plen);
+    h[4] = 4;                 /* padding_length */
+    h[5] = 2;                 /* SSH_MSG_IGNORE */
+    nd_put32(h + 6, plen - 10); /* its string: the rest but the padding */
+    uint64_t first = off > bl ? (off - bl) / rec : 0;
+    for (uint64_t s = bl + first * rec; s < off + n; s += rec)
+        overlay(p, n, off, s, h, sizeof h);
+}
+
 void nd_shape_tcp(uint8_t *p, uint32_t n, uint64_t off, const uint16_t port[2], int dir,
                   uint64_t key)
 {
     uint16_t lo = port[0] < port[1] ? port[0] : port[1], hi = port[0] ^ port[1] ^ lo;
     for (int i = 0; i < 2; i++) {
         switch (i ? hi : lo) {
+        case 22: ssh_stream(p, n, off, dir, key); return;
         case 80:
         case 8080: http_stream(p, n, off, dir, key); return;
         case 443:

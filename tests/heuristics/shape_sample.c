@@ -77,7 +77,7 @@ int main(int argc, char **argv)
         return 2;
     uint64_t rs = strtoull(argv[2], NULL, 0);
     static const uint16_t udp_ports[] = {53, 5353, 123, 67, 68, 1900, 520, 521, 44444};
-    static const uint16_t tcp_ports[] = {80, 8080, 443, 993, 8443, 44445};
+    static const uint16_t tcp_ports[] = {22, 80, 8080, 443, 993, 8443, 44445};
     nd_repair_opts o;
     nd_repair_opts_init(&o);
     o.seed = rs;

@@ -306,6 +306,54 @@ static void test_class_stats(void)
     nd_repair_ctx_free(c);
 }
 
+/* A drawn system server port the class does not serve on becomes its top
+ * port of that transport; a port it does serve on, a port >= 1024, and any
+ * port of a class without a port table stay as drawn. */
+static void test_server_port_rule(void)
+{
+    static const struct { uint16_t drawn; bool table; uint16_t want; } cases[] = {
+        {256, true, 123}, {123, true, 123}, {513, true, 123}, {2000, true, 2000},
+        {256, false, 256},
+    };
+    nd_class_stats s;
+    nd_class_stats_clear(&s);
+    s.n_server_ports = 2;
+    s.server_port[0] = 443, s.server_proto[0] = 6; /* TCP first: not this flow's */
+    s.server_port[1] = 123, s.server_proto[1] = 17;
+    nd_repair_ctx *c = new_ctx(3, ND_LINKTYPE_RAW);
+    nd_err err = {{0}};
+    for (size_t i = 0; i < ND_ARRAY_LEN(cases); i++) {
+        nd_rows t;
+        CHECK_OK(nd_rows_init(&t, 0, 4, &err), &err);
+        for (int k = 0; k < 2; k++) { /* initiator 24576 -> drawn port, and back */
+            int8_t *r = nd_rows_push(&t, NULL);
+            uint64_t v[][2] = {{ND_F_IPV4_VER, 4}, {ND_F_IPV4_HL, 5}, {ND_F_IPV4_TOS, 0},
+                               {ND_F_IPV4_TL, 20 + 8 + 48}, {ND_F_IPV4_ID, 0},
+                               {ND_F_IPV4_RBIT, 0}, {ND_F_IPV4_DFBIT, 1}, {ND_F_IPV4_MFBIT, 0},
+                               {ND_F_IPV4_FOFF, 0}, {ND_F_IPV4_TTL, 64}, {ND_F_IPV4_PROTO, 17},
+                               {ND_F_IPV4_CKSUM, 0}, {ND_F_IPV4_SRC, 0}, {ND_F_IPV4_DST, 0},
+                               {ND_F_UDP_SPORT, k ? cases[i].drawn : 24576},
+                               {ND_F_UDP_DPORT, k ? 24576 : cases[i].drawn},
+                               {ND_F_UDP_LEN, 8 + 48}, {ND_F_UDP_CKSUM, 0}};
+            for (size_t j = 0; j < ND_ARRAY_LEN(v); j++)
+                nd_row_set(r, (int)v[j][0], v[j][1]);
+        }
+        nd_repair_out o;
+        CHECK_OK(nd_repair_flow(c, &t, NULL, cases[i].table ? &s : NULL, i, &o, NULL, &err),
+                 &err);
+        CHECK_EQ_INT(o.n, 2);
+        if (o.n == 2) { /* raw IPv4: the UDP header at 20 */
+            const uint8_t *u = o.pkts[0].data + 20;
+            CHECKF(th_rd16(u) == 24576 && th_rd16(u + 2) == cases[i].want,
+                   "drawn %u (table %d): %u -> %u, want 24576 -> %u", cases[i].drawn,
+                   cases[i].table, th_rd16(u), th_rd16(u + 2), cases[i].want);
+            CHECK(th_check_flow(&o) == NULL);
+        }
+        nd_rows_free(&t);
+    }
+    nd_repair_ctx_free(c);
+}
+
 static void test_bad_options(void)
 {
     nd_repair_opts o;
@@ -327,6 +375,6 @@ static void test_cleanup(void)
 }
 
 ND_TEST_MAIN(ND_TEST(test_bad_options), ND_TEST(test_determinism), ND_TEST(test_flow_length),
-             ND_TEST(test_confidence_vote), ND_TEST(test_class_stats), ND_TEST(test_gaps_kept),
+             ND_TEST(test_confidence_vote), ND_TEST(test_class_stats), ND_TEST(test_server_port_rule), ND_TEST(test_gaps_kept),
              ND_TEST(test_property_random_rows), ND_TEST(test_faithful_real_flows),
              ND_TEST(test_cleanup))

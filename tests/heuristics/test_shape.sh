@@ -14,7 +14,7 @@ out=$("$SAMPLE" "$P" "$SEED") || { fail "shape_sample"; nd_done; exit 1; }
 npk=${out#* }
 echo "  ${out% *} flows, $npk packets"
 T="tshark -n -r $P"
-for p in dns mdns ntp dhcp ssdp rip ripng tls; do
+for p in dns mdns ntp dhcp ssdp rip ripng tls ssh; do
   c=$($T -Y "$p" -T fields -e frame.number 2>/dev/null | wc -l)
   check "$p dissected ($c packets)" [ "$c" -gt 30 ]
 done
