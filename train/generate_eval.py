@@ -16,7 +16,7 @@
    each class, first packet, read by tshark);
 5. writes everything to DATA/eval/ (metrics.json, tables) for the model card.
 
-Usage: python train/generate_eval.py [--n 20] [--steps K] [--guidance G]
+Usage: python train/generate_eval.py [--n 20] [--steps K] [--guidance G] [--strength S] [--eval-dir D]
 """
 import argparse
 import json
@@ -132,16 +132,19 @@ def main():
     ap.add_argument("--vae-per-class", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--netdiff", default=os.path.join(ROOT, "build", "netdiff"))
+    ap.add_argument("--strength", type=float, default=1.0,
+                    help="netdiff generate --strength (img2img from the class template below 1)")
+    ap.add_argument("--eval-dir", default=None, help="results (default DATA/eval; emptied first)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     nd = a.netdiff
-    E = os.path.join(a.data, "eval")
+    E = a.eval_dir or os.path.join(a.data, "eval")
     if os.path.isdir(E):
         shutil.rmtree(E)
     os.makedirs(E)
     steps, guidance = a.steps, a.guidance
     res = {"n_per_class": a.n, "n_diffusers": a.n_diffusers, "steps": steps, "guidance": guidance,
-           "lora_scale": a.lora_scale, "seed": a.seed}
+           "lora_scale": a.lora_scale, "seed": a.seed, "strength": a.strength}
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         pipe = load_pipe(tmp, a.lora_scale)
@@ -181,7 +184,7 @@ def main():
     spec = ",".join("%s=%d" % (c["name"], a.n) for c in classes)
     synth = os.path.join(E, "synth.pcapng")
     run([nd, "generate", "--class", spec, "--format", "pcapng", "--steps", str(steps), "--cfg", str(guidance),
-         "--seed", str(a.seed), "--threads", str(a.threads), "-o", synth])
+         "--seed", str(a.seed), "--threads", str(a.threads), "--strength", str(a.strength), "-o", synth])
     res["generate_seconds"] = time.time() - t1
     res["conditioning"] = conditioning_from_pcap(synth, synth + ".json", classes)
     ev = lambda real, syn, js, extra=(): run([nd, "eval", os.path.join(E, real), os.path.join(E, syn),

@@ -12,12 +12,75 @@ ROOT = os.path.dirname(HERE)
 WD = os.path.join(ROOT, "weights", "default")
 
 
+def img2img_section(w, d, ef):
+    """the same measurements for a run from the class templates' latents (netdiff generate --strength S)"""
+    m = json.load(open(os.path.join(d, "metrics.json")))
+    es = json.load(open(os.path.join(d, "eval_synth.json")))
+    ut = json.load(open(os.path.join(d, "utility.json")))
+    fl = {x["class"]: x for x in ef["scopes"]}
+    if m["strength"] >= 1:
+        w("### From pure noise: `netdiff generate --strength 1`\n")
+        w("The same measurements with every flow drawn from noise (text to image with the ControlNet hint, "
+          "no template latent): %d flows per class, DDIM %d steps, guidance %.1f, seed %d; %.0f s for %d "
+          "flows.\n" % (m["n_per_class"], m["steps"], m["guidance"], m["seed"], m["generate_seconds"],
+                        m["n_per_class"] * len(m["conditioning"])))
+    else:
+        w("### img2img: `netdiff generate --strength %g`\n" % m["strength"])
+        w("The same measurements with each flow started from its class template's latent noised to the "
+          "strength's step (SDEdit; `ntp` has no template and draws from noise): %d flows per class, DDIM %d "
+          "steps (%d of them run), guidance %.1f, seed %d; %.0f s for %d flows.\n" %
+          (m["n_per_class"], m["steps"], max(1, int(m["steps"] * m["strength"])), m["guidance"], m["seed"],
+           m["generate_seconds"], m["n_per_class"] * len(m["conditioning"])))
+    vs = es["validity"]["synth"]
+    far, rows = 0, []
+    for x in es["scopes"]:
+        f = fl.get(x["class"])
+        sm, rm = x["synth"]["mean"], x["random"]["mean"]
+        fm = f["synth"]["mean"] if f else None
+        r = (rm["jsd"] - sm["jsd"]) / (rm["jsd"] - fm["jsd"]) if fm and rm["jsd"] > fm["jsd"] else float("nan")
+        far += r < 0.5
+        rows.append((x["class"], sm["jsd"], fm["jsd"] if fm else float("nan"), rm["jsd"], r))
+    mem = es["memorization"]
+    rr = ut["real/real"]["accuracy"]
+    cond = m["conditioning"].values()
+    w("- Validity: %d of %d packets invalid after repair." % (vs["invalid"], vs["packets"]))
+    w("- Fidelity (JSD, all classes): synth %.3f, floor %.3f, random %.3f, closer-to-floor %.2f; classes "
+      "closer to random than to the floor: %d of %d." % (rows[0][1], rows[0][2], rows[0][3], rows[0][4], far,
+                                                        len(rows) - 1))
+    w("- Memorization: synthetic median distance %.4f (p5 %.4f, exact copies %d of %d) against held-out "
+      "%.4f (p5 %.4f); share at or below held-out p5: synthetic %.3f, held-out %.3f." %
+      (mem["synth"]["median"], mem["synth"]["p5"], mem["synth"]["exact"], mem["synth"]["flows"],
+       mem["heldout"]["median"], mem["heldout"]["p5"], mem["synth_at_or_below_heldout_p5"],
+       mem["heldout_at_or_below_heldout_p5"]))
+    w("- Utility (accuracy / macro-F1): real/real %.3f / %.3f, real->synth %.3f / %.3f, synth->real %.3f / "
+      "%.3f; ratio to real/real %.2f and %.2f." %
+      (rr, ut["real/real"]["macro_f1"], ut["real->synth"]["accuracy"], ut["real->synth"]["macro_f1"],
+       ut["synth->real"]["accuracy"], ut["synth->real"]["macro_f1"], ut["real->synth"]["accuracy"] / rr,
+       ut["synth->real"]["accuracy"] / rr))
+    w("- Conditioning (mean over classes): transport match %.2f, port match %.2f, drawn port match %.2f.\n" %
+      tuple(sum(c[k] for c in cond) / len(cond) for k in ("transport_match", "port_match", "port_match_drawn")))
+    w("| class | synth JSD | floor | random | closer-to-floor | real->synth recall | synth->real recall |")
+    w("|---|---|---|---|---|---|---|")
+    for c, sj, fj, rj, r in rows:
+        g = lambda k: ut[k]["recall"].get(c, float("nan"))
+        w("| %s | %.3f | %.3f | %.3f | %.2f | %.2f | %.2f |" % (c, sj, fj, rj, r, g("real->synth"),
+                                                              g("synth->real")))
+    w("")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="/work/data/default-model")
     ap.add_argument("--train-seconds", type=float, default=None)
+    ap.add_argument("--img2img", action="append", default=[],
+                    help="an eval dir of generate_eval.py --strength S --eval-dir DIR (repeatable): "
+                         "a section each, beside the main one")
+    ap.add_argument("--eval", default=None,
+                    help="the main eval dir (default DATA/eval): generate_eval.py at the class table's "
+                         "strength, what `netdiff generate` draws by default")
     a = ap.parse_args()
-    E = os.path.join(a.data, "eval")
+    E = a.eval or os.path.join(a.data, "eval")
+    table = json.load(open(os.path.join(ROOT, "conf", "classes.json")))
     sp = json.load(open(os.path.join(HERE, "split.json")))
     cfg = json.load(open(os.path.join(WD, "config.json")))
     classes = json.load(open(os.path.join(ROOT, "conf", "classes.json")))["classes"]
@@ -30,12 +93,17 @@ def main():
     L = []
     w = L.append
     w("# netdiffd default model (embedded)\n")
+    st = table.get("strength", 1.0)
     w("A small model of the Stable Diffusion 1.5 family (CLIP text encoder, UNet2DCondition with cross "
       "attention, AutoencoderKL, canny ControlNet, kohya LoRA), trained from scratch on the real captures "
-      "in `../shared/testdata` on 2 shared CPU cores in about half an hour. **It is a weak generator**: it loads "
-      "and runs everywhere the product does and its packets are valid after repair, but its flows are far "
-      "from the real ones (numbers below, measured through `netdiff generate`, the C pipeline users run; "
-      "why, and what to change, under Known weaknesses).\n")
+      "in `../shared/testdata` on 2 shared CPU cores in about half an hour. It loads and runs everywhere the "
+      "product does and its packets are valid after repair. **It is drawn by img2img** (SDEdit): its class "
+      "table (`conf/classes.json`) states `\"strength\": %g`, so `netdiff generate` and the server start each "
+      "flow from the latent of one of its class's template flows (train flows) noised to %d%% of the schedule, "
+      "unless a request names another strength. From pure noise (`--strength 1`) this small UNet puts header "
+      "bits in the wrong columns and its flows sit near the random ceiling (both measured below, through "
+      "`netdiff generate`, the C pipeline users run; why, and what to change, under Known weaknesses).\n" %
+      (st, round(100 * st)))
     w("## Files\n")
     w("| file | layout | size |\n|---|---|---|")
     for fn in sorted(os.listdir(WD)):
@@ -50,8 +118,11 @@ def main():
     w("- image: %d packets x %d columns (1088 nPrint bit columns, NetDiffusion's, + %d timing columns: "
       "log2-quantised inter-arrival time, %d steps per doubling), red 1 / green 0 / blue vacant; "
       "images from `netdiff encode` only." % (cfg["packets"], cfg["width"], cfg["timing_cols"], cfg["timing_scale"]))
-    w("- VAE: %s, %d latent channels (/8: latent %dx%d); latent scale 0.18215 folded into quant_conv." %
-      (cfg["vae"]["block_out_channels"], cfg["vae"]["latent_channels"], cfg["packets"] // 8, cfg["width"] // 8))
+    vf = 2 ** (len(cfg["vae"]["block_out_channels"]) - 1)
+    w("- VAE: %s, %d latent channels (/%d: latent %dx%d); latent scale 0.18215 folded into quant_conv. "
+      "Trained on 64 x 128 crops centred on occupied columns, occupied pixels weighted 10x in the colour loss "
+      "(94%% of a flow image is vacant)." %
+      (cfg["vae"]["block_out_channels"], cfg["vae"]["latent_channels"], vf, cfg["packets"] // vf, cfg["width"] // vf))
     w("- UNet: blocks %s, %s / %s, layers_per_block %d, 8 heads (SD1.5's attention_head_dim=8), "
       "cross_attention_dim %d, GroupNorm 32." % (cfg["unet"]["block_out_channels"], cfg["unet"]["down_block_types"],
                                                    cfg["unet"]["up_block_types"], cfg["unet"]["layers_per_block"],
@@ -59,8 +130,11 @@ def main():
     w("- text encoder: CLIPTextModel, vocab 49408 (CLIP's BPE), hidden %d, %d layers, 1 head, 77 positions; "
       "random init with a fixed seed, frozen." % (cfg["text_encoder"]["hidden_size"],
                                                  cfg["text_encoder"]["num_hidden_layers"]))
-    w("- ControlNet: from the UNet, hint encoder %s (canny 100/200 of a flow image)." %
-      cfg["controlnet"]["conditioning_embedding_out_channels"])
+    ce = cfg["controlnet"]["conditioning_embedding_out_channels"]
+    w("- ControlNet: from the UNet, hint encoder %s (canny 100/200 of a flow image)%s." % (ce, (
+        "; in the original layout its conv_out sits at `input_hint_block.14` as in SD1.5's ControlNets "
+        "(where diffusers' single-file converter looks for it), so indices %s are unused" %
+        ", ".join(str(i) for i in range(4 * len(ce) - 2, 14, 2))) if len(ce) < 4 else ""))
     w("- LoRA: rank %d, alpha %d, on %s." % (cfg["lora"]["rank"], cfg["lora"]["alpha"], cfg["lora"]["targets"]))
     w("")
     w("## Data and classes\n")
@@ -97,11 +171,12 @@ def main():
       "%.4f over all pixels, %.4f over occupied rows; %d of %d flows exact.\n" %
       (v["flows"], v["bit_accuracy"], v["bit_accuracy_occupied_rows"], v["exact_flows"], v["flows"]))
     w("Generation: `netdiff generate` (the C pipeline, the product) from the embedded files, every class in one "
-      "run: %d flows per class, DDIM %d steps, guidance %.1f, ControlNet hint = canny of the class's template "
-      "flows, LoRA at 1.0, seed %d, repair with the class table's statistics; pcapng -> `netdiff eval` against "
-      "the held-out flows. %.0f s for %d flows on 2 CPU cores.\n" %
-      (m["n_per_class"], m["steps"], m["guidance"], m["seed"], m["generate_seconds"],
-       m["n_per_class"] * len(m["conditioning"])))
+      "run: %d flows per class, DDIM %d steps at strength %g (%d of them run; each flow from a template "
+      "latent, `ntp` has no template and draws from noise), guidance %.1f, ControlNet hint = canny of the "
+      "class's template flows, LoRA at 1.0, seed %d, repair with the class table's statistics; pcapng -> "
+      "`netdiff eval` against the held-out flows. %.0f s for %d flows on 2 CPU cores.\n" %
+      (m["n_per_class"], m["steps"], m["strength"], max(1, int(m["steps"] * m["strength"])), m["guidance"],
+       m["seed"], m["generate_seconds"], m["n_per_class"] * len(m["conditioning"])))
     ed = json.load(open(os.path.join(E, "eval_diffusers.json")))
     vd = ed["validity"]["synth"]
     w("Loads in diffusers: %s (StableDiffusionControlNetPipeline.from_single_file, ControlNetModel.from_single_file, "
@@ -157,8 +232,13 @@ def main():
       "dominant transport; port match = share whose first packet uses one of the class's top-3 ports (after "
       "repair, which fills ports drawn as 0 from the class's server ports); drawn port match = the same, "
       "counting only flows whose ports the repair left as drawn.\n")
+    for d in a.img2img:
+        img2img_section(w, d, ef)
     w("## Known weaknesses\n")
-    w("- Its flows are far from the real ones (fidelity near the random ceiling) and often short. Diagnosis "
+    w("- Drawn from pure noise (`--strength 1`) its flows are far from the real ones (fidelity near the "
+      "random ceiling) and often short; hence the table's img2img default. At that default a flow keeps "
+      "much of its template's structure (4 templates per class), so a class's drawn flows vary less than "
+      "its real ones; the memorization row above shows how close they come to the training flows. Diagnosis "
       "(train/ scripts, diffusers, on a retrained model of the same architecture): from a real latent noised "
       "to t = 800 the UNet's x0 prediction keeps the flow's rows exactly, but from pure noise it draws header "
       "bits at arbitrary columns. The UNet is convolutional with two levels (8 x 138 -> 4 x 69 latent) and "
@@ -178,14 +258,12 @@ def main():
       "long UNet and ControlNet training (the four-level layout among the candidates), or img2img from the "
       "template's latent (the structure survives t = 800).")
     w("- The VAE is not exact on header bits: whole held-out flows come back with %.4f of all pixels and "
-      "%.4f of the occupied pixels right after snapping. It trained on 64 x 128 crops, so its mid-block "
-      "attention saw 8 x 16 latent tokens in training and 8 x 138 on whole flows (v2 fixes this with a "
-      "last phase on whole flows)." % (v["bit_accuracy"], v["bit_accuracy_occupied_rows"]))
+      "%.4f of the occupied pixels right after snapping." % (v["bit_accuracy"], v["bit_accuracy_occupied_rows"]))
     bad = {k: x for k, x in es["validity"]["synth"]["failed"].items() if x}
     if bad:
         w("- Invalid packets after repair, by check: %s." % bad)
-    w("- 16 latent channels at /8 (SD1.5 has 4): chosen so the VAE can be near-exact on bit images; loaders "
-      "infer it from the shapes.")
+    w("- %d latent channels at /%d (SD1.5 has 4 at /8): chosen so the VAE can be near-exact on bit images; "
+      "loaders infer both from the shapes." % (cfg["vae"]["latent_channels"], vf))
     w("- The text encoder is random and frozen: prompts are only class identifiers.")
     w("- Small classes (meet, signal, telegram, reddit, youtube: <= 10 train flows) are weakly learned and "
       "their held-out sets (3-4 flows) make their metrics noisy.")
