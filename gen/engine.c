@@ -128,8 +128,11 @@ void nd_oneshot_drawer_free(nd_oneshot_drawer *o)
  * post thread turns each finished flow into packets (snap, repair, sinks;
  * and finish() too when the drawer allows it off the engine thread), so the
  * next model step overlaps the previous step's repair and writing. Finished
- * flows pass through a FIFO ring: a request's flows finish in job order and
- * are posted in that order. */
+ * flows pass through a FIFO ring in job order: a request's flows join in
+ * job order, but need not finish in it (img2img flows start at a later
+ * sampler step than those of a class without templates), so a flow that
+ * finishes before an earlier flow of its request stays in its slot, held
+ * (no more steps), until that one has left. */
 
 void nd_engine_params_init(nd_engine_params *p)
 {
@@ -166,6 +169,7 @@ typedef struct {
     nd_engine_req *r;
     nd_draw_req req;
     void *flow;
+    bool held;                  /* finished, waiting for an earlier flow of r   */
 } slot;
 
 /* A finished flow on its way to the post thread. */
@@ -193,7 +197,10 @@ struct nd_engine {
     slot *slots;                /* [max_batch] active flows, in admission order */
     int n_slots;
     void **flows;
-    uint8_t *done;
+    uint8_t *done;              /* [max_batch] per slot: finished               */
+    uint8_t *step_done;         /* [max_batch] per stepped flow                 */
+    int *stepped;               /* [max_batch] the slot of each stepped flow    */
+    nd_engine_req **req_of;     /* [max_batch] the slots' requests, this turn   */
     post_item *ring;            /* [max_batch] finished flows, FIFO             */
     float *ring_planar;         /* [max_batch][npx3] their images               */
     int ring_head, ring_n;
@@ -334,6 +341,7 @@ static int admit_locked(nd_engine *e, slot *joined)
         slot *s = &joined[n];
         s->r = r;
         s->flow = NULL;
+        s->held = false;
         if (nd_gen_next_req(&r->job, e->t, &r->item, &r->in_item, r->next_flow, &s->req, &err)) {
             r->failed = 1;
             r->st = ND_EINVAL;
@@ -555,16 +563,25 @@ static void *engine_main(void *arg)
             reap(e);
             continue;
         }
+        /* held flows are finished: only the others take a step (there is
+         * one: a held flow waits for an earlier one still running) */
+        int m = 0;
         for (int i = 0; i < n; i++) {
-            e->flows[i] = e->slots[i].flow;
-            e->done[i] = 0;
+            e->done[i] = e->slots[i].held;
+            e->req_of[i] = e->slots[i].r;
+            if (!e->slots[i].held) {
+                e->flows[m] = e->slots[i].flow;
+                e->stepped[m++] = i;
+            }
         }
         nd_err err = {{0}};
         double t0 = now_s();
-        nd_status st = e->d.step(e->d.ctx, e->flows, n, e->done, &err);
+        nd_status st = e->d.step(e->d.ctx, e->flows, m, e->step_done, &err);
+        for (int j = 0; j < m && !st; j++)
+            e->done[e->stepped[j]] = e->step_done[j];
         double dt = now_s() - t0;
         if (e->p.on_step)
-            e->p.on_step(e->p.hook_ctx, n, dt);
+            e->p.on_step(e->p.hook_ctx, m, dt);
         pthread_mutex_lock(&e->mu);
         e->c.steps++;
         if (st) {
@@ -578,12 +595,16 @@ static void *engine_main(void *arg)
             continue;
         }
         /* finished flows leave the batch for the post thread, in slot order
-         * (a request's flows share their step count and join in job order,
-         * so they finish in job order) */
+         * (a request's flows join in job order), unless an earlier flow of
+         * their request is still running: then they stay, held */
         keep = 0;
         for (int i = 0; i < n; i++) {
             slot *s = &e->slots[i];
-            if (!e->done[i]) {
+            bool blocked = false;
+            for (int j = 0; j < i && !blocked; j++)
+                blocked = !e->done[j] && e->req_of[j] == e->req_of[i];
+            if (!e->done[i] || blocked) {
+                s->held = e->done[i];
                 e->slots[keep++] = *s;
                 continue;
             }
@@ -649,12 +670,15 @@ nd_status nd_engine_new(const nd_engine_params *p, const nd_class_table *t,
     e->slots = calloc(nb, sizeof *e->slots);
     e->flows = calloc(nb, sizeof *e->flows);
     e->done = calloc(nb, 1);
+    e->step_done = calloc(nb, 1);
+    e->stepped = calloc(nb, sizeof *e->stepped);
+    e->req_of = calloc(nb, sizeof *e->req_of);
     e->ring = calloc(nb, sizeof *e->ring);
     /* images cross the ring only when finish() runs on the engine thread */
     e->ring_planar = d->finish_concurrent ? NULL : malloc(nb * npx3 * sizeof(float));
     e->planar = d->finish_concurrent ? malloc(npx3 * sizeof(float)) : NULL;
     nd_status st = ND_OK;
-    if (!e->slots || !e->flows || !e->done || !e->ring || !(e->ring_planar || e->planar))
+    if (!e->slots || !e->flows || !e->done || !e->step_done || !e->stepped || !e->req_of || !e->ring || !(e->ring_planar || e->planar))
         st = nd_fail(err, ND_ENOMEM, "out of memory");
     if (!st)
         st = nd_gen_scratch_init(&e->sc, &d->layout, err);
@@ -704,6 +728,9 @@ void nd_engine_free(nd_engine *e)
     free(e->slots);
     free(e->flows);
     free(e->done);
+    free(e->step_done);
+    free(e->stepped);
+    free(e->req_of);
     free(e->ring);
     free(e->ring_planar);
     free(e->planar);

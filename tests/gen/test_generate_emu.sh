@@ -18,9 +18,9 @@ if [ ! -f weights/default/netdiff_default.safetensors ] || [ ! -f conf/classes.j
   skip "no default model in weights/default/ yet"; nd_done; exit 0
 fi
 c=$($ND classes | cut -f1 | head -1)
-if $EMU generate --backend emu --class "$c" -n 2 --steps 2 --seed 5 --format pcapng \
+if $EMU generate --backend emu --class "$c" -n 1 --steps 2 --seed 5 --format pcapng \
     -o "$ND_TMP/emu.pcapng" 2>"$ND_TMP/err"; then
-  ok "generate --backend emu ($c, 2 flows, 2 steps)"
+  ok "generate --backend emu ($c, 1 flow, 2 steps)"
 else
   fail "generate --backend emu: $(tail -1 "$ND_TMP/err")"; nd_done; exit 1
 fi
@@ -30,7 +30,7 @@ labels=$(tshark -r "$ND_TMP/emu.pcapng" -T fields -e frame.comment 2>/dev/null |
 nd_check_capture "$ND_TMP/emu.pcapng" "$npk"
 # beside the cpu backend (f32 weights there): the same flows up to rounding,
 # which the colour snap absorbs almost everywhere (said, not required)
-$ND generate --class "$c" -n 2 --steps 2 --seed 5 --format pcapng -o "$ND_TMP/cpu.pcapng" 2>/dev/null
+$ND generate --class "$c" -n 1 --steps 2 --seed 5 --format pcapng -o "$ND_TMP/cpu.pcapng" 2>/dev/null
 if cmp -s "$ND_TMP/emu.pcapng" "$ND_TMP/cpu.pcapng"; then echo "  emu and cpu captures: identical"
 else echo "  emu and cpu captures differ in $(cmp -l "$ND_TMP/emu.pcapng" "$ND_TMP/cpu.pcapng" 2>/dev/null | wc -l) bytes"; fi
 # a backend that is not linked in is a clear error
