@@ -7,7 +7,9 @@
 # peak RSS (/usr/bin/time), then ours / diffusers. Both sides use the
 # default sampler settings (DDIM, STEPS steps, cfg 7.5, ControlNet scale 1.0,
 # the LoRA merged at 1.0, the canny hint of the class's templates in turn),
-# the same class, flow count and thread count, and are measured alternately,
+# the same class, flow count and thread count, text to image from noise on
+# both sides (ours with --strength 1, whatever the class table's default
+# img2img strength), and are measured alternately,
 # REPEAT times, keeping each side's best run (the machine is shared).
 # Generation time only: model loading is left out on both sides (diffusers
 # also gets one untimed warm-up call). "CPU s per flow" (all threads of the
@@ -40,7 +42,7 @@ echo "  draws its share of a batch on one core); diffusers: one model, torch int
 # one run of ours: "flows seconds text hint steps vae post cpu rss_kib"
 ours() {
   /usr/bin/time -f '%M' -o "$T/rss" "$ND" generate --class "$CLS=$N" --steps "$STEPS" --batch "$1" \
-    --threads "$THREADS" --seed "$SEED" --backend "$BACKEND" -o "$T/ours_$1.pcap" 2>"$T/err" ||
+    --threads "$THREADS" --seed "$SEED" --backend "$BACKEND" --strength 1 -o "$T/ours_$1.pcap" 2>"$T/err" ||
     { cat "$T/err"; return 1; }
   # "... N flows, P packets in S s (R flows/s; text Xs, hint Hs, UNet Ys, VAE Zs, snap+repair+write Ws; cpu Cs)"
   sed -n 's/.*: \([0-9]*\) flows, [0-9]* packets in \([0-9.]*\) s (.*text \([0-9.]*\)s, hint \([0-9.]*\)s, UNet \([0-9.]*\)s, VAE \([0-9.]*\)s, snap+repair+write \([0-9.]*\)s; cpu \([0-9.]*\)s).*/\1 \2 \3 \4 \5 \6 \7 \8/p' \
