@@ -678,7 +678,8 @@ nd_status nd_engine_new(const nd_engine_params *p, const nd_class_table *t,
     e->ring_planar = d->finish_concurrent ? NULL : malloc(nb * npx3 * sizeof(float));
     e->planar = d->finish_concurrent ? malloc(npx3 * sizeof(float)) : NULL;
     nd_status st = ND_OK;
-    if (!e->slots || !e->flows || !e->done || !e->step_done || !e->stepped || !e->req_of || !e->ring || !(e->ring_planar || e->planar))
+    if (!e->slots || !e->flows || !e->done || !e->step_done || !e->stepped || !e->req_of ||
+        !e->ring || !(e->ring_planar || e->planar))
         st = nd_fail(err, ND_ENOMEM, "out of memory");
     if (!st)
         st = nd_gen_scratch_init(&e->sc, &d->layout, err);

@@ -16,6 +16,17 @@
 
 #define MAN "tests/fixtures/weights/manifests/"
 
+/* v stored as f16 (es 2) or f32 (es 4) at dst. */
+static inline void put_as(uint8_t *dst, size_t es, float v)
+{
+    if (es == 2) {
+        uint16_t h = nd_f32_to_f16(v);
+        memcpy(dst, &h, 2);
+    } else {
+        memcpy(dst, &v, 4);
+    }
+}
+
 /* Writes the manifest's tensors whose names start with PREFIX as DT (F16 or
  * F32), random values from one shared pool (|x| < 0.05; norm weights near
  * 1). The pool keeps the process small whatever the model's size. */
@@ -33,23 +44,17 @@ static __attribute__((unused)) int make_file_as(const char *manifest, const char
     if (!pool || !ones)
         return -1;
     uint64_t s = 88172645463325252ull;
-    for (size_t i = 0; i < pool_n + 4096; i++) {
-        float v;
-        if (i < pool_n) {
-            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-            v = nd_f16_to_f32(nd_f32_to_f16((float)((s >> 40) * (1.0 / (1 << 24)) - 0.5) * 0.1f));
-        } else { /* norm weights: 1 + a pool value */
-            v = 1.0f + (es == 2 ? nd_f16_to_f32(((uint16_t *)pool)[i - pool_n])
-                                : ((float *)pool)[i - pool_n]);
-        }
-        uint8_t *dst = i < pool_n ? pool + i * es : ones + (i - pool_n) * es;
-        if (es == 2) {
-            uint16_t h = nd_f32_to_f16(v);
-            memcpy(dst, &h, 2);
-        } else {
-            memcpy(dst, &v, 4);
-        }
+    float head[4096]; /* the first pool values, for the norm weights */
+    for (size_t i = 0; i < pool_n; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        /* f16-exact: both dtypes hold the same values */
+        float v = nd_f16_to_f32(nd_f32_to_f16((float)((s >> 40) * (1.0 / (1 << 24)) - 0.5) * 0.1f));
+        if (i < 4096)
+            head[i] = v;
+        put_as(pool + i * es, es, v);
     }
+    for (size_t i = 0; i < 4096; i++) /* norm weights: 1 + a pool value */
+        put_as(ones + i * es, es, 1.0f + head[i]);
     nd_st_writer *w = nd_st_writer_new();
     const char *k;
     json_t *v;
