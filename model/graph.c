@@ -377,28 +377,48 @@ static nd_status feed_forward(ndg *g, nd_tensor *h, const char *tb)
     return ND_OK;
 }
 
-nd_status ndg_transformer(ndg *g, const nd_tensor *x, const nd_tensor *ctx, const char *name,
-                          int groups, int heads, nd_tensor *y)
+/* Batch half `which` (0 or 1) of t: a view (no data in a dry run). */
+static nd_tensor half_of(const nd_tensor *t, int which)
+{
+    nd_tensor h = *t;
+    h.shape[0] /= 2;
+    if (t->data)
+        h.data = (char *)t->data + (size_t)which * nd_tensor_bytes(&h);
+    return h;
+}
+
+/* pairs: x is the first half of a CFG batch whose halves are the same up to
+ * here; the norm, proj_in and the first block's self-attention run on it
+ * once, and the tokens are copied to the second half just before the first
+ * cross-attention, where the halves' contexts part. y is the whole batch. */
+static nd_status transformer(ndg *g, const nd_tensor *x, const nd_tensor *ctx, const char *name,
+                             int groups, int heads, bool pairs, nd_tensor *y)
 {
     char b[256];
-    NDG_TRY(alloc_like(g, y, 4, x->shape));
+    int64_t B = x->shape[0] * (pairs ? 2 : 1), C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    int64_t ysh[4] = {B, C, H, W};
+    NDG_TRY(alloc_like(g, y, 4, ysh));
     size_t mark = nd_arena_mark(g->a);
-    int64_t B = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
     nd_tensor pw, h;
     NDG_TRY(ndg_w(g, &pw, "%s.proj_in.weight", name));
     /* the token stream first: the norm and layout temporaries under it go
      * as soon as proj_in has read them */
     NDG_TRY(ndg_new(g, &h, 3, B, H * W, pw.shape[0], 0));
+    nd_tensor hx = pairs ? half_of(&h, 0) : h; /* the rows x feeds */
     size_t m1 = nd_arena_mark(g->a);
     nd_tensor n = {0}, t = {0};
     NDG_TRY(ndg_gn(g, x, sub(b, sizeof b, name, "norm"), groups, 1e-6f, false, &n));
     NDG_TRY(ndg_to_tokens(g, &n, &t));
-    NDG_TRY(ndg_linear(g, &t, sub(b, sizeof b, name, "proj_in"), &h));
+    NDG_TRY(ndg_linear(g, &t, sub(b, sizeof b, name, "proj_in"), &hx));
     nd_arena_reset(g->a, m1);
     for (int i = 0; ndg_has(g, "%s.transformer_blocks.%d.norm1.weight", name, i); i++) {
         char tb[256];
         ndg_fmt(tb, sizeof tb, "%s.transformer_blocks.%d", name, i);
-        NDG_TRY(attention_block(g, &h, NULL, tb, "norm1", "attn1", heads));
+        NDG_TRY(attention_block(g, i == 0 ? &hx : &h, NULL, tb, "norm1", "attn1", heads));
+        if (i == 0 && pairs) {
+            nd_tensor h1 = half_of(&h, 1);
+            NDG_TRY(ndg_unary(g, ND_OP_COPY, &hx, &h1));
+        }
         NDG_TRY(attention_block(g, &h, ctx, tb, "norm2", "attn2", heads));
         NDG_TRY(feed_forward(g, &h, tb));
     }
@@ -407,7 +427,26 @@ nd_status ndg_transformer(ndg *g, const nd_tensor *x, const nd_tensor *ctx, cons
     if (pw.shape[0] == C) /* h is dead: the image layout goes there */
         img = ndg_view(&h, 4, B, C, H, W);
     NDG_TRY(ndg_to_image(g, &p, H, W, &img));
-    NDG_TRY(ndg_binary(g, ND_OP_ADD, x, &img, y)); /* y may be x: in place */
+    if (pairs) {
+        for (int k = 0; k < 2; k++) {
+            nd_tensor ik = half_of(&img, k), yk = half_of(y, k);
+            NDG_TRY(ndg_binary(g, ND_OP_ADD, x, &ik, &yk));
+        }
+    } else {
+        NDG_TRY(ndg_binary(g, ND_OP_ADD, x, &img, y)); /* y may be x: in place */
+    }
     nd_arena_reset(g->a, mark);
     return ND_OK;
+}
+
+nd_status ndg_transformer(ndg *g, const nd_tensor *x, const nd_tensor *ctx, const char *name,
+                          int groups, int heads, nd_tensor *y)
+{
+    return transformer(g, x, ctx, name, groups, heads, false, y);
+}
+
+nd_status ndg_transformer_pairs(ndg *g, const nd_tensor *x_half, const nd_tensor *ctx,
+                                const char *name, int groups, int heads, nd_tensor *y)
+{
+    return transformer(g, x_half, ctx, name, groups, heads, true, y);
 }

@@ -93,5 +93,12 @@ nd_status ndg_resnet(ndg *g, const nd_tensor *x, const nd_tensor *temb_act, cons
  * be x (in place). */
 nd_status ndg_transformer(ndg *g, const nd_tensor *x, const nd_tensor *ctx, const char *name,
                           int groups, int heads, nd_tensor *y);
+/* The same for a CFG batch whose two halves are equal up to x: x_half is
+ * the first half ([B/2,C,H,W]), y (allocated here when empty) the whole
+ * [B,C,H,W]. Everything before the first cross-attention (the norm,
+ * proj_in, the first block's self-attention) runs once per pair; exact,
+ * since every op computes a sample independently of its batch. */
+nd_status ndg_transformer_pairs(ndg *g, const nd_tensor *x_half, const nd_tensor *ctx,
+                                const char *name, int groups, int heads, nd_tensor *y);
 
 #endif

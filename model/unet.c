@@ -123,8 +123,10 @@ static nd_tensor first_half(const nd_tensor *t)
  * pairs: h0 and *temb hold only the first half of a CFG batch whose halves
  * have the same latent and timestep (and hint): everything before the first
  * cross-attention is then the same for both halves, so it runs once per
- * pair and is copied for the second half when the first transformer block
- * starts (*temb too). Exact: every op computes a sample independently of
+ * pair (the first transformer's self-attention included: more than a
+ * quarter of the whole pass with the default model's 1104-token level) and
+ * the skips and *temb are copied for the second half when the first
+ * transformer starts. Exact: every op computes a sample independently of
  * its batch (gen.h, determinism). */
 static nd_status down_mid(ndg *g, const net *n, const nd_tensor *h0, nd_tensor *temb,
                           const nd_tensor *ctx, nd_tensor *skips, nd_tensor *mid, bool pairs)
@@ -143,12 +145,16 @@ static nd_status down_mid(ndg *g, const net *n, const nd_tensor *h0, nd_tensor *
             ndg_fmt(b, sizeof b, "down_blocks.%d.resnets.%d", i, l);
             NDG_TRY(ndg_resnet(g, h, temb, b, groups, eps, y));
             if (ndg_has(g, "down_blocks.%d.attentions.%d.norm.weight", i, l)) {
-                if (pairs) {
-                    NDG_TRY(expand_all(g, skips, k, temb));
-                    pairs = false;
-                }
                 ndg_fmt(b, sizeof b, "down_blocks.%d.attentions.%d", i, l);
-                NDG_TRY(ndg_transformer(g, y, ctx, b, groups, heads, y));
+                if (pairs) { /* the halves part inside: at its cross-attention */
+                    NDG_TRY(expand_all(g, skips, k - 1, temb));
+                    nd_tensor half = *y;
+                    memset(y, 0, sizeof *y);
+                    NDG_TRY(ndg_transformer_pairs(g, &half, ctx, b, groups, heads, y));
+                    pairs = false;
+                } else {
+                    NDG_TRY(ndg_transformer(g, y, ctx, b, groups, heads, y));
+                }
             }
             h = y;
         }

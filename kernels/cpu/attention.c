@@ -469,7 +469,8 @@ ND_AVX512 static inline __m256 hsum8x16(const __m512 *v)
     return _mm256_permute2f128_ps(lo, hi, 0x20);
 }
 
-/* R query rows (q, row stride ldq) against all keys; D = head width. */
+/* R query rows (q, row stride ldq) against all keys; D = head width (16:
+ * heads of 8 take small_rows8 below). */
 ND_AVX512 static inline __attribute__((always_inline)) void
 small_rows(const int D, const int R, const small_ctx *a, const float *q, const float *kt,
            const float *vt, float *s, float *out)
@@ -525,6 +526,96 @@ small_rows(const int D, const int R, const small_ctx *a, const float *q, const f
     }
 }
 
+/* Heads of 8 (the default model's), R = 1 or 2 query rows: small_rows with
+ * every loop over rows and channels unrolled by hand (GCC -O2 left the row
+ * loops rolled and kept p and the accumulators on the stack), q broadcast
+ * once per row, pre-scaled by scale log2(e) (the exp argument is then one
+ * subtraction), and each score's 8 products in two chains of 4. 1.45x
+ * small_rows(8, 2) on 1104 keys (0.50 against 0.73 ns per score, one Zen 4
+ * core). Padding keys are zeros in K^T and V^T: their scores are left out
+ * of the max and their p masked in the last block only. */
+ND_AVX512 static inline __attribute__((always_inline)) void
+small_rows8(const int R, const small_ctx *a, const float *q, const float *kt, const float *vt,
+            float *s, float *out)
+{
+    const int64_t Nk = a->Nk, nkp = a->nkp, ldq = a->C;
+    const float sl = a->scale * 1.44269504088896341f;
+    __m512 qb[2][8], vmax[2];
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++) {
+        vmax[r] = _mm512_set1_ps(-INFINITY);
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++)
+            qb[r][c] = _mm512_set1_ps(q[r * ldq + c] * sl);
+    }
+    for (int64_t j = 0; j < Nk; j += 16) {
+        __m512 k[8], x[2];
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++)
+            k[c] = _mm512_loadu_ps(kt + c * nkp + j);
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            __m512 y;
+            x[r] = _mm512_mul_ps(qb[r][0], k[0]);
+            y = _mm512_mul_ps(qb[r][4], k[4]);
+            x[r] = _mm512_fmadd_ps(qb[r][1], k[1], x[r]);
+            y = _mm512_fmadd_ps(qb[r][5], k[5], y);
+            x[r] = _mm512_fmadd_ps(qb[r][2], k[2], x[r]);
+            y = _mm512_fmadd_ps(qb[r][6], k[6], y);
+            x[r] = _mm512_fmadd_ps(qb[r][3], k[3], x[r]);
+            y = _mm512_fmadd_ps(qb[r][7], k[7], y);
+            x[r] = _mm512_add_ps(x[r], y);
+            _mm512_storeu_ps(s + r * nkp + j, x[r]);
+        }
+        if (j + 16 <= Nk) {
+#pragma GCC unroll 2
+            for (int r = 0; r < R; r++)
+                vmax[r] = _mm512_max_ps(vmax[r], x[r]);
+        } else {
+            __mmask16 mk = lanes(Nk - j);
+#pragma GCC unroll 2
+            for (int r = 0; r < R; r++)
+                vmax[r] = _mm512_mask_max_ps(vmax[r], mk, vmax[r], x[r]);
+        }
+    }
+    __m512 vm[2], sum[2], o[2][8];
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++) {
+        vm[r] = _mm512_set1_ps(_mm512_reduce_max_ps(vmax[r]));
+        sum[r] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++)
+            o[r][c] = _mm512_setzero_ps();
+    }
+    for (int64_t j = 0; j < Nk; j += 16) {
+        __m512 p[2];
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++)
+            p[r] = exp2_neg512(_mm512_sub_ps(_mm512_loadu_ps(s + r * nkp + j), vm[r]));
+        if (j + 16 > Nk) {
+            __mmask16 mk = lanes(Nk - j);
+#pragma GCC unroll 2
+            for (int r = 0; r < R; r++)
+                p[r] = _mm512_maskz_mov_ps(mk, p[r]);
+        }
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++)
+            sum[r] = _mm512_add_ps(sum[r], p[r]);
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) {
+            __m512 vv = _mm512_loadu_ps(vt + c * nkp + j);
+#pragma GCC unroll 2
+            for (int r = 0; r < R; r++)
+                o[r][c] = _mm512_fmadd_ps(p[r], vv, o[r][c]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++) {
+        __m256 inv = _mm256_set1_ps(1.0f / _mm512_reduce_add_ps(sum[r]));
+        _mm256_storeu_ps(out + r * ldq, _mm256_mul_ps(hsum8x16(o[r]), inv));
+    }
+}
+
 ND_AVX512 static void small_task(void *vc, int64_t t, int thread)
 {
     const small_ctx *a = vc;
@@ -536,11 +627,11 @@ ND_AVX512 static void small_task(void *vc, int64_t t, int thread)
         const float *q = a->q + (b * a->Nq + i) * a->C + h * d;
         float *out = a->o + (b * a->Nq + i) * a->C + h * d;
         if (d == 8 && i + 2 <= i1) {
-            small_rows(8, 2, a, q, kt, vt, s, out);
+            small_rows8(2, a, q, kt, vt, s, out);
             i += 2;
         } else {
             if (d == 8)
-                small_rows(8, 1, a, q, kt, vt, s, out);
+                small_rows8(1, a, q, kt, vt, s, out);
             else
                 small_rows(16, 1, a, q, kt, vt, s, out);
             i += 1;
