@@ -500,6 +500,7 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
     const bool hs = proto == 6 && nd_prow_one(&f->prow[f->pk[0].row], nd_fields[ND_F_TCP_SYN].col);
     int phase = hs ? 0 : 2; /* 0 SYN sent, 1 SYN-ACK sent, 2 established */
     unsigned syn_opts = ND_OPT_ALL, est_opts = ND_OPT_ALL;
+    bool synack_seen = false; /* the first SYN-ACK settles the timestamps */
     const bool avx2 = nd_words_avx2();
     uint8_t *o = f->buf;
     for (int k = 0; k < np; k++) {
@@ -657,8 +658,11 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
             int on = nd_tcp_opts_repair(drawn_opt, dn, fl & SYN, fl & ACK, allow, opt, &oi);
             if ((fl & SYN) && !(fl & ACK))
                 syn_opts = oi.present; /* what the initiator offered */
-            if ((fl & SYN) && (fl & ACK) && !(oi.present & ND_OPT_TS))
-                est_opts &= ~(unsigned)ND_OPT_TS;
+            if ((fl & SYN) && (fl & ACK) && !synack_seen) {
+                synack_seen = true;
+                if (!(oi.present & ND_OPT_TS))
+                    est_opts &= ~(unsigned)ND_OPT_TS;
+            }
             l4h = 20 + on;
             if ((uint32_t)(iph + l4h) + pay > (uint32_t)f->o.mtu) {
                 pay = (uint32_t)(f->o.mtu - iph - l4h); /* before seq: it counts */

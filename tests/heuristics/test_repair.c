@@ -354,6 +354,73 @@ static void test_server_port_rule(void)
     nd_repair_ctx_free(c);
 }
 
+/* Drawn option areas a few bits from a real stack's layout get that
+ * layout's kind and length bytes (heuristics/options.c): a SYN's always,
+ * other packets' within one bit per kind or length byte; a list far from
+ * every layout loses what does not parse, and the NOPs before it. */
+static void test_option_snap(void)
+{
+    static const struct {
+        uint8_t flags; /* SYN 2, ACK 16 */
+        int n;
+        uint8_t drawn[20];
+        int want_n; /* option bytes out */
+        uint8_t want[20];
+    } pk[] = {
+        /* SYN: Linux's MSS SACKOK TS NOP WS with SACKOK's length 3 */
+        {2, 20, {2, 4, 5, 180, 4, 3, 8, 10, 0, 0, 1, 0, 0, 0, 0, 0, 1, 3, 3, 7}, 20,
+         {2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 1, 0, 0, 0, 0, 0, 1, 3, 3, 7}},
+        {2 | 16, 20, {2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 2, 0, 0, 0, 1, 0, 1, 3, 3, 7}, 20,
+         {2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 2, 0, 0, 0, 1, 0, 1, 3, 3, 7}},
+        /* NOP NOP TS with TS's length drawn 8, then kind 3 for a NOP */
+        {16, 12, {1, 1, 8, 8, 0, 0, 1, 1, 0, 0, 2, 0}, 12, {1, 1, 8, 10}},
+        {16, 12, {3, 1, 8, 10, 0, 0, 1, 2, 0, 0, 2, 0}, 12, {1, 1, 8, 10}},
+        /* far from every layout: dropped, no NOP tail */
+        {16, 12, {1, 1, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55}, 0, {0}},
+    };
+    nd_repair_ctx *c = new_ctx(5, ND_LINKTYPE_RAW);
+    nd_err err = {{0}};
+    nd_rows t;
+    CHECK_OK(nd_rows_init(&t, 0, 8, &err), &err);
+    for (size_t k = 0; k < ND_ARRAY_LEN(pk); k++) {
+        int8_t *r = nd_rows_push(&t, NULL);
+        bool back = k == 1; /* the SYN-ACK comes back */
+        uint64_t v[][2] = {{ND_F_IPV4_VER, 4}, {ND_F_IPV4_HL, 5}, {ND_F_IPV4_TOS, 0},
+                           {ND_F_IPV4_TL, 20 + 20 + (uint64_t)pk[k].n}, {ND_F_IPV4_ID, 0},
+                           {ND_F_IPV4_RBIT, 0}, {ND_F_IPV4_DFBIT, 1}, {ND_F_IPV4_MFBIT, 0},
+                           {ND_F_IPV4_FOFF, 0}, {ND_F_IPV4_TTL, 64}, {ND_F_IPV4_PROTO, 6},
+                           {ND_F_IPV4_CKSUM, 0}, {ND_F_IPV4_SRC, 0}, {ND_F_IPV4_DST, 0},
+                           {ND_F_TCP_SPRT, back ? 443 : 40000}, {ND_F_TCP_DPRT, back ? 40000 : 443},
+                           {ND_F_TCP_SEQ, back ? 5000 : 100}, {ND_F_TCP_ACKN, k ? 101 : 0},
+                           {ND_F_TCP_DOFF, 5 + (uint64_t)pk[k].n / 4}, {ND_F_TCP_RES, 0},
+                           {ND_F_TCP_NS, 0}, {ND_F_TCP_CWR, 0}, {ND_F_TCP_ECE, 0},
+                           {ND_F_TCP_URG, 0}, {ND_F_TCP_ACKF, (pk[k].flags & 16) != 0},
+                           {ND_F_TCP_PSH, 0}, {ND_F_TCP_RST, 0},
+                           {ND_F_TCP_SYN, (pk[k].flags & 2) != 0}, {ND_F_TCP_FIN, 0},
+                           {ND_F_TCP_WSIZE, 502}, {ND_F_TCP_CKSUM, 0}, {ND_F_TCP_URP, 0}};
+        for (size_t j = 0; j < ND_ARRAY_LEN(v); j++)
+            nd_row_set(r, (int)v[j][0], v[j][1]);
+        nd_row_vacate(r, ND_F_TCP_OPT);
+        nd_bits_from_bytes(r + nd_fields[ND_F_TCP_OPT].col, pk[k].drawn, (size_t)pk[k].n);
+    }
+    nd_repair_out o;
+    CHECK_OK(nd_repair_flow(c, &t, NULL, NULL, 0, &o, NULL, &err), &err);
+    CHECK_EQ_INT(o.n, (int)ND_ARRAY_LEN(pk));
+    for (int k = 0; k < o.n && k < (int)ND_ARRAY_LEN(pk); k++) {
+        const uint8_t *tcp = o.pkts[k].data + 20; /* raw IPv4 */
+        int on = (tcp[12] >> 4) * 4 - 20;
+        CHECKF(on == pk[k].want_n, "packet %d: %d option bytes, want %d", k, on, pk[k].want_n);
+        /* kinds and lengths as wanted (the TS values are the repair's) */
+        for (int i = 0; i < on && i < pk[k].want_n; i++)
+            if (!(pk[k].want_n == 12 && i >= 4) && !(pk[k].want_n == 20 && i >= 8 && i < 16))
+                CHECKF(tcp[20 + i] == pk[k].want[i], "packet %d option byte %d: %u, want %u", k,
+                       i, tcp[20 + i], pk[k].want[i]);
+    }
+    CHECK(th_check_flow(&o) == NULL);
+    nd_rows_free(&t);
+    nd_repair_ctx_free(c);
+}
+
 static void test_bad_options(void)
 {
     nd_repair_opts o;
@@ -374,7 +441,7 @@ static void test_cleanup(void)
         th_free(&real);
 }
 
-ND_TEST_MAIN(ND_TEST(test_bad_options), ND_TEST(test_determinism), ND_TEST(test_flow_length),
+ND_TEST_MAIN(ND_TEST(test_bad_options), ND_TEST(test_option_snap), ND_TEST(test_determinism), ND_TEST(test_flow_length),
              ND_TEST(test_confidence_vote), ND_TEST(test_class_stats), ND_TEST(test_server_port_rule), ND_TEST(test_gaps_kept),
              ND_TEST(test_property_random_rows), ND_TEST(test_faithful_real_flows),
              ND_TEST(test_cleanup))
