@@ -376,6 +376,28 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
          * for ntp's 123) lands on another protocol's dissector, which finds
          * the payload malformed. It becomes the class's most common port.
          * Real flows of the class on its own ports never change. */
+        /* A server port one or two bits from one the class serves on (and
+         * not one itself) is that port drawn with a bit wrong: 33211 or 447
+         * for 443 (a flipped high bit also hides it among the ephemeral
+         * ports, out of reach of the rule below). A random port is that
+         * close to one of 8 table ports 1 time in 60. */
+        {
+            int best = 3;
+            uint16_t to = 0;
+            for (int i = 0; i < cls->n_server_ports && i < 8; i++) {
+                if (cls->server_proto[i] != f->proto || !cls->server_port[i])
+                    continue;
+                int d = __builtin_popcount((unsigned)(cls->server_port[i] ^ f->port[1]));
+                if (d == 0) {
+                    to = 0;
+                    break;
+                }
+                if (d < best)
+                    best = d, to = cls->server_port[i];
+            }
+            if (to)
+                f->port[1] = to;
+        }
         if (f->port[1] < 1024) {
             uint16_t top = 0;
             bool known = false;

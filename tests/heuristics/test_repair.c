@@ -307,13 +307,17 @@ static void test_class_stats(void)
 }
 
 /* A drawn system server port the class does not serve on becomes its top
- * port of that transport; a port it does serve on, a port >= 1024, and any
+ * port of that transport, a port one or two bits from one it serves on
+ * becomes that one; a port it does serve on, other ports >= 1024, and any
  * port of a class without a port table stay as drawn. */
 static void test_server_port_rule(void)
 {
     static const struct { uint16_t drawn; bool table; uint16_t want; } cases[] = {
         {256, true, 123}, {123, true, 123}, {513, true, 123}, {2000, true, 2000},
         {256, false, 256},
+        /* one or two bits from a table port: that port; three: as drawn */
+        {123 ^ 0x8000, true, 123}, {123 ^ 0x8000 ^ 0x10, true, 123},
+        {123 ^ 0xe000, true, 123 ^ 0xe000}, {123 ^ 0x8000, false, 123 ^ 0x8000},
     };
     nd_class_stats s;
     nd_class_stats_clear(&s);
