@@ -42,7 +42,11 @@
  *     (only a copy ending where the side's data ends is a retransmission to
  *     tshark; other overlaps reach its reassembly and are reported as
  *     malformed), flags by handshake phase, SYN-only options off SYNs, acks
- *     beyond what the peer sent, a FIN before its side's last new data.
+ *     beyond what the peer sent, a FIN before its side's last new data, an
+ *     option list that does not parse snapped to the nearest layout real
+ *     stacks send (heuristics/options.c), a server port one or two bits
+ *     from one of the class's (or a system port it never serves on) made
+ *     the class's.
  *
  * Ownership: nd_repair_ctx owns every buffer; nd_repair_flow's output
  * (nd_repair_out) points into it and stays valid until the next call on the
