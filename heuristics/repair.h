@@ -46,7 +46,9 @@
  *     option list that does not parse snapped to the nearest layout real
  *     stacks send (heuristics/options.c), a server port one or two bits
  *     from one of the class's (or a system port it never serves on) made
- *     the class's.
+ *     the class's, a TTL one or two bits and 32+ hops from its side's
+ *     steady value made that value, an NTP payload under its 48-byte
+ *     header made 48 bytes.
  *
  * Ownership: nd_repair_ctx owns every buffer; nd_repair_flow's output
  * (nd_repair_out) points into it and stays valid until the next call on the

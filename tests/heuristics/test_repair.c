@@ -425,6 +425,78 @@ static void test_option_snap(void)
     nd_repair_ctx_free(c);
 }
 
+/* A drawn TTL one or two bits from its side's steady value and 32 or more
+ * hops away is that value with a bit wrong; a hop or a few off it, or
+ * three bits off, stays as drawn (paths change). */
+static void test_ttl_bit_rule(void)
+{
+    static const struct { uint8_t drawn, want; } pk[] = {
+        {64, 64}, {64, 64}, {64, 64}, {4, 64}, {16, 64}, {96, 64}, {192, 64},
+        {72, 72}, {63, 63}, {56, 56}, {7, 7},
+    };
+    nd_repair_ctx *c = new_ctx(4, ND_LINKTYPE_RAW);
+    nd_err err = {{0}};
+    nd_rows t;
+    CHECK_OK(nd_rows_init(&t, 0, 16, &err), &err);
+    for (size_t k = 0; k < ND_ARRAY_LEN(pk); k++) { /* one side: 40000 -> 5000 */
+        int8_t *r = nd_rows_push(&t, NULL);
+        uint64_t v[][2] = {{ND_F_IPV4_VER, 4}, {ND_F_IPV4_HL, 5}, {ND_F_IPV4_TOS, 0},
+                           {ND_F_IPV4_TL, 20 + 8 + 32}, {ND_F_IPV4_ID, k},
+                           {ND_F_IPV4_RBIT, 0}, {ND_F_IPV4_DFBIT, 1}, {ND_F_IPV4_MFBIT, 0},
+                           {ND_F_IPV4_FOFF, 0}, {ND_F_IPV4_TTL, pk[k].drawn}, {ND_F_IPV4_PROTO, 17},
+                           {ND_F_IPV4_CKSUM, 0}, {ND_F_IPV4_SRC, 0}, {ND_F_IPV4_DST, 0},
+                           {ND_F_UDP_SPORT, 40000}, {ND_F_UDP_DPORT, 5000},
+                           {ND_F_UDP_LEN, 8 + 32}, {ND_F_UDP_CKSUM, 0}};
+        for (size_t j = 0; j < ND_ARRAY_LEN(v); j++)
+            nd_row_set(r, (int)v[j][0], v[j][1]);
+    }
+    nd_repair_out o;
+    CHECK_OK(nd_repair_flow(c, &t, NULL, NULL, 0, &o, NULL, &err), &err);
+    CHECK_EQ_INT(o.n, (int)ND_ARRAY_LEN(pk));
+    for (int k = 0; k < o.n && k < (int)ND_ARRAY_LEN(pk); k++)
+        CHECKF(o.pkts[k].data[8] == pk[k].want, "packet %d: TTL drawn %u -> %u, want %u", k,
+               pk[k].drawn, o.pkts[k].data[8], pk[k].want);
+    CHECK(th_check_flow(&o) == NULL);
+    nd_rows_free(&t);
+    nd_repair_ctx_free(c);
+}
+
+/* NTP messages are at least their 48-byte header: a shorter drawn UDP 123
+ * payload is made 48 bytes (and shaped); other ports keep theirs. */
+static void test_ntp_min_length(void)
+{
+    static const struct { uint16_t port; int drawn, want; } cases[] = {
+        {123, 40, 48}, {123, 44, 48}, {123, 48, 48}, {123, 68, 68}, {5000, 40, 40},
+    };
+    nd_err err = {{0}};
+    for (size_t i = 0; i < ND_ARRAY_LEN(cases); i++) {
+        nd_repair_ctx *c = new_ctx(6, ND_LINKTYPE_RAW);
+        nd_rows t;
+        CHECK_OK(nd_rows_init(&t, 0, 2, &err), &err);
+        int8_t *r = nd_rows_push(&t, NULL);
+        uint64_t v[][2] = {{ND_F_IPV4_VER, 4}, {ND_F_IPV4_HL, 5}, {ND_F_IPV4_TOS, 0},
+                           {ND_F_IPV4_TL, 20 + 8 + (uint64_t)cases[i].drawn}, {ND_F_IPV4_ID, 1},
+                           {ND_F_IPV4_RBIT, 0}, {ND_F_IPV4_DFBIT, 1}, {ND_F_IPV4_MFBIT, 0},
+                           {ND_F_IPV4_FOFF, 0}, {ND_F_IPV4_TTL, 64}, {ND_F_IPV4_PROTO, 17},
+                           {ND_F_IPV4_CKSUM, 0}, {ND_F_IPV4_SRC, 0}, {ND_F_IPV4_DST, 0},
+                           {ND_F_UDP_SPORT, 40000}, {ND_F_UDP_DPORT, cases[i].port},
+                           {ND_F_UDP_LEN, 8 + (uint64_t)cases[i].drawn}, {ND_F_UDP_CKSUM, 0}};
+        for (size_t j = 0; j < ND_ARRAY_LEN(v); j++)
+            nd_row_set(r, (int)v[j][0], v[j][1]);
+        nd_repair_out o;
+        CHECK_OK(nd_repair_flow(c, &t, NULL, NULL, 0, &o, NULL, &err), &err);
+        CHECK_EQ_INT(o.n, 1);
+        if (o.n == 1) {
+            int got = th_rd16(o.pkts[0].data + 20 + 4) - 8;
+            CHECKF(got == cases[i].want, "port %u, drawn %d payload bytes: %d, want %d",
+                   cases[i].port, cases[i].drawn, got, cases[i].want);
+            CHECK(th_check_flow(&o) == NULL);
+        }
+        nd_rows_free(&t);
+        nd_repair_ctx_free(c);
+    }
+}
+
 static void test_bad_options(void)
 {
     nd_repair_opts o;
@@ -445,7 +517,7 @@ static void test_cleanup(void)
         th_free(&real);
 }
 
-ND_TEST_MAIN(ND_TEST(test_bad_options), ND_TEST(test_option_snap), ND_TEST(test_determinism), ND_TEST(test_flow_length),
+ND_TEST_MAIN(ND_TEST(test_bad_options), ND_TEST(test_option_snap), ND_TEST(test_ttl_bit_rule), ND_TEST(test_ntp_min_length), ND_TEST(test_determinism), ND_TEST(test_flow_length),
              ND_TEST(test_confidence_vote), ND_TEST(test_class_stats), ND_TEST(test_server_port_rule), ND_TEST(test_gaps_kept),
              ND_TEST(test_property_random_rows), ND_TEST(test_faithful_real_flows),
              ND_TEST(test_cleanup))
