@@ -25,6 +25,8 @@ static const char usage_text[] =
     "  --templates-dir D  where template PNGs go (default: FILE's folder/templates)\n"
     "  --templates N      template flows per class (default 4, at most 16)\n"
     "  --min-flows N      leave out classes with fewer flows (default 5)\n"
+    "  --min-template-packets N  template flows need at least N packets (default 8;\n"
+    "                     a class with no such flow has no template and is drawn from noise)\n"
     "  --packets K        packet budget of the images (default 1024)\n"
     "  --timing-cols T    timing columns of the images (default 0)\n"
     "  --timing-scale S   (default 8)\n"
@@ -86,11 +88,11 @@ static int build(int argc, char **argv)
     const char *out = NULL, *tdir = NULL, *labels = NULL, *label = NULL;
     const char *rules[64];
     int n_rules = 0;
-    long templates = 4, min_flows = 5, packets = 1024, tcols = 0, tscale = 8;
+    long templates = 4, min_flows = 5, min_tpl = 8, packets = 1024, tcols = 0, tscale = 8;
     double idle = 120, strength = 0;
     bool fin_rst = true;
     enum { O_TDIR = 256, O_TPL, O_MINF, O_PK, O_TC, O_TS, O_LABELS, O_CLASS, O_LABEL, O_IDLE,
-           O_NOFIN, O_STR, O_HELP };
+           O_NOFIN, O_STR, O_MINT, O_HELP };
     static const struct option lo[] = {
         {"templates-dir", required_argument, 0, O_TDIR}, {"templates", required_argument, 0, O_TPL},
         {"min-flows", required_argument, 0, O_MINF}, {"packets", required_argument, 0, O_PK},
@@ -98,6 +100,7 @@ static int build(int argc, char **argv)
         {"labels", required_argument, 0, O_LABELS}, {"class", required_argument, 0, O_CLASS},
         {"label", required_argument, 0, O_LABEL}, {"idle", required_argument, 0, O_IDLE},
         {"no-fin-rst", no_argument, 0, O_NOFIN}, {"strength", required_argument, 0, O_STR},
+        {"min-template-packets", required_argument, 0, O_MINT},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
     optind = 1;
     opterr = 0;
@@ -113,6 +116,10 @@ static int build(int argc, char **argv)
         case O_MINF:
             if (cli_parse_long(optarg, 1, 1000000, &min_flows))
                 return cli_usage_error("classes", "--min-flows takes a count >= 1");
+            break;
+        case O_MINT:
+            if (cli_parse_long(optarg, 1, 65536, &min_tpl))
+                return cli_usage_error("classes", "--min-template-packets takes 1..65536");
             break;
         case O_PK:
             if (cli_parse_long(optarg, 1, 65536, &packets))
@@ -174,6 +181,7 @@ static int build(int argc, char **argv)
         return cli_usage_error("classes", "%s", err.msg);
     bo.templates = (int)templates;
     bo.min_flows = (int)min_flows;
+    bo.min_template_packets = (int)min_tpl;
     nd_labeler *lab;
     nd_status st = nd_labeler_new(&lab, &err);
     if (st)

@@ -70,6 +70,14 @@ $NETDIFF classes build "$T/protocols/ssh" "$T/protocols/ftp" --labels "$T/flows.
     --templates 1 -o "$ND_TMP/ct/classes.json" 2>"$ND_TMP/err"
 first=$($NETDIFF classes --classes "$ND_TMP/ct/classes.json" | cut -f1 | tr '\n' ' ')
 [ "$first" = "ftp ssh " ] && ok "classes lists names first ($first)" || fail "classes list: '$first' $(cat "$ND_TMP/err")"
+expect 2 "classes build --min-template-packets 0" $NETDIFF classes build "$T/protocols/ssh" \
+    --min-template-packets 0 -o "$ND_TMP/ct/x.json"
+# a template needs that many packets: none of these flows has 65536
+$NETDIFF classes build "$T/protocols/ssh" "$T/protocols/ftp" --labels "$T/flows.csv" --packets 32 \
+    --templates 1 --min-template-packets 65536 -o "$ND_TMP/ct2/classes.json" 2>"$ND_TMP/err"
+e1=$(grep -c '"templates": \[\]' "$ND_TMP/ct/classes.json"); e2=$(grep -c '"templates": \[\]' "$ND_TMP/ct2/classes.json")
+[ "$e1" = 0 ] && [ "$e2" = 2 ] && ok "--min-template-packets: no template under it ($e1 / $e2 classes without)" ||
+    fail "--min-template-packets: $e1 / $e2 classes without templates $(cat "$ND_TMP/err")"
 printf '{"format":"netdiffd-classes/1","layout":{"packets":16}}' >"$ND_TMP/bad.json"
 expect 1 "classes with a bad table" $NETDIFF classes --classes "$ND_TMP/bad.json"
 grep -q "bad.json: layout" "$ND_TMP/err" && ok "bad table: file and key named" || fail "bad table: $(cat "$ND_TMP/err")"
