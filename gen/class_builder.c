@@ -34,8 +34,8 @@ typedef struct {
     uint64_t flows, packets, proto_flows[3], v6_flows;
     port_count *ports;
     int n_ports, cap_ports;
-    template_flow *tpl;    /* best first, at most opts.templates */
-    int n_tpl;
+    template_flow *tpl[3]; /* per transport (TCP, UDP, other): best first, at most opts.templates */
+    int n_tpl[3];
     nd_class_stats stats;
 } class_acc;
 
@@ -102,21 +102,27 @@ static nd_status add_port(class_acc *a, uint8_t proto, uint16_t port, nd_err *er
     return ND_OK;
 }
 
-/* Keeps the flow as a template if it ranks among the best (most packets,
- * earliest on ties): the templates are the class's fullest real flows. */
+static int transport_index(int proto)
+{
+    return proto == 6 ? 0 : proto == 17 ? 1 : 2;
+}
+
+/* Keeps the flow as a template candidate if it ranks among the best of its
+ * transport (most packets, earliest on ties). */
 static nd_status consider_template(nd_class_builder *b, class_acc *a, const nd_flow *f,
                                    nd_err *err)
 {
-    int k = b->o.templates;
+    int k = b->o.templates, t = transport_index(f->proto);
     if (k == 0 || f->n < b->o.min_template_packets)
         return ND_OK;
-    if (!a->tpl) {
-        a->tpl = calloc((size_t)k, sizeof *a->tpl);
-        if (!a->tpl)
+    template_flow *tp = a->tpl[t];
+    if (!tp) {
+        tp = a->tpl[t] = calloc((size_t)k, sizeof *tp);
+        if (!tp)
             return nd_fail(err, ND_ENOMEM, "out of memory");
     }
-    int pos = a->n_tpl;
-    while (pos > 0 && a->tpl[pos - 1].n < f->n)
+    int pos = a->n_tpl[t];
+    while (pos > 0 && tp[pos - 1].n < f->n)
         pos--;
     if (pos >= k)
         return ND_OK;
@@ -124,14 +130,53 @@ static nd_status consider_template(nd_class_builder *b, class_acc *a, const nd_f
     nd_status st = nd_flow_rows(f, 0, &rows, err);
     if (st)
         return st;
-    if (a->n_tpl == k) {
-        nd_rows_free(&a->tpl[k - 1].rows);
-        a->n_tpl--;
+    if (a->n_tpl[t] == k) {
+        nd_rows_free(&tp[k - 1].rows);
+        a->n_tpl[t]--;
     }
-    memmove(&a->tpl[pos + 1], &a->tpl[pos], (size_t)(a->n_tpl - pos) * sizeof *a->tpl);
-    a->tpl[pos] = (template_flow){rows, f->n, b->order};
-    a->n_tpl++;
+    memmove(&tp[pos + 1], &tp[pos], (size_t)(a->n_tpl[t] - pos) * sizeof *tp);
+    tp[pos] = (template_flow){rows, f->n, b->order};
+    a->n_tpl[t]++;
     return ND_OK;
+}
+
+static bool better(const template_flow *x, const template_flow *y)
+{
+    return x->n > y->n || (x->n == y->n && x->order < y->order);
+}
+
+/* The class's templates, best first: its fullest real flows, except that
+ * every transport carrying at least 15% of its flows gets its fullest flow
+ * in. A class drawn by img2img only makes flows of its templates'
+ * transport: youtube's, zoom's and D-Link camera's fullest flows are all
+ * UDP, and without this none of their TCP flows (a fifth to a half of
+ * them) was ever drawn. */
+static int pick_templates(const nd_class_builder *b, const class_acc *a,
+                          const template_flow **pick)
+{
+    int k = b->o.templates, n = 0, next[3] = {0, 0, 0};
+    for (int t = 0; t < 3 && n < k; t++)
+        if (a->n_tpl[t] > 0 && (double)a->proto_flows[t] >= 0.15 * (double)a->flows) {
+            pick[n++] = &a->tpl[t][0];
+            next[t] = 1;
+        }
+    while (n < k) { /* the rest by packets, across transports */
+        int bt = -1;
+        for (int t = 0; t < 3; t++)
+            if (next[t] < a->n_tpl[t] &&
+                (bt < 0 || better(&a->tpl[t][next[t]], &a->tpl[bt][next[bt]])))
+                bt = t;
+        if (bt < 0)
+            break;
+        pick[n++] = &a->tpl[bt][next[bt]++];
+    }
+    for (int i = 1; i < n; i++) /* best first */
+        for (int j = i; j > 0 && better(pick[j], pick[j - 1]); j--) {
+            const template_flow *x = pick[j];
+            pick[j] = pick[j - 1];
+            pick[j - 1] = x;
+        }
+    return n;
 }
 
 nd_status nd_class_builder_add_flow(nd_class_builder *b, const nd_flow *f, nd_err *err)
@@ -144,7 +189,7 @@ nd_status nd_class_builder_add_flow(nd_class_builder *b, const nd_flow *f, nd_er
     b->order++;
     a->flows++;
     a->packets += (uint64_t)f->n;
-    a->proto_flows[f->proto == 6 ? 0 : f->proto == 17 ? 1 : 2]++;
+    a->proto_flows[transport_index(f->proto)]++;
     a->v6_flows += f->ipver == 6;
     nd_class_stats_add_flow(&a->stats, f);
     nd_status st = ND_OK;
@@ -265,10 +310,12 @@ nd_status nd_class_builder_finish(nd_class_builder *b, const char *table_dir,
             c->port_share[k] = (double)a->ports[k].flows / (double)a->flows;
         }
         c->stats = a->stats;
-        for (int k = 0; k < a->n_tpl && !st; k++) {
+        const template_flow *pick[ND_CLASS_MAX_TEMPLATES];
+        int n_pick = pick_templates(b, a, pick);
+        for (int k = 0; k < n_pick && !st; k++) {
             char path[4096];
             snprintf(path, sizeof path, "%s/%s_%d.png", template_dir, a->name, k);
-            nd_image_from_rows(&b->o.layout, &a->tpl[k].rows, rgb);
+            nd_image_from_rows(&b->o.layout, &pick[k]->rows, rgb);
             st = nd_png_write(path, rgb, b->o.layout.width, b->o.layout.packets, err);
             const char *rel = relative_to(path, table_dir);
             if (strlen(rel) >= sizeof c->templates[k]) {
@@ -291,9 +338,11 @@ void nd_class_builder_free(nd_class_builder *b)
     if (!b)
         return;
     for (int i = 0; i < b->n; i++) {
-        for (int k = 0; k < b->c[i].n_tpl; k++)
-            nd_rows_free(&b->c[i].tpl[k].rows);
-        free(b->c[i].tpl);
+        for (int t = 0; t < 3; t++) {
+            for (int k = 0; k < b->c[i].n_tpl[t]; k++)
+                nd_rows_free(&b->c[i].tpl[t][k].rows);
+            free(b->c[i].tpl[t]);
+        }
         free(b->c[i].ports);
     }
     free(b->c);

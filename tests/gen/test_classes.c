@@ -11,13 +11,16 @@ static const char *td(const char *rel)
     return buf;
 }
 
-static nd_status build(const char *dir, nd_class_table *t, nd_err *err)
+static nd_status build_min(const char *dir, int min_template_packets, nd_class_table *t,
+                           nd_err *err)
 {
     nd_class_build_opts o;
     nd_class_build_opts_init(&o);
     nd_layout_init(&o.layout, 64, 8, 8, err);
     o.templates = 2;
     o.min_flows = 3;
+    if (min_template_packets)
+        o.min_template_packets = min_template_packets;
     nd_class_builder *b;
     nd_status st = nd_class_builder_new(&o, &b, err);
     if (st)
@@ -41,6 +44,62 @@ static nd_status build(const char *dir, nd_class_table *t, nd_err *err)
     nd_class_builder_free(b);
     nd_labeler_free(lab);
     return st;
+}
+
+static nd_status build(const char *dir, nd_class_table *t, nd_err *err)
+{
+    return build_min(dir, 0, t, err);
+}
+
+/* The IP protocol of template k's first packet (read back from its PNG). */
+static int template_proto(const nd_class_table *t, const nd_class *c, int k)
+{
+    char p[4096];
+    nd_class_template_path(t, c, k, p, sizeof p);
+    uint8_t *rgb = NULL;
+    int w, h;
+    nd_err err = {{0}};
+    if (nd_png_read(p, &rgb, &w, &h, &err))
+        return -1;
+    int8_t *bits = malloc((size_t)w * (size_t)h);
+    for (size_t i = 0; bits && i < (size_t)w * (size_t)h; i++) {
+        const uint8_t *px = rgb + 3 * i;
+        bits[i] = px[0] == 255 && px[1] == 0 ? 1 : px[1] == 255 && px[0] == 0 ? 0 : -1;
+    }
+    nd_rows r = {0};
+    uint64_t v = 0;
+    int proto = -1;
+    if (bits && !nd_rows_from_bits(&t->layout, bits, &r, &err) && r.n > 0 &&
+        nd_row_get(r.bits, ND_F_IPV4_PROTO, &v))
+        proto = (int)v;
+    nd_rows_free(&r);
+    free(bits);
+    free(rgb);
+    return proto;
+}
+
+/* Every transport carrying 15% or more of a class's flows has a template:
+ * netflix's 36 flows are 29 TCP and 7 UDP (19%; two-packet DNS, so
+ * templates of 2 packets or more), and its fullest flows are all TCP. */
+static void test_templates_cover_transports(void)
+{
+    char dir[] = "/tmp/ndtest_classes_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    nd_class_table t;
+    nd_err err = {{0}};
+    CHECK_OK(build_min(dir, 2, &t, &err), &err);
+    const nd_class *nf = nd_class_table_find(&t, "netflix");
+    CHECK(nf != NULL);
+    if (nf) {
+        CHECK(nf->transport[1] >= 0.15);
+        CHECK_EQ_INT(nf->n_templates, 2);
+        int p0 = template_proto(&t, nf, 0), p1 = template_proto(&t, nf, 1);
+        CHECKF(p0 == 6 && p1 == 17, "netflix templates: protocols %d and %d, want 6 then 17", p0, p1);
+    }
+    nd_class_table_free(&t);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
 }
 
 static void test_build_save_load(void)
@@ -193,4 +252,4 @@ static void test_strict_parsing(void)
           strstr(err.msg, "appears twice"));
 }
 
-ND_TEST_MAIN(ND_TEST(test_build_save_load), ND_TEST(test_strict_parsing))
+ND_TEST_MAIN(ND_TEST(test_build_save_load), ND_TEST(test_strict_parsing), ND_TEST(test_templates_cover_transports))
