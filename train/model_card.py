@@ -12,6 +12,16 @@ ROOT = os.path.dirname(HERE)
 WD = os.path.join(ROOT, "weights", "default")
 
 
+def no_template_note():
+    """'; X has no template and draws from noise' for the table's classes without templates"""
+    classes = json.load(open(os.path.join(ROOT, "conf", "classes.json")))["classes"]
+    none = ["`%s`" % c["name"] for c in classes if not c.get("templates")]
+    if not none:
+        return "; every class has templates"
+    return "; %s %s no template and draw%s from noise" % (", ".join(none), "has" if len(none) == 1 else "have",
+                                                        "s" if len(none) == 1 else "")
+
+
 def img2img_section(w, d, ef):
     """the same measurements for a run from the class templates' latents (netdiff generate --strength S)"""
     m = json.load(open(os.path.join(d, "metrics.json")))
@@ -27,10 +37,10 @@ def img2img_section(w, d, ef):
     else:
         w("### img2img: `netdiff generate --strength %g`\n" % m["strength"])
         w("The same measurements with each flow started from its class template's latent noised to the "
-          "strength's step (SDEdit; `ntp` has no template and draws from noise): %d flows per class, DDIM %d "
+          "strength's step (SDEdit%s): %d flows per class, DDIM %d "
           "steps (%d of them run), guidance %.1f, seed %d; %.0f s for %d flows.\n" %
-          (m["n_per_class"], m["steps"], max(1, int(m["steps"] * m["strength"])), m["guidance"], m["seed"],
-           m["generate_seconds"], m["n_per_class"] * len(m["conditioning"])))
+          (no_template_note(), m["n_per_class"], m["steps"], max(1, int(m["steps"] * m["strength"])),
+           m["guidance"], m["seed"], m["generate_seconds"], m["n_per_class"] * len(m["conditioning"])))
     vs = es["validity"]["synth"]
     far, rows = 0, []
     for x in es["scopes"]:
@@ -172,11 +182,12 @@ def main():
       (v["flows"], v["bit_accuracy"], v["bit_accuracy_occupied_rows"], v["exact_flows"], v["flows"]))
     w("Generation: `netdiff generate` (the C pipeline, the product) from the embedded files, every class in one "
       "run: %d flows per class, DDIM %d steps at strength %g (%d of them run; each flow from a template "
-      "latent, `ntp` has no template and draws from noise), guidance %.1f, ControlNet hint = canny of the "
+      "latent%s), guidance %.1f, ControlNet hint = canny of the "
       "class's template flows, LoRA at 1.0, seed %d, repair with the class table's statistics; pcapng -> "
       "`netdiff eval` against the held-out flows. %.0f s for %d flows on 2 CPU cores.\n" %
-      (m["n_per_class"], m["steps"], m["strength"], max(1, int(m["steps"] * m["strength"])), m["guidance"],
-       m["seed"], m["generate_seconds"], m["n_per_class"] * len(m["conditioning"])))
+      (m["n_per_class"], m["steps"], m["strength"], max(1, int(m["steps"] * m["strength"])),
+       no_template_note(), m["guidance"], m["seed"], m["generate_seconds"],
+       m["n_per_class"] * len(m["conditioning"])))
     ed = json.load(open(os.path.join(E, "eval_diffusers.json")))
     vd = ed["validity"]["synth"]
     w("Loads in diffusers: %s (StableDiffusionControlNetPipeline.from_single_file, ControlNetModel.from_single_file, "
