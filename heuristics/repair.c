@@ -370,46 +370,36 @@ nd_status nd_repair_flow(nd_repair_ctx *c, const nd_rows *rows, const nd_conf *c
         }
         if (f->port[0] == 0)
             f->port[0] = (uint16_t)(49152 + nd_rand(f->key, 0x65706800ULL) % 16384);
-        /* A drawn system port (below 1024) on the server side that the
-         * class never serves on, where its table has server ports of this
-         * transport: a bit the model got wrong (513 for telegram's 521, 256
-         * for ntp's 123) lands on another protocol's dissector, which finds
-         * the payload malformed. It becomes the class's most common port.
+        /* One pass over the class's server ports of this transport:
+         *  - a server port one or two bits from one of them (and not one
+         *    itself) is that port drawn with a bit wrong: 33211 or 447 for
+         *    443 (a flipped high bit also hides it among the ephemeral
+         *    ports). A random port is that close to one of 8 table ports 1
+         *    time in 60.
+         *  - else a drawn system port (below 1024) the class never serves
+         *    on, where its table has server ports: a bit the model got
+         *    wrong (513 for telegram's 521, 256 for ntp's 123) lands on
+         *    another protocol's dissector, which finds the payload
+         *    malformed. It becomes the class's most common port.
          * Real flows of the class on its own ports never change. */
-        /* A server port one or two bits from one the class serves on (and
-         * not one itself) is that port drawn with a bit wrong: 33211 or 447
-         * for 443 (a flipped high bit also hides it among the ephemeral
-         * ports, out of reach of the rule below). A random port is that
-         * close to one of 8 table ports 1 time in 60. */
-        {
-            int best = 3;
-            uint16_t to = 0;
-            for (int i = 0; i < cls->n_server_ports && i < 8; i++) {
-                if (cls->server_proto[i] != f->proto || !cls->server_port[i])
-                    continue;
-                int d = __builtin_popcount((unsigned)(cls->server_port[i] ^ f->port[1]));
-                if (d == 0) {
-                    to = 0;
-                    break;
-                }
-                if (d < best)
-                    best = d, to = cls->server_port[i];
-            }
-            if (to)
-                f->port[1] = to;
+        uint16_t top = 0, near = 0;
+        bool known = false;
+        int near_d = 3;
+        for (int i = 0; i < cls->n_server_ports && i < 8; i++) {
+            uint16_t sp = cls->server_port[i];
+            if (cls->server_proto[i] != f->proto || !sp)
+                continue;
+            if (!top)
+                top = sp;
+            int dist = __builtin_popcount((unsigned)(sp ^ f->port[1]));
+            known |= dist == 0;
+            if (dist > 0 && dist < near_d)
+                near_d = dist, near = sp;
         }
-        if (f->port[1] < 1024) {
-            uint16_t top = 0;
-            bool known = false;
-            for (int i = 0; i < cls->n_server_ports && i < 8; i++)
-                if (cls->server_proto[i] == f->proto && cls->server_port[i]) {
-                    if (!top)
-                        top = cls->server_port[i];
-                    known |= cls->server_port[i] == f->port[1];
-                }
-            if (top && !known)
-                f->port[1] = top;
-        }
+        if (!known && near)
+            f->port[1] = near;
+        else if (!known && top && f->port[1] < 1024)
+            f->port[1] = top;
     }
     out->ipver = f->ipver;
     out->proto = f->proto;

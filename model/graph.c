@@ -83,6 +83,15 @@ nd_tensor ndg_view(const nd_tensor *t, int ndim, int64_t d0, int64_t d1, int64_t
     return v;
 }
 
+nd_tensor ndg_half(const nd_tensor *t, int which)
+{
+    nd_tensor h = *t;
+    h.shape[0] /= 2;
+    if (t->data)
+        h.data = (char *)t->data + (size_t)which * nd_tensor_bytes(&h);
+    return h;
+}
+
 nd_status ndg_run(ndg *g, nd_op_call *c)
 {
     size_t ws = nd_op_workspace_bytes(g->be, c);
@@ -377,16 +386,6 @@ static nd_status feed_forward(ndg *g, nd_tensor *h, const char *tb)
     return ND_OK;
 }
 
-/* Batch half `which` (0 or 1) of t: a view (no data in a dry run). */
-static nd_tensor half_of(const nd_tensor *t, int which)
-{
-    nd_tensor h = *t;
-    h.shape[0] /= 2;
-    if (t->data)
-        h.data = (char *)t->data + (size_t)which * nd_tensor_bytes(&h);
-    return h;
-}
-
 /* pairs: x is the first half of a CFG batch whose halves are the same up to
  * here; the norm, proj_in and the first block's self-attention run on it
  * once, and the tokens are copied to the second half just before the first
@@ -404,7 +403,7 @@ static nd_status transformer(ndg *g, const nd_tensor *x, const nd_tensor *ctx, c
     /* the token stream first: the norm and layout temporaries under it go
      * as soon as proj_in has read them */
     NDG_TRY(ndg_new(g, &h, 3, B, H * W, pw.shape[0], 0));
-    nd_tensor hx = pairs ? half_of(&h, 0) : h; /* the rows x feeds */
+    nd_tensor hx = pairs ? ndg_half(&h, 0) : h; /* the rows x feeds */
     size_t m1 = nd_arena_mark(g->a);
     nd_tensor n = {0}, t = {0};
     NDG_TRY(ndg_gn(g, x, sub(b, sizeof b, name, "norm"), groups, 1e-6f, false, &n));
@@ -416,7 +415,7 @@ static nd_status transformer(ndg *g, const nd_tensor *x, const nd_tensor *ctx, c
         ndg_fmt(tb, sizeof tb, "%s.transformer_blocks.%d", name, i);
         NDG_TRY(attention_block(g, i == 0 ? &hx : &h, NULL, tb, "norm1", "attn1", heads));
         if (i == 0 && pairs) {
-            nd_tensor h1 = half_of(&h, 1);
+            nd_tensor h1 = ndg_half(&h, 1);
             NDG_TRY(ndg_unary(g, ND_OP_COPY, &hx, &h1));
         }
         NDG_TRY(attention_block(g, &h, ctx, tb, "norm2", "attn2", heads));
@@ -429,7 +428,7 @@ static nd_status transformer(ndg *g, const nd_tensor *x, const nd_tensor *ctx, c
     NDG_TRY(ndg_to_image(g, &p, H, W, &img));
     if (pairs) {
         for (int k = 0; k < 2; k++) {
-            nd_tensor ik = half_of(&img, k), yk = half_of(y, k);
+            nd_tensor ik = ndg_half(&img, k), yk = ndg_half(y, k);
             NDG_TRY(ndg_binary(g, ND_OP_ADD, x, &ik, &yk));
         }
     } else {

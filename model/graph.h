@@ -56,6 +56,10 @@ nd_status ndg_new(ndg *g, nd_tensor *out, int ndim, int64_t d0, int64_t d1, int6
 /* Same memory, new shape. */
 nd_tensor ndg_view(const nd_tensor *t, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
 
+/* Batch half `which` (0 or 1) of t: a view, [B/2,...] (no data in a dry
+ * run); for the two halves of a CFG batch. */
+nd_tensor ndg_half(const nd_tensor *t, int which);
+
 /* Runs (or, dry, only accounts) one call whose dst is allocated. */
 nd_status ndg_run(ndg *g, nd_op_call *c);
 

@@ -91,9 +91,7 @@ static nd_status expand_pairs(ndg *g, const nd_tensor *x, nd_tensor *y)
                     x->ndim > 2 ? x->shape[2] : 0, x->ndim > 3 ? x->shape[3] : 0));
     if (g->dry)
         return ND_OK;
-    nd_tensor lo = *y, hi = *y;
-    lo.shape[0] = hi.shape[0] = src.shape[0];
-    hi.data = (char *)y->data + nd_tensor_bytes(&src);
+    nd_tensor lo = ndg_half(y, 0), hi = ndg_half(y, 1);
     NDG_TRY(nd_copy(g->be, &src, &lo, g->err));
     return nd_copy(g->be, &src, &hi, g->err);
 }
@@ -107,14 +105,6 @@ static nd_status expand_all(ndg *g, nd_tensor *skips, int k, nd_tensor *temb)
     }
     nd_tensor half = *temb;
     return expand_pairs(g, &half, temb);
-}
-
-/* The first half of a batch tensor (a view). */
-static nd_tensor first_half(const nd_tensor *t)
-{
-    nd_tensor h = *t;
-    h.shape[0] /= 2;
-    return h;
 }
 
 /* Down blocks and mid block from h = conv_in(x) (+ hint); skips[n_skips]
@@ -309,7 +299,7 @@ nd_status nd_unet_run(nd_unet *u, const nd_unet_input *in, nd_arena *a, nd_tenso
     nd_tensor temb = {0}, h0 = {0}, mid;
     nd_tensor skips[MAX_SKIPS];
     bool pairs = in->cfg_pairs && B % 2 == 0;
-    nd_tensor xh = pairs ? first_half(in->x) : *in->x, th = pairs ? first_half(in->t) : *in->t;
+    nd_tensor xh = pairs ? ndg_half(in->x, 0) : *in->x, th = pairs ? ndg_half(in->t, 0) : *in->t;
     NDG_TRY(time_embed(&g, n, &th, &temb));
     NDG_TRY(ndg_conv(&g, &xh, "conv_in", 1, 1, 1, 1, 1, &h0));
     NDG_TRY(down_mid(&g, n, &h0, &temb, in->ctx, skips, &mid, pairs));
@@ -606,8 +596,8 @@ nd_status nd_controlnet_run(nd_controlnet *cn, const nd_controlnet_input *in, nd
     else
         NDG_TRY(hint_encoder(&g, cn, in->hint, &emb));
     bool pairs = in->cfg_pairs && B % 2 == 0;
-    nd_tensor xh = pairs ? first_half(in->x) : *in->x, th = pairs ? first_half(in->t) : *in->t;
-    nd_tensor eh = pairs ? first_half(&emb) : emb;
+    nd_tensor xh = pairs ? ndg_half(in->x, 0) : *in->x, th = pairs ? ndg_half(in->t, 0) : *in->t;
+    nd_tensor eh = pairs ? ndg_half(&emb, 0) : emb;
     NDG_TRY(time_embed(&g, n, &th, &temb));
     NDG_TRY(ndg_conv(&g, &xh, "conv_in", 1, 1, 1, 1, 1, &h0));
     NDG_TRY(ndg_binary(&g, ND_OP_ADD, &h0, &eh, &h0));
