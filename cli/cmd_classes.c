@@ -18,15 +18,16 @@ static const char usage_text[] =
     "\n"
     "'build' splits labelled captures into flows and writes a class table: per\n"
     "class the prompt (\"pixelated network data, type-N\", N in name order), the\n"
-    "fullest real flows as template images (the fullest of every transport with\n"
-    "15% of the flows among them; beside the table in DIR/templates),\n"
+    "real flows as template images (per transport as many as its share of the\n"
+    "flows, at least one with 15% of them, at evenly spaced quantiles of length;\n"
+    "beside the table in DIR/templates),\n"
     "and the statistics the repair step draws from (gaps, TTLs), plus transport\n"
     "and server-port shares.\n"
     "  -o FILE            the table to write (JSON)\n"
     "  --templates-dir D  where template PNGs go (default: FILE's folder/templates)\n"
-    "  --templates N      template flows per class (default 4, at most 16)\n"
+    "  --templates N      template flows per class (default 8, at most 16)\n"
     "  --min-flows N      leave out classes with fewer flows (default 5)\n"
-    "  --min-template-packets N  template flows need at least N packets (default 8;\n"
+    "  --min-template-packets N  template flows need at least N packets (default 1;\n"
     "                     a class with no such flow has no template and is drawn from noise)\n"
     "  --packets K        packet budget of the images (default 1024)\n"
     "  --timing-cols T    timing columns of the images (default 0)\n"
@@ -89,7 +90,7 @@ static int build(int argc, char **argv)
     const char *out = NULL, *tdir = NULL, *labels = NULL, *label = NULL;
     const char *rules[64];
     int n_rules = 0;
-    long templates = 4, min_flows = 5, min_tpl = 8, packets = 1024, tcols = 0, tscale = 8;
+    long templates = 8, min_flows = 5, min_tpl = 1, packets = 1024, tcols = 0, tscale = 8;
     double idle = 120, strength = 0;
     bool fin_rst = true;
     enum { O_TDIR = 256, O_TPL, O_MINF, O_PK, O_TC, O_TS, O_LABELS, O_CLASS, O_LABEL, O_IDLE,

@@ -11,9 +11,9 @@ void nd_class_build_opts_init(nd_class_build_opts *o)
 {
     memset(o, 0, sizeof *o);
     nd_layout_netdiffusion(&o->layout, 1024);
-    o->templates = 4;
+    o->templates = 8;
     o->min_flows = 5;
-    o->min_template_packets = 8;
+    o->min_template_packets = 1;
     o->prompt_format = "pixelated network data, type-%d";
 }
 
@@ -23,10 +23,17 @@ typedef struct {
     uint64_t flows;
 } port_count;
 
+/* A flow that may become a template: its packets and arrival order (the
+ * order identifies it when the captures are read again). */
 typedef struct {
-    nd_rows rows;
-    int n;                 /* packets, for ranking */
-    uint64_t order;        /* arrival order: ties go to the earlier flow */
+    int n;
+    uint64_t order;
+} candidate;
+
+typedef struct {
+    uint64_t order;        /* the chosen flow                   */
+    nd_rows rows;          /* its packets, from the second read */
+    bool found;
 } template_flow;
 
 typedef struct {
@@ -34,16 +41,27 @@ typedef struct {
     uint64_t flows, packets, proto_flows[3], v6_flows;
     port_count *ports;
     int n_ports, cap_ports;
-    template_flow *tpl[3]; /* per transport (TCP, UDP, other): best first, at most opts.templates */
-    int n_tpl[3];
+    candidate *cand[3];    /* per transport (TCP, UDP, other): flows long enough */
+    int n_cand[3], cap_cand[3];
+    template_flow tpl[ND_CLASS_MAX_TEMPLATES]; /* chosen at finish */
+    int n_tpl;
     nd_class_stats stats;
 } class_acc;
+
+/* A capture as added, read again at finish to fetch the templates' packets. */
+typedef struct {
+    char *path;
+    nd_flow_opts fo;
+    nd_status first;       /* what the first read returned */
+} capture_ref;
 
 struct nd_class_builder {
     nd_class_build_opts o;
     class_acc *c;
     int n, cap;
     uint64_t order;
+    capture_ref *caps;
+    int n_caps, cap_caps;
 };
 
 nd_status nd_class_builder_new(const nd_class_build_opts *o, nd_class_builder **out, nd_err *err)
@@ -61,11 +79,19 @@ nd_status nd_class_builder_new(const nd_class_build_opts *o, nd_class_builder **
     return ND_OK;
 }
 
-static class_acc *acc_for(nd_class_builder *b, const char *name, nd_err *err)
+static class_acc *find_acc(nd_class_builder *b, const char *name)
 {
     for (int i = 0; i < b->n; i++)
         if (!strcmp(b->c[i].name, name))
             return &b->c[i];
+    return NULL;
+}
+
+static class_acc *acc_for(nd_class_builder *b, const char *name, nd_err *err)
+{
+    class_acc *found = find_acc(b, name);
+    if (found)
+        return found;
     if (b->n == b->cap) {
         int nc = b->cap ? b->cap * 2 : 16;
         class_acc *v = realloc(b->c, (size_t)nc * sizeof *v);
@@ -107,79 +133,82 @@ static int transport_index(int proto)
     return proto == 6 ? 0 : proto == 17 ? 1 : 2;
 }
 
-/* Keeps the flow as a template candidate if it ranks among the best of its
- * transport (most packets, earliest on ties). */
-static nd_status consider_template(nd_class_builder *b, class_acc *a, const nd_flow *f,
-                                   nd_err *err)
+static nd_status add_candidate(nd_class_builder *b, class_acc *a, const nd_flow *f, nd_err *err)
 {
-    int k = b->o.templates, t = transport_index(f->proto);
-    if (k == 0 || f->n < b->o.min_template_packets)
+    int t = transport_index(f->proto);
+    if (b->o.templates == 0 || f->n < b->o.min_template_packets)
         return ND_OK;
-    template_flow *tp = a->tpl[t];
-    if (!tp) {
-        tp = a->tpl[t] = calloc((size_t)k, sizeof *tp);
-        if (!tp)
+    if (a->n_cand[t] == a->cap_cand[t]) {
+        int nc = a->cap_cand[t] ? a->cap_cand[t] * 2 : 16;
+        candidate *v = realloc(a->cand[t], (size_t)nc * sizeof *v);
+        if (!v)
             return nd_fail(err, ND_ENOMEM, "out of memory");
+        a->cand[t] = v;
+        a->cap_cand[t] = nc;
     }
-    int pos = a->n_tpl[t];
-    while (pos > 0 && tp[pos - 1].n < f->n)
-        pos--;
-    if (pos >= k)
-        return ND_OK;
-    nd_rows rows;
-    nd_status st = nd_flow_rows(f, 0, &rows, err);
-    if (st)
-        return st;
-    if (a->n_tpl[t] == k) {
-        nd_rows_free(&tp[k - 1].rows);
-        a->n_tpl[t]--;
-    }
-    memmove(&tp[pos + 1], &tp[pos], (size_t)(a->n_tpl[t] - pos) * sizeof *tp);
-    tp[pos] = (template_flow){rows, f->n, b->order};
-    a->n_tpl[t]++;
+    a->cand[t][a->n_cand[t]++] = (candidate){f->n, b->order};
     return ND_OK;
 }
 
-static bool better(const template_flow *x, const template_flow *y)
+static int cmp_candidate(const void *x, const void *y)
 {
-    return x->n > y->n || (x->n == y->n && x->order < y->order);
+    const candidate *a = x, *b = y;
+    if (a->n != b->n)
+        return a->n < b->n ? -1 : 1;
+    return a->order < b->order ? -1 : a->order > b->order;
 }
 
-/* The class's templates, best first: its fullest real flows, except that
- * every transport carrying at least 15% of its flows gets its fullest flow
- * in. A class drawn by img2img only makes flows of its templates'
- * transport: youtube's, zoom's and D-Link camera's fullest flows are all
- * UDP, and without this none of their TCP flows (a fifth to a half of
- * them) was ever drawn. */
-static int pick_templates(const nd_class_builder *b, const class_acc *a,
-                          const template_flow **pick)
+/* Chooses the class's templates so that drawing them in turn draws flows
+ * like the class's: each transport gets slots in proportion to its share
+ * of the flows (at least one when it carries 15% of them), and within a
+ * transport the slots go to the flows at evenly spaced quantiles of
+ * length. Taking the fullest flows instead made every DNS template a long
+ * exchange while most DNS flows are one query and its answer, and left
+ * youtube, zoom and the D-Link camera (fullest flows all UDP) with no TCP
+ * template at all. */
+static void plan_templates(const nd_class_builder *b, class_acc *a)
 {
-    int k = b->o.templates, n = 0, next[3] = {0, 0, 0};
-    for (int t = 0; t < 3 && n < k; t++)
-        if (a->n_tpl[t] > 0 && (double)a->proto_flows[t] >= 0.15 * (double)a->flows) {
-            pick[n++] = &a->tpl[t][0];
-            next[t] = 1;
-        }
-    while (n < k) { /* the rest by packets, across transports */
+    int k = b->o.templates, slots[3] = {0, 0, 0}, used = 0;
+    double want[3];
+    for (int t = 0; t < 3; t++)
+        want[t] = (double)k * (double)a->proto_flows[t] / (double)a->flows;
+    for (;;) { /* the 15% floor first, largest share first */
         int bt = -1;
         for (int t = 0; t < 3; t++)
-            if (next[t] < a->n_tpl[t] &&
-                (bt < 0 || better(&a->tpl[t][next[t]], &a->tpl[bt][next[bt]])))
+            if (!slots[t] && a->n_cand[t] > 0 && want[t] >= 0.15 * k &&
+                (bt < 0 || want[t] > want[bt]))
+                bt = t;
+        if (bt < 0 || used == k)
+            break;
+        slots[bt] = 1;
+        used++;
+    }
+    while (used < k) { /* then to the transport furthest below its share */
+        int bt = -1;
+        for (int t = 0; t < 3; t++)
+            if (slots[t] < a->n_cand[t] &&
+                (bt < 0 || want[t] - slots[t] > want[bt] - slots[bt]))
                 bt = t;
         if (bt < 0)
             break;
-        pick[n++] = &a->tpl[bt][next[bt]++];
+        slots[bt]++;
+        used++;
     }
-    for (int i = 1; i < n; i++) /* best first */
-        for (int j = i; j > 0 && better(pick[j], pick[j - 1]); j--) {
-            const template_flow *x = pick[j];
-            pick[j] = pick[j - 1];
-            pick[j - 1] = x;
+    a->n_tpl = 0;
+    for (int t = 0; t < 3; t++) {
+        int m = a->n_cand[t];
+        if (m == 0)
+            continue;
+        qsort(a->cand[t], (size_t)m, sizeof *a->cand[t], cmp_candidate);
+        /* rank floor((i + 1/2) m / s): strictly increasing since m >= s */
+        for (int i = 0; i < slots[t]; i++) {
+            int r = (int)(((2 * (int64_t)i + 1) * m) / (2 * (int64_t)slots[t]));
+            a->tpl[a->n_tpl++] = (template_flow){.order = a->cand[t][r].order};
         }
-    return n;
+    }
 }
 
-nd_status nd_class_builder_add_flow(nd_class_builder *b, const nd_flow *f, nd_err *err)
+static nd_status add_flow(nd_class_builder *b, const nd_flow *f, nd_err *err)
 {
     if (!f->label[0] || f->n == 0)
         return ND_OK;
@@ -196,22 +225,77 @@ nd_status nd_class_builder_add_flow(nd_class_builder *b, const nd_flow *f, nd_er
     if (f->proto == 6 || f->proto == 17)
         st = add_port(a, f->proto, f->port[1], err);
     if (!st)
-        st = consider_template(b, a, f, err);
+        st = add_candidate(b, a, f, err);
     return st;
 }
 
 static nd_status sink(void *ctx, const nd_flow *f, nd_err *err)
 {
-    return nd_class_builder_add_flow(ctx, f, err);
+    return add_flow(ctx, f, err);
+}
+
+/* The second read: keeps the packets of the chosen flows. */
+static nd_status template_sink(void *ctx, const nd_flow *f, nd_err *err)
+{
+    nd_class_builder *b = ctx;
+    if (!f->label[0] || f->n == 0)
+        return ND_OK;
+    b->order++;
+    class_acc *a = find_acc(b, f->label);
+    if (!a)
+        return ND_OK;
+    for (int k = 0; k < a->n_tpl; k++)
+        if (a->tpl[k].order == b->order && !a->tpl[k].found) {
+            nd_status st = nd_flow_rows(f, 0, &a->tpl[k].rows, err);
+            if (st)
+                return st;
+            a->tpl[k].found = true;
+        }
+    return ND_OK;
 }
 
 nd_status nd_class_builder_add_capture(nd_class_builder *b, const char *path,
                                        const nd_flow_opts *fo, nd_err *err)
 {
-    nd_flow_opts o = *fo;
-    if (o.max_packets > b->o.layout.packets)
-        o.max_packets = b->o.layout.packets;
-    return nd_flows_from_capture(path, &o, sink, b, NULL, err);
+    if (b->n_caps == b->cap_caps) {
+        int nc = b->cap_caps ? b->cap_caps * 2 : 16;
+        capture_ref *v = realloc(b->caps, (size_t)nc * sizeof *v);
+        if (!v)
+            return nd_fail(err, ND_ENOMEM, "out of memory");
+        b->caps = v;
+        b->cap_caps = nc;
+    }
+    capture_ref *c = &b->caps[b->n_caps];
+    if (!(c->path = strdup(path)))
+        return nd_fail(err, ND_ENOMEM, "out of memory");
+    c->fo = *fo;
+    if (c->fo.max_packets > b->o.layout.packets)
+        c->fo.max_packets = b->o.layout.packets;
+    b->n_caps++;
+    c->first = nd_flows_from_capture(path, &c->fo, sink, b, NULL, err);
+    return c->first;
+}
+
+/* Reads the captures again in the same order; the flows come back in the
+ * same order, so a template is found by its arrival number. */
+static nd_status fetch_templates(nd_class_builder *b, nd_err *err)
+{
+    b->order = 0;
+    for (int i = 0; i < b->n_caps; i++) {
+        const capture_ref *c = &b->caps[i];
+        nd_err e2;
+        nd_status st = nd_flows_from_capture(c->path, &c->fo, template_sink, b, NULL, &e2);
+        if (st && st != c->first) /* a capture that failed the first time fails again */
+            return nd_fail(err, st, "the captures changed while the class table was built: %s",
+                           e2.msg);
+    }
+    for (int i = 0; i < b->n; i++)
+        for (int k = 0; k < b->c[i].n_tpl; k++)
+            if (!b->c[i].tpl[k].found)
+                return nd_fail(err, ND_EIO, "the captures changed while the class table was "
+                               "built (template flow %llu of class %s is gone)",
+                               (unsigned long long)b->c[i].tpl[k].order, b->c[i].name);
+    return ND_OK;
 }
 
 static int cmp_acc(const void *x, const void *y)
@@ -268,8 +352,16 @@ nd_status nd_class_builder_finish(nd_class_builder *b, const char *table_dir,
     if (keep == 0)
         return nd_fail(err, ND_EINVAL, "no class has %d or more labelled flows", b->o.min_flows);
     nd_status st = ND_OK;
-    if (b->o.templates > 0 && (st = mkdirs(template_dir, err)))
-        return st;
+    if (b->o.templates > 0) {
+        bool any = false;
+        for (int i = 0; i < b->n; i++)
+            if (b->c[i].flows >= (uint64_t)b->o.min_flows) {
+                plan_templates(b, &b->c[i]);
+                any |= b->c[i].n_tpl > 0;
+            }
+        if ((st = mkdirs(template_dir, err)) || (any && (st = fetch_templates(b, err))))
+            return st;
+    }
     out->v = calloc((size_t)keep, sizeof *out->v);
     uint8_t *rgb = malloc((size_t)b->o.layout.width * (size_t)b->o.layout.packets * 3);
     if (!out->v || !rgb) {
@@ -310,12 +402,10 @@ nd_status nd_class_builder_finish(nd_class_builder *b, const char *table_dir,
             c->port_share[k] = (double)a->ports[k].flows / (double)a->flows;
         }
         c->stats = a->stats;
-        const template_flow *pick[ND_CLASS_MAX_TEMPLATES];
-        int n_pick = pick_templates(b, a, pick);
-        for (int k = 0; k < n_pick && !st; k++) {
+        for (int k = 0; k < a->n_tpl && !st; k++) {
             char path[4096];
             snprintf(path, sizeof path, "%s/%s_%d.png", template_dir, a->name, k);
-            nd_image_from_rows(&b->o.layout, &pick[k]->rows, rgb);
+            nd_image_from_rows(&b->o.layout, &a->tpl[k].rows, rgb);
             st = nd_png_write(path, rgb, b->o.layout.width, b->o.layout.packets, err);
             const char *rel = relative_to(path, table_dir);
             if (strlen(rel) >= sizeof c->templates[k]) {
@@ -338,13 +428,16 @@ void nd_class_builder_free(nd_class_builder *b)
     if (!b)
         return;
     for (int i = 0; i < b->n; i++) {
-        for (int t = 0; t < 3; t++) {
-            for (int k = 0; k < b->c[i].n_tpl[t]; k++)
-                nd_rows_free(&b->c[i].tpl[t][k].rows);
-            free(b->c[i].tpl[t]);
-        }
+        for (int k = 0; k < b->c[i].n_tpl; k++)
+            if (b->c[i].tpl[k].found)
+                nd_rows_free(&b->c[i].tpl[k].rows);
+        for (int t = 0; t < 3; t++)
+            free(b->c[i].cand[t]);
         free(b->c[i].ports);
     }
+    for (int i = 0; i < b->n_caps; i++)
+        free(b->caps[i].path);
+    free(b->caps);
     free(b->c);
     free(b);
 }

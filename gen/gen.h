@@ -80,9 +80,9 @@ void nd_class_stats_of(const nd_class *c, nd_class_stats *s);
 typedef struct nd_class_builder nd_class_builder;
 typedef struct nd_class_build_opts {
     nd_layout layout;                   /* template image layout (packet budget)   */
-    int templates;                      /* template flows kept per class (4)       */
+    int templates;                      /* template flows kept per class (8)       */
     int min_flows;                      /* classes with fewer flows are left out (5) */
-    int min_template_packets;           /* templates need at least this many (8)   */
+    int min_template_packets;           /* templates need at least this many (1)   */
     const char *prompt_format;          /* printf format with one %d ("pixelated network data, type-%d") */
 } nd_class_build_opts;
 void nd_class_build_opts_init(nd_class_build_opts *o);
@@ -90,13 +90,19 @@ void nd_class_build_opts_init(nd_class_build_opts *o);
 nd_status nd_class_builder_new(const nd_class_build_opts *o, nd_class_builder **out,
                                nd_err *err);
 /* Splits a capture into flows (fo: flow options with the labeler) and adds
- * every labelled flow to its class. */
+ * every labelled flow to its class. The builder keeps path and a copy of
+ * *fo: finish reads the captures again (templates are chosen from a class's
+ * whole length distribution, and only their packets are kept), so the files
+ * must not change and fo's labeler and bpf must live until finish. */
 nd_status nd_class_builder_add_capture(nd_class_builder *b, const char *path,
                                        const nd_flow_opts *fo, nd_err *err);
-/* Adds one flow (label from f->label; unlabelled flows are ignored). */
-nd_status nd_class_builder_add_flow(nd_class_builder *b, const nd_flow *f, nd_err *err);
 /* Finishes the table: classes with at least min_flows flows, sorted by name,
- * prompts numbered in that order; template images are written into
+ * prompts numbered in that order. A class's templates are flows of at least
+ * min_template_packets packets, as many per transport as its share of the
+ * flows (at least one for a transport with 15% of them), at evenly spaced
+ * quantiles of length, so that drawing them in turn draws flows like the
+ * class's; listed by transport (TCP, UDP, other), shortest first. Template
+ * images are written into
  * template_dir (created if needed), their paths stored relative to
  * table_dir. skipped (may be NULL) receives one "name: N flows" line per
  * class left out, separated by newlines. */

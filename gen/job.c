@@ -191,8 +191,16 @@ nd_status nd_gen_next_req(const nd_gen_job *job, const nd_class_table *t, int *i
     req->cls = c;
     req->flow_index = k;
     req->seed = nd_gen_flow_seed(job->seed, k);
-    /* templates in turn, so a class's flows follow all its templates */
-    req->template_index = c->n_templates ? (int)(*in_item % (uint64_t)c->n_templates) : -1;
+    /* templates in turn, so a class's flows follow all its templates (they
+     * are the class's length quantiles); the first one from the job's seed,
+     * so that jobs of one flow do not all start from template 0 */
+    if (c->n_templates) {
+        uint64_t n = (uint64_t)c->n_templates;
+        uint64_t first = nd_gen_flow_seed(job->seed, UINT64_MAX - (uint64_t)*item) % n;
+        req->template_index = (int)((first + *in_item) % n);
+    } else {
+        req->template_index = -1;
+    }
     (*in_item)++;
     return ND_OK;
 }

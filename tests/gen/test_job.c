@@ -3,6 +3,7 @@
  * job's own work (batching, seeds, snap, repair, sinks, cancellation) is what
  * is tested; the model pipeline is tested in tests/model/. */
 #include "gen/gen.h"
+#include "gen/internal.h"
 #include "tests/harness.h"
 #include "tests/gen/fixture.h"
 
@@ -212,5 +213,42 @@ static void test_job_cancel(void)
     CHECK(system(cmd) == 0);
 }
 
+/* A class's flows take its templates in turn (each one equally often), and
+ * where the turn starts follows the job's seed: jobs of one flow with
+ * different seeds do not all draw template 0. */
+static void test_templates_in_turn(void)
+{
+    setup();
+    const nd_class *ssh = nd_class_table_find(&table, "ssh");
+    CHECKF(ssh && ssh->n_templates == 3, "ssh: %d templates", ssh ? ssh->n_templates : -1);
+    if (!ssh || ssh->n_templates != 3)
+        return;
+    nd_err err = {{0}};
+    int firsts[3] = {0, 0, 0};
+    for (uint64_t seed = 0; seed < 30; seed++) {
+        nd_gen_job j;
+        nd_gen_job_init(&j);
+        j.seed = seed;
+        CHECK_OK(nd_gen_job_parse(&j, "ssh=6", 0, &table, &err), &err);
+        int item = 0, used[3] = {0, 0, 0}, first = -1;
+        uint64_t in_item = 0;
+        for (uint64_t k = 0; k < 6; k++) {
+            nd_draw_req rq;
+            CHECK_OK(nd_gen_next_req(&j, &table, &item, &in_item, k, &rq, &err), &err);
+            CHECK(rq.template_index >= 0 && rq.template_index < 3);
+            if (rq.template_index < 0 || rq.template_index >= 3)
+                return;
+            if (first < 0)
+                first = rq.template_index;
+            CHECK_EQ_INT(rq.template_index, (first + (int)k) % 3);
+            used[rq.template_index]++;
+        }
+        CHECK(used[0] == 2 && used[1] == 2 && used[2] == 2);
+        firsts[first]++;
+    }
+    CHECKF(firsts[0] >= 3 && firsts[1] >= 3 && firsts[2] >= 3,
+           "first templates over 30 seeds: %d %d %d", firsts[0], firsts[1], firsts[2]);
+}
+
 ND_TEST_MAIN(ND_TEST(test_job_parse), ND_TEST(test_job_runs_and_is_deterministic),
-             ND_TEST(test_job_cancel))
+             ND_TEST(test_templates_in_turn), ND_TEST(test_job_cancel)) /* cancel frees the table */
