@@ -372,6 +372,14 @@ static void test_conv2d(void)
     begin(ND_OP_CONV2D);
     SRC(0, -1, 1, 1, 16, 9, 9); SRC(1, -1, 1, 9, 16, 3, 3); nosrc(2); DST(1, 9, 4, 4);
     conv("3x3 s2 pad(0,1,0,1) [1,16,9,9]->9 no bias", 2, 0, 1, 0, 1);
+    /* rows wide enough for im2col's 16-lane stride-2 copy, with a tail; the
+     * last tap of the last row ends the input (a read past it is ASan's) */
+    begin(ND_OP_CONV2D);
+    SRC(0, -1, 1, 1, 9, 5, 70); SRC(1, -1, 1, 10, 9, 3, 3); SRC(2, -1, 1, 10); DST(1, 10, 3, 35);
+    conv("3x3 s2 p1 [1,9,5,70]->10", 2, 1, 1, 1, 1);
+    begin(ND_OP_CONV2D);
+    SRC(0, -1, 1, 1, 8, 5, 67); SRC(1, -1, 1, 8, 8, 3, 3); SRC(2, -1, 1, 8); DST(1, 8, 2, 33);
+    conv("3x3 s2 pad(0,1,0,1) [1,8,5,67]->8", 2, 0, 1, 0, 1);
     begin(ND_OP_CONV2D); /* conv_in-like: 4 input channels, odd size */
     SRC(0, -1, 1, 1, 4, 15, 17); SRC(1, -1, 1, 32, 4, 3, 3); SRC(2, -1, 1, 32); DST(1, 32, 15, 17);
     conv("3x3 s1 p1 [1,4,15,17]->32", 1, 1, 1, 1, 1);
