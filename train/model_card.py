@@ -131,7 +131,8 @@ def main():
     vf = 2 ** (len(cfg["vae"]["block_out_channels"]) - 1)
     w("- VAE: %s, %d latent channels (/%d: latent %dx%d); latent scale 0.18215 folded into quant_conv. "
       "Trained on 64 x 128 crops centred on occupied columns, occupied pixels weighted 10x in the colour loss "
-      "(94%% of a flow image is vacant)." %
+      "(94%% of a flow image is vacant); then the decoder alone, encoder frozen, 4,000 steps on 64 x 256 "
+      "crops (the `decoder` stage)." %
       (cfg["vae"]["block_out_channels"], cfg["vae"]["latent_channels"], vf, cfg["packets"] // vf, cfg["width"] // vf))
     w("- UNet: blocks %s, %s / %s, layers_per_block %d, 8 heads (SD1.5's attention_head_dim=8), "
       "cross_attention_dim %d, GroupNorm 32." % (cfg["unet"]["block_out_channels"], cfg["unet"]["down_block_types"],
@@ -173,6 +174,10 @@ def main():
           "export %.1f min." % (a.train_seconds / 60))
     if stage_t:
         w("Stage end times (cumulative): " + ", ".join("%s %s min" % s for s in stage_t) + ".")
+    if "decoder" not in dict(stage_t):
+        w("The shipped decoder was retuned afterwards on the shipped file alone (the decoder stage needs "
+          "nothing else), 18 min: `python train/train_default.py --stages decoder,export-vae --from-export "
+          "--work /tmp/decW`.")
     steps = re.findall(r"^(\S+)\s.*--?(\w+)", "")
     w("")
     w("## Metrics (held-out real flows)\n")
@@ -248,7 +253,8 @@ def main():
     w("## Known weaknesses\n")
     w("- Drawn from pure noise (`--strength 1`) its flows are far from the real ones (fidelity near the "
       "random ceiling) and often short; hence the table's img2img default. At that default a flow keeps "
-      "much of its template's structure (4 templates per class), so a class's drawn flows vary less than "
+      "much of its template's structure (up to %d templates per class, at the quantiles of the class's flow "
+      "lengths per transport), so a class's drawn flows vary less than "
       "its real ones; the memorization row above shows how close they come to the training flows. Diagnosis "
       "(train/ scripts, diffusers, on a retrained model of the same architecture): from a real latent noised "
       "to t = 800 the UNet's x0 prediction keeps the flow's rows exactly, but from pure noise it draws header "
@@ -256,7 +262,7 @@ def main():
       "SD1.5's attention has no positional signal, so nothing tells it which latent column is the IPv4 header "
       "and which the TCP one; only the left border does, beyond its receptive field. The ControlNet's canny "
       "hint carries the positions, but it learned little from them (epsilon loss at t = 950 with the flow's "
-      "own hint equal to that with another flow's).")
+      "own hint equal to that with another flow's)." % max(len(c["templates"]) for c in classes))
     w("- A retrained version (branch `default-model-v2`: VAE on content crops then whole flows, 10x the "
       "UNet / ControlNet steps, min-SNR, a ControlNet phase with own-flow hints and x0-weighted high noise; "
       "about an hour on 2 CPU cores) has a better VAE (held-out occupied-pixel accuracy 0.718 vs 0.648) and "
