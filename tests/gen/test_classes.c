@@ -16,6 +16,14 @@ static const char *caps[] = {"apps/netflix/ndpi_netflix__netflix.pcap",
                              "protocols/dns/zeek_dns-edns-ecs.pcap",
                              "protocols/ssh/zeek_ssh_sshguess.pcap"};
 
+/* Removes a test's mkdtemp folder and what is in it. */
+static void remove_dir(const char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
 /* Flow options labelling from flows.csv and dropping unlabelled flows;
  * the caller frees the labeler. */
 static nd_labeler *csv_labels(nd_flow_opts *fo, nd_err *err)
@@ -177,9 +185,7 @@ static void test_templates_follow_lengths(void)
         }
     }
     nd_class_table_free(&t);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(system(cmd) == 0);
+    remove_dir(dir);
 }
 
 /* Every transport carrying 15% or more of a class's flows has a template:
@@ -202,9 +208,7 @@ static void test_templates_cover_transports(void)
         CHECKF(p0 == 6 && p1 == 17, "netflix templates: protocols %d and %d, want 6 then 17", p0, p1);
     }
     nd_class_table_free(&t);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(system(cmd) == 0);
+    remove_dir(dir);
 }
 
 static void test_build_save_load(void)
@@ -265,8 +269,7 @@ static void test_build_save_load(void)
     char cmd[9000];
     snprintf(cmd, sizeof cmd, "cmp -s %s %s", path, path2);
     CHECK(system(cmd) == 0);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(system(cmd) == 0);
+    remove_dir(dir);
 }
 
 static void test_strict_parsing(void)
@@ -388,8 +391,7 @@ static void test_capture_changed(void)
         nd_class_table_free(&t);
     nd_class_builder_free(b);
     nd_labeler_free(lab);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(system(cmd) == 0);
+    remove_dir(dir);
 }
 
 ND_TEST_MAIN(ND_TEST(test_capture_changed), ND_TEST(test_build_save_load), ND_TEST(test_strict_parsing), ND_TEST(test_templates_cover_transports),
